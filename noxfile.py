@@ -1,0 +1,57 @@
+"""Nox sessions: one per layer of the test pyramid, each in its own virtualenv.
+
+Sessions only isolate and install; the logic lives in `src/llmpyramid`. Dependencies come from
+`uv.lock` (dependency groups in pyproject.toml), so every session runs pinned versions.
+
+    nox -l                 # list sessions
+    nox                    # default local pyramid (no credentials, no Docker needed)
+    nox -s smoke           # starts the embedded llama.cpp stack when no BASE_URL is given
+    nox -t iac             # every infrastructure-as-code session
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+# The default local pyramid: everything that needs no cloud account, no Docker and no network.
+nox.options.sessions = ["lint", "unit"]
+
+PYTHON = "3.11"
+
+
+def install(session: nox.Session, *groups: str) -> None:
+    """Install the project plus the given dependency groups, exactly as pinned in uv.lock."""
+    args = ["uv", "sync", "--frozen", "--no-default-groups"]
+    for group in groups:
+        args += ["--group", group]
+    session.run_install(*args, env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location})
+
+
+def pytest(session: nox.Session, *args: str) -> None:
+    """Run pytest with the session's extra arguments (`nox -s smoke -- -k health`)."""
+    session.run("pytest", *args, *session.posargs)
+
+
+# --- code quality -----------------------------------------------------------------------------
+
+
+@nox.session(python=PYTHON, tags=["quality"])
+def lint(session: nox.Session) -> None:
+    """Ruff (lint + format check) and mypy over the library, tests and front doors."""
+    install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+# --- the inference pyramid --------------------------------------------------------------------
+
+
+@nox.session(python=PYTHON, tags=["pyramid"])
+def unit(session: nox.Session) -> None:
+    """Unit tests: instant, no network, mocks allowed only here."""
+    install(session, "test")
+    pytest(session, "tests/unit")
