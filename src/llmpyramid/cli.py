@@ -1,0 +1,46 @@
+"""The one place where errors become the user interface: a one-line message and an exit code.
+
+Front doors (tasks.py, scripts/run_tests.py, `python -m llmpyramid...`) wrap their work in
+`guarded()`; nothing else prints tracebacks or calls sys.exit with ad-hoc codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from typing import NoReturn
+
+from llmpyramid.errors import ExitCode, PyramidError
+
+
+def fail(message: str, code: ExitCode) -> NoReturn:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(int(code))
+
+
+def sigterm_as_interrupt() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so `finally` blocks and fixture teardowns stop what we started."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def guarded() -> Iterator[None]:
+    """Map PyramidError to its exit code and Ctrl-C/SIGTERM to 130, each with one line on stderr."""
+    sigterm_as_interrupt()
+    try:
+        yield
+    except PyramidError as exc:
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted: stopped everything this command started", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def main() -> None:
+    print("llmpyramid: use `invoke --list`, `nox -l` or `scripts/run_tests.py --help`", file=sys.stderr)

@@ -1,0 +1,88 @@
+"""Child-process entry point: run llama.cpp's C++ server (xllamacpp) until told to stop.
+
+    python -m llmpyramid.stack.server --model M.gguf --port 8080 [--api-key-env VAR] ...
+
+Runs in its own process because the embedded server lives until its process ends. With
+--owner-pid it also exits when that process dies (a killed pytest or invoke leaves nothing behind):
+Linux's parent-death signal covers the parent, a watchdog thread covers any other owner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+
+PR_SET_PDEATHSIG = 1
+
+
+def _exit_when_owner_dies(owner_pid: int) -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not glibc/Linux: the watchdog below still works
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(owner_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                pass  # alive, owned by someone else
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="owner-watchdog", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--alias", required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--parallel", type=int, default=8)
+    ap.add_argument("--ctx-size", type=int, default=8192)
+    ap.add_argument("--api-key-env", help="name of the env var holding the API key (keeps it off argv)")
+    ap.add_argument("--owner-pid", type=int, help="exit when this process dies")
+    args = ap.parse_args(argv)
+
+    if args.owner_pid:
+        _exit_when_owner_dies(args.owner_pid)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    import xllamacpp  # imported late: the import itself takes a moment
+
+    p = xllamacpp.CommonParams()
+    p.model.path = args.model
+    p.model_alias = {args.alias}
+    p.hostnames = [args.host]
+    p.port = args.port
+    p.n_ctx = args.ctx_size
+    p.n_parallel = args.parallel
+    p.cpuparams.n_threads = args.threads
+    p.cpuparams_batch.n_threads = args.threads
+    p.endpoint_metrics = True
+    if args.api_key_env and os.environ.get(args.api_key_env):
+        p.api_keys = [os.environ[args.api_key_env]]
+    try:
+        server = xllamacpp.Server(p)
+    except RuntimeError as exc:
+        print(f"llama.cpp server failed to start: {exc}", file=sys.stderr, flush=True)
+        return 2
+    print(f"llmpyramid: serving {args.alias} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    stop.wait()
+    del server
+    # The C++ server's threads need no orderly shutdown; skip interpreter teardown.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
