@@ -17,7 +17,7 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 # The default local pyramid: everything that needs no cloud account, no Docker and no network.
-nox.options.sessions = ["lint", "unit"]
+nox.options.sessions = ["lint", "unit", "stack"]
 
 PYTHON = "3.11"
 
@@ -52,6 +52,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, tags=["pyramid"])
 def unit(session: nox.Session) -> None:
-    """Unit tests: instant, no network, mocks allowed only here."""
-    install(session, "test")
+    """Unit tests: instant, no network, mocks allowed only here (covers every layer's library code)."""
+    install(session, "test", "load", "iac", "emulators")
     pytest(session, "tests/unit")
+
+
+@nox.session(python=PYTHON, tags=["pyramid"])
+def stack(session: nox.Session) -> None:
+    """The embedded llama.cpp stack for real: lifecycle, failure modes, invoke tasks, wait_healthy.sh."""
+    install(session, "test")
+    pytest(session, "tests/stack")

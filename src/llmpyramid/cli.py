@@ -20,19 +20,22 @@ def fail(message: str, code: ExitCode) -> NoReturn:
     raise SystemExit(int(code))
 
 
-def sigterm_as_interrupt() -> None:
-    """Make SIGTERM unwind like Ctrl-C, so `finally` blocks and fixture teardowns stop what we started."""
+def sigterm_as_interrupt() -> object:
+    """Make SIGTERM unwind like Ctrl-C, so `finally` blocks and fixture teardowns stop what we started.
+
+    Returns the previous handler, for callers that restore it.
+    """
 
     def handler(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, handler)
+    return signal.signal(signal.SIGTERM, handler)
 
 
 @contextlib.contextmanager
 def guarded() -> Iterator[None]:
     """Map PyramidError to its exit code and Ctrl-C/SIGTERM to 130, each with one line on stderr."""
-    sigterm_as_interrupt()
+    previous = sigterm_as_interrupt()
     try:
         yield
     except PyramidError as exc:
@@ -40,6 +43,8 @@ def guarded() -> Iterator[None]:
     except KeyboardInterrupt:
         print("interrupted: stopped everything this command started", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
 
 
 def main() -> None:

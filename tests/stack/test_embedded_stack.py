@@ -1,0 +1,205 @@
+"""The embedded stack for real: llama.cpp's server in a subprocess, its lifecycle and its failure modes.
+
+Each test uses its own run directory and a free port, so it never touches a stack the user runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from llmpyramid.config import StackSettings
+from llmpyramid.errors import ConfigError, InfrastructureError
+from llmpyramid.stack import EmbeddedStack
+from llmpyramid.stack.ports import free_port, port_is_free
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(120)
+
+
+def _settings(tmp_path: Path, **kw) -> StackSettings:
+    kw.setdefault("port", free_port())
+    return StackSettings(run_dir=tmp_path / "run", **kw)
+
+
+def _server_pids() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["cmdline"]) if "llmpyramid.stack.server" in " ".join(p.info["cmdline"] or [])}
+
+
+def _run(args: list[str], env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False
+    )
+
+
+@pytest.fixture
+def stack(tmp_path):
+    st = EmbeddedStack(_settings(tmp_path))
+    yield st
+    st.down()
+
+
+def test_up_serves_health_and_a_completion_then_down_frees_the_port(stack):
+    state = stack.up(notify=lambda _: None)
+    assert httpx.get(f"{state.base_url}/health").status_code == 200
+    r = httpx.post(f"{state.base_url}/v1/completions", json={"prompt": "Hello", "max_tokens": 4}, timeout=30)
+    assert r.status_code == 200 and r.json()["choices"][0]["text"]
+    assert stack.down() is True
+    assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
+    assert port_is_free(state.port)
+    assert stack.read_state() is None
+
+
+def test_second_up_reports_the_running_stack(stack):
+    first = stack.up(notify=lambda _: None)
+    notes: list[str] = []
+    second = stack.up(notify=notes.append)
+    assert second.pid == first.pid
+    assert any("already running" in n for n in notes)
+
+
+def test_status_reports_url_pid_model_rss_health(stack):
+    state = stack.up(notify=lambda _: None)
+    info = stack.status()
+    assert info["running"] and info["url"] == state.base_url and info["pid"] == state.pid
+    assert info["model"] == "SmolLM2-135M-Instruct" and info["health"] == "ok"
+    assert 50 * 2**20 < info["rss_bytes"] < 2 * 2**30
+
+
+def test_stale_state_is_detected_and_cleaned(stack):
+    state = stack.up(notify=lambda _: None)
+    os.kill(state.pid, signal.SIGKILL)
+    psutil.Process(state.pid).wait(10)
+    assert stack.running() is None
+    assert not stack.state_file.exists()
+    assert stack.up(notify=lambda _: None).pid != state.pid
+
+
+def test_api_key_is_enforced(tmp_path):
+    st = EmbeddedStack(_settings(tmp_path, api_key="s3cret"))
+    try:
+        state = st.up(notify=lambda _: None)
+        body = {"prompt": "Hi", "max_tokens": 2}
+        assert httpx.post(f"{state.base_url}/v1/completions", json=body, timeout=30).status_code == 401
+        ok = httpx.post(f"{state.base_url}/v1/completions", json=body, headers=state.target().headers(), timeout=30)
+        assert ok.status_code == 200
+        assert httpx.get(f"{state.base_url}/health").status_code == 200
+    finally:
+        st.down()
+
+
+def test_busy_port_names_the_port_and_its_owner(tmp_path):
+    blocker = subprocess.Popen(
+        [sys.executable, "-c", "import socket,time;s=socket.socket();s.bind(('127.0.0.1',0));s.listen();"
+         "print(s.getsockname()[1],flush=True);time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        port = int(blocker.stdout.readline())
+        with pytest.raises(InfrastructureError, match=rf"port {port} on 127.0.0.1 is busy \(held by pid {blocker.pid}"):
+            EmbeddedStack(_settings(tmp_path, port=port)).up(notify=lambda _: None)
+    finally:
+        blocker.kill()
+        blocker.wait()
+
+
+def test_invalid_model_is_config_error(tmp_path, monkeypatch):
+    bad = tmp_path / "bad.gguf"
+    bad.write_text("not a model")
+    monkeypatch.setenv("MODEL_PATH", str(bad))
+    with pytest.raises(ConfigError, match="not a GGUF"):
+        EmbeddedStack(_settings(tmp_path)).up(notify=lambda _: None)
+
+
+def test_stack_dies_with_its_owner(tmp_path):
+    """A test run killed with SIGKILL (no cleanup at all) must not leave a server behind."""
+    port = free_port()
+    owner = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import os, time
+            from llmpyramid.config import StackSettings
+            from llmpyramid.stack import EmbeddedStack
+            st = EmbeddedStack(StackSettings(port={port}, run_dir={str(tmp_path / "run")!r}))
+            print(st.up(owner_pid=os.getpid(), notify=lambda _: None).pid, flush=True)
+            time.sleep(120)
+        """)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    server_pid = int(owner.stdout.readline())
+    assert psutil.pid_exists(server_pid)
+    owner.kill()
+    owner.wait()
+    psutil.wait_procs([psutil.Process(server_pid)], timeout=10) if psutil.pid_exists(server_pid) else None
+    assert not psutil.pid_exists(server_pid)
+    deadline = time.monotonic() + 5
+    while not port_is_free(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert port_is_free(port)
+
+
+# --- the front doors: invoke tasks and wait_healthy.sh, as a user runs them -------------------
+
+
+def test_invoke_stack_lifecycle_and_exit_codes(tmp_path):
+    env = {"STACK_RUN_DIR": str(tmp_path / "run"), "STACK_PORT": str(free_port())}
+    invoke = [sys.executable, "-m", "invoke"]
+    up = _run([*invoke, "stack.up"], env)
+    assert up.returncode == 0, up.stderr
+    try:
+        status = _run([*invoke, "stack.status", "--json"], env)
+        info = json.loads(status.stdout)
+        assert info["running"] and info["health"] == "ok"
+        busy = _run([*invoke, "stack.up"], {**env, "STACK_RUN_DIR": str(tmp_path / "other")})
+        assert busy.returncode == 2
+        assert busy.stderr.strip().splitlines()[-1].startswith(f"error: port {env['STACK_PORT']} on 127.0.0.1 is busy")
+        assert "Traceback" not in busy.stderr
+        healthy = _run(["scripts/wait_healthy.sh", info["url"], "10"])
+        assert healthy.returncode == 0 and "healthy" in healthy.stdout
+    finally:
+        down = _run([*invoke, "stack.down"], env)
+    assert down.returncode == 0 and "stack stopped" in down.stdout
+    assert json.loads(_run([*invoke, "stack.status", "--json"], env).stdout)["running"] is False
+
+
+def test_invoke_bad_flag_is_exit_3(tmp_path):
+    bad = _run([sys.executable, "-m", "invoke", "stack.up", "--parallel", "zero"], {"STACK_RUN_DIR": str(tmp_path)})
+    assert bad.returncode == 3
+    assert bad.stderr.strip() == "error: STACK_PARALLEL must be an integer, got 'zero'"
+
+
+def test_invoke_interrupted_startup_leaves_nothing_running(tmp_path):
+    env = {"STACK_RUN_DIR": str(tmp_path / "run"), "STACK_PORT": str(free_port()), "STACK_STARTUP_TIMEOUT": "60"}
+    before = _server_pids()
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "stack.up"], cwd=ROOT, env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (_server_pids() - before) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # mid-startup, or right after it
+    proc.wait(30)
+    time.sleep(0.5)
+    if proc.returncode == 0:  # it won the race and is healthy: the stack is meant to keep running
+        _run([sys.executable, "-m", "invoke", "stack.down"], env)
+    else:
+        assert proc.returncode == 130
+    assert not (_server_pids() - before)
+
+
+def test_wait_healthy_on_closed_port_is_exit_2():
+    r = _run(["scripts/wait_healthy.sh", f"http://127.0.0.1:{free_port()}", "2"], timeout=20)
+    assert r.returncode == 2 and "not healthy after 2s" in r.stderr
+
+
+@pytest.mark.parametrize("args", [[], ["not-a-url"], ["http://127.0.0.1:8080", "soon"], ["a", "b", "c"]])
+def test_wait_healthy_bad_arguments_are_exit_3(args):
+    assert _run(["scripts/wait_healthy.sh", *args]).returncode == 3
