@@ -1,0 +1,191 @@
+"""The agent entry point behind `scripts/run_tests.py`: flags -> preflight -> suite -> document.
+
+    uv run python scripts/run_tests.py --suite smoke --output json
+
+Order of verdicts: configuration (unknown suite, bad flag value, invalid URL, bad threshold env:
+exit 3), then infrastructure (the given target does not answer: exit 2, checked before any test
+runs), then the suite itself (0 passed, 1 failures). With `--output json` stdout carries only the
+results document; every log line goes to stderr. The document is always written to
+`--results-file` and validated against the published schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from llmpyramid import results
+from llmpyramid.cli import guarded
+from llmpyramid.config import PROJECT_ROOT
+from llmpyramid.errors import ConfigError, ExitCode, PyramidError
+from llmpyramid.stack import check_reachable, target_from_env
+from llmpyramid.suites import CLOUDS, RunRequest, SuiteRun, Thresholds, get_suite, suite_names
+
+DEFAULT_RESULTS_FILE = "results/results.json"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a bad flag; here a bad flag is a configuration error (exit 3)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see --help)")
+
+
+def _positive_float(name: str):  # type: ignore[no-untyped-def]
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a number of seconds, got {raw!r}"
+            ) from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {raw!r}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="run_tests.py",
+        description="Run a layer of the test pyramid and report the seed's Test Results Schema. "
+        "Exit codes: 0 passed, 1 test failures, 2 infrastructure error, 3 configuration error.",
+    )
+    p.add_argument(
+        "--suite",
+        default="all",
+        metavar="NAME",
+        help=f"one of: {', '.join(suite_names())} (default: all)",
+    )
+    p.add_argument(
+        "--output",
+        default="text",
+        choices=["json", "text"],
+        help="json: only the document on stdout",
+    )
+    p.add_argument(
+        "--base-url",
+        help="test this OpenAI-compatible server (else BASE_URL; else start the embedded stack)",
+    )
+    p.add_argument("--duration", type=_positive_float("--duration"), help="seconds (load, cloud)")
+    p.add_argument("--cloud", choices=CLOUDS, help="cloud for --suite cloud")
+    p.add_argument(
+        "--results-file",
+        default=DEFAULT_RESULTS_FILE,
+        help=f"where the JSON document is written (default: {DEFAULT_RESULTS_FILE})",
+    )
+    p.add_argument("-k", dest="keyword", help="pytest -k expression (pytest suites only)")
+    return p
+
+
+def _results_path(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_absolute():
+        path = PROJECT_ROOT / path
+    if path.is_dir():
+        raise ConfigError(f"--results-file {raw!r} is a directory; give a file name")
+    return path
+
+
+def _write(path: Path, document: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=2) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write results file {path}: {exc.strerror or exc}") from None
+
+
+def _text_report(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    lines = []
+    for t in doc["tests"]:
+        if t["status"] in ("failed", "error", "xpassed"):
+            lines.append(f"FAILED {t.get('nodeid', t['name'])}: {t.get('error', '')}")
+            if t.get("metrics"):
+                lines.append(f"       metrics: {json.dumps(t['metrics'])}")
+    for note in doc.get("notes", []):
+        lines.append(f"note: {note}")
+    lines.append(
+        f"{doc.get('suite', '?')}: {s['passed']} passed, {s['failed']} failed, "
+        f"{s['skipped']} skipped, {s.get('xfailed', 0)} xfailed of {s['total']} "
+        f"in {s['duration_seconds']:.1f}s -> exit {doc.get('exit_code')}"
+    )
+    return "\n".join(lines)
+
+
+def _output_mode(argv: list[str]) -> str:
+    """The --output mode even when the rest of the command line is invalid (errors stay JSON)."""
+    mode = "text"
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--output=") else None
+        if arg == "--output" and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value in ("json", "text"):
+            mode = value
+    return mode
+
+
+def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, str]:
+    """Parse, preflight and run: (document, exit code, output mode). Never raises PyramidError."""
+    output = _output_mode(argv or [])
+    suite_name: str | None = None
+    target_url: str | None = None
+    results_file = PROJECT_ROOT / DEFAULT_RESULTS_FILE
+    try:
+        args = build_parser().parse_args(argv)
+        output, suite_name = args.output, args.suite
+        results_file = _results_path(args.results_file)
+        suite = get_suite(args.suite)
+        if args.duration is not None and "duration" not in suite.uses:
+            raise ConfigError(
+                f"--duration does not apply to --suite {args.suite} (it is for load and cloud)"
+            )
+        if args.cloud is not None and "cloud" not in suite.uses:
+            raise ConfigError(
+                f"--cloud does not apply to --suite {args.suite} (it is for --suite cloud)"
+            )
+        Thresholds.from_env()  # a bad threshold is a configuration error, found up front
+        target = target_from_env(args.base_url) if "base_url" in suite.uses else None
+        target_url = target.base_url if target else None
+        if target is not None:
+            check_reachable(target)
+        request = RunRequest(
+            suite=suite.name,
+            target=target,
+            duration=args.duration,
+            cloud=args.cloud,
+            pytest_args=("-k", args.keyword) if args.keyword else (),
+        )
+        run: SuiteRun = suite.run(request)
+        document, code = run.document, run.exit_code
+        document["exit_code"] = int(code)
+        extra = suite.copy_results_to
+    except PyramidError as exc:
+        document = results.error_document(suite_name, target_url, exc.exit_code, str(exc))
+        code, extra = exc.exit_code, ()
+    results.validate(document)
+    for path in (results_file, *(Path(p) for p in extra)):
+        try:
+            _write(path, document)
+        except ConfigError as exc:
+            if code == ExitCode.OK:
+                document = results.error_document(suite_name, target_url, exc.exit_code, str(exc))
+                code = exc.exit_code
+    return document, code, output
+
+
+def main(argv: list[str] | None = None) -> int:
+    with guarded():
+        document, code, output = execute(sys.argv[1:] if argv is None else argv)
+        if output == "json":
+            print(json.dumps(document, indent=2), flush=True)
+        else:
+            print(_text_report(document), flush=True)
+        if document.get("error") and code in (ExitCode.INFRASTRUCTURE, ExitCode.CONFIGURATION):
+            print(f"error: {document['error']}", file=sys.stderr)
+        return int(code)
+    return int(ExitCode.FAILURES)  # pragma: no cover - guarded() exits on error
