@@ -67,7 +67,9 @@ def up(
             docker_stack.compose("up", "-d")
             c.run(f"scripts/wait_healthy.sh {docker_stack.DOCKER_URL} 120")
             return
-        state = _stack(port=port, threads=threads, parallel=parallel, ctx_size=ctx_size, api_key=api_key).up(notify=print)
+        state = _stack(port=port, threads=threads, parallel=parallel, ctx_size=ctx_size, api_key=api_key).up(
+            notify=print
+        )
         print(f"{state.base_url}  (stop with: invoke stack.down)")
 
 

@@ -136,9 +136,7 @@ def fetch_from_hub(settings: ModelSettings) -> ModelFile:
         # One cheap probe first: the hub client retries for ~25 s on DNS/connect errors.
         httpx.head(constants.ENDPOINT, timeout=settings.hf_timeout)
         with tempfile.TemporaryDirectory(dir=settings.model_dir, prefix=".hf-") as tmpdir:
-            got = Path(
-                hf_hub_download(repo_id=settings.hf_repo, filename=settings.hf_file, local_dir=tmpdir)
-            )
+            got = Path(hf_hub_download(repo_id=settings.hf_repo, filename=settings.hf_file, local_dir=tmpdir))
             return _install(got, settings.model_dir / settings.hf_file, "huggingface")
     except PyramidError:
         raise
@@ -185,20 +183,20 @@ def ensure_model(
     """Return a verified local GGUF, downloading it if needed (see module docstring for the order)."""
     settings = settings or ModelSettings.from_env()
     if settings.path:
-        found = _explicit(settings.path)
-        notify(found.describe())
-        return found
-    found = _cached(settings)
-    if found:
-        notify(found.describe())
-        return found
+        explicit = _explicit(settings.path)
+        notify(explicit.describe())
+        return explicit
+    cached = _cached(settings)
+    if cached:
+        notify(cached.describe())
+        return cached
     try:
         settings.model_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"MODEL_DIR {settings.model_dir} is not writable: {exc.strerror}") from None
     try:
         with FileLock(str(settings.model_dir / ".download.lock"), timeout=LOCK_TIMEOUT_S):
-            found = _cached(settings)  # another process may have finished while we waited
+            found: ModelFile | None = _cached(settings)  # another process may have finished meanwhile
             if not found and not settings.offline_only:
                 started = time.monotonic()
                 try:

@@ -33,7 +33,11 @@ def _settings(tmp_path: Path, **kw) -> StackSettings:
 
 
 def _server_pids() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["cmdline"]) if "llmpyramid.stack.server" in " ".join(p.info["cmdline"] or [])}
+    return {
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if "llmpyramid.stack.server" in " ".join(p.info["cmdline"] or [])
+    }
 
 
 def _run(args: list[str], env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,9 @@ def compose_command() -> list[str]:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    raise InfrastructureError("the docker compose plugin is not installed (neither `docker compose` nor `docker-compose`)")
+    raise InfrastructureError(
+        "the docker compose plugin is not installed (neither `docker compose` nor `docker-compose`)"
+    )
 
 
 def compose(*args: str) -> None:

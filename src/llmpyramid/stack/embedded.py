@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -141,7 +140,8 @@ class EmbeddedStack:
         except BaseException:
             self.down()
             raise
-        notify(f"stack up at {state.base_url} (pid {proc.pid}, model {s.model_alias}) in {time.time() - state.started_at:.1f}s")
+        took = time.time() - state.started_at
+        notify(f"stack up at {state.base_url} (pid {proc.pid}, model {s.model_alias}) in {took:.1f}s")
         return state
 
     def _wait_healthy(self, proc: subprocess.Popen[bytes], state: StackState) -> None:
@@ -234,4 +234,3 @@ class EmbeddedStack:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
-

@@ -10,6 +10,7 @@ Linux's parent-death signal covers the parent, a watchdog thread covers any othe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import os
 import signal
@@ -21,10 +22,8 @@ PR_SET_PDEATHSIG = 1
 
 
 def _exit_when_owner_dies(owner_pid: int) -> None:
-    try:
+    with contextlib.suppress(OSError):  # not glibc/Linux: the watchdog below still works
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not glibc/Linux: the watchdog below still works
 
     def watch() -> None:
         while True:
