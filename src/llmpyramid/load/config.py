@@ -62,12 +62,13 @@ SLO_FIELDS: dict[str, tuple[str, str, str, str]] = {
 
 @dataclass(frozen=True)
 class SLO:
-    """Thresholds a run must meet; None means "not gated"."""
+    """Thresholds a run must meet; None means "not gated". Like locust itself, any failed request
+    fails the run by default (error_rate 0); set SLO_ERROR_RATE / `error_rate` to allow some."""
 
     p95_latency_ms: float | None = None
     ttft_p95_ms: float | None = None
     itl_p95_ms: float | None = None
-    error_rate: float | None = None
+    error_rate: float | None = 0.0
     min_rps: float | None = None
     min_output_tokens_per_second: float | None = None
 

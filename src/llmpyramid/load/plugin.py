@@ -42,11 +42,12 @@ def _die(exc: PyramidError) -> None:
 
 
 class _State:
-    config: LoadConfig
-    shape: ScalingSweep | None = None
-    started_at: float | None = None
-    stack: Any = None  # an EmbeddedStack this process started (stopped on quit)
-    workers: int = 0
+    def __init__(self) -> None:
+        self.config: LoadConfig
+        self.shape: ScalingSweep | None = None
+        self.started_at: float | None = None
+        self.stack: Any = None  # an EmbeddedStack this process started (stopped on quit)
+        self.tails: set[str] = set()  # workers whose final samples have arrived (master)
 
 
 STATE = _State()
@@ -136,6 +137,17 @@ def _send_tail(environment: Any, **_: Any) -> None:
 
 def _on_samples_message(environment: Any, msg: Any, **_: Any) -> None:
     COLLECTOR.extend_wire(msg.data or [])
+    STATE.tails.add(msg.node_id)
+
+
+def _wait_for_tails(runner: MasterRunner, timeout: float = 10.0) -> None:
+    """Workers send their last samples when they stop; the master's test_stop can race ahead of them."""
+    import gevent
+
+    expected = {c.id for c in runner.clients.all}
+    deadline = time.monotonic() + timeout
+    while expected - STATE.tails and time.monotonic() < deadline:
+        gevent.sleep(0.1)
 
 
 def _on_report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
@@ -149,6 +161,7 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
 def _on_test_start(environment: Any, **_: Any) -> None:
     if not isinstance(environment.runner, WorkerRunner):
         COLLECTOR.clear()
+        STATE.tails = set()
         STATE.started_at = time.time()
         STATE.shape = environment.shape_class
 
@@ -157,7 +170,10 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner) or STATE.started_at is None:
         return
     runner = environment.runner
-    workers = len(runner.clients) if isinstance(runner, MasterRunner) else 0
+    workers = 0
+    if isinstance(runner, MasterRunner):
+        _wait_for_tails(runner)
+        workers = len(STATE.tails) or len(runner.clients)
     result = finalize(STATE.config, environment.host, STATE.started_at, time.time(), workers, STATE.shape)
     environment.process_exit_code = 1 if result["findings"] else 0
     STATE.started_at = None

@@ -1,0 +1,5 @@
+import sys
+
+from llmpyramid.load.cli import main
+
+sys.exit(main())

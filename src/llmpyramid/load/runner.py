@@ -1,0 +1,221 @@
+"""`run_load()`: one load run as locust subprocesses (local, or master + N workers on loopback).
+
+Locust runs in its own processes: gevent's monkey-patching stays out of the caller (pytest,
+scripts/run_tests.py), distributed mode needs processes anyway, and the generator's CPU cost
+can be measured exactly (rusage of the reaped children). Every process started here is in its
+own session and is stopped in `finally` - on success, failure, Ctrl-C or SIGTERM alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from llmpyramid.config import PROJECT_ROOT, StackSettings, parse_int
+from llmpyramid.errors import ConfigError, ExitCode, InfrastructureError
+from llmpyramid.load.config import LoadConfig
+from llmpyramid.load.report import RESULTS_FILE, compare_baseline, load_baseline, write_json
+from llmpyramid.stack import EmbeddedStack, Target, check_reachable, target_from_env
+from llmpyramid.stack.ports import free_port
+
+DEFAULT_LOCUSTFILE = PROJECT_ROOT / "tests" / "locustfile.py"
+STOP_GRACE_S = 10.0
+
+
+def _notify_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class LoadRun:
+    """What a run produced: the seed's `load_test` block, one-line findings, the exit code."""
+
+    load_test: dict[str, Any]
+    findings: list[str]
+    exit_code: int
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    generator_cpu_seconds: float | None = None
+    wall_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"load_test": self.load_test, "findings": self.findings, "exit_code": self.exit_code,
+                "artifacts": self.artifacts, "generator_cpu_seconds": self.generator_cpu_seconds,
+                "wall_seconds": self.wall_seconds}  # fmt: skip
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE_S) -> None:
+    """SIGTERM (locust writes its reports on it), then SIGKILL; includes any grandchildren."""
+    family: list[psutil.Process] = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            parent = psutil.Process(p.pid)
+            family += [parent, *parent.children(recursive=True)]
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for proc in family:
+        with contextlib.suppress(psutil.Error):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                proc.kill()
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=5)
+
+
+def locust_command(
+    config: LoadConfig, host: str, locustfile: Path, *, workers: int, master_port: int | None
+) -> tuple[list[str], list[list[str]]]:
+    """argv of the master (or the single local process) and of each worker."""
+    out = config.results_dir
+    base = [sys.executable, "-m", "locust", "-f", str(locustfile)]
+    cmd = [*base, "--headless", "--host", host, "--only-summary", "--exit-code-on-error", "1",
+           "--html", str(out / "locust_report.html"), "--json-file", str(out / "locust_stats"),
+           "--csv", str(out / "locust")]  # fmt: skip
+    if config.shape == "constant":
+        cmd += ["-u", str(config.users), "-r", f"{config.spawn_rate:g}", "-t", f"{round(config.duration)}s"]
+    elif config.shape == "rate":
+        cmd += ["-u", str(config.users), "-r", str(config.users), "-t", f"{round(config.duration)}s"]
+    worker_cmds: list[list[str]] = []
+    if workers:
+        assert master_port is not None
+        cmd += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+                "--expect-workers", str(workers), "--expect-workers-max-wait", "60"]  # fmt: skip
+        worker_cmds = [
+            [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)] for _ in range(workers)
+        ]
+    return cmd, worker_cmds
+
+
+def _resolve_target(target: Target | None, notify: Callable[[str], None]) -> tuple[Target, EmbeddedStack | None]:
+    target = target or target_from_env()
+    if target is not None:
+        check_reachable(target)
+        return target, None
+    stack = EmbeddedStack(StackSettings.from_env())
+    state = stack.running()
+    if state is not None:
+        notify(f"using the running embedded stack at {state.base_url}")
+        return state.target(), None
+    state = stack.up(owner_pid=os.getpid(), notify=notify)
+    return state.target(), stack
+
+
+def run_load(
+    config: LoadConfig,
+    target: Target | None = None,
+    *,
+    workers: int = 0,
+    baseline: str | Path | None = None,
+    tolerance: float = 0.10,
+    locustfile: str | Path | None = None,
+    notify: Callable[[str], None] = _notify_stderr,
+) -> LoadRun:
+    """Run one load test and return its verdict. Raises ConfigError (3) / InfrastructureError (2)."""
+    workers = parse_int("workers", workers, minimum=0, maximum=64)
+    if config.shape == "rate":
+        # one arrival user per worker process (or one locally); they share the rate
+        config = replace(config, users=max(workers, 1))
+    base = load_baseline(baseline) if baseline else None  # a bad baseline is exit 3 before any load
+    if tolerance < 0:
+        raise ConfigError(f"baseline tolerance must be >= 0, got {tolerance}")
+    lf = Path(locustfile) if locustfile else DEFAULT_LOCUSTFILE
+    if not lf.is_file():
+        raise ConfigError(f"locustfile {lf} not found")
+
+    t_start = time.monotonic()
+    tgt, own_stack = _resolve_target(target, notify)
+    procs: list[subprocess.Popen[bytes]] = []
+    results_dir = config.results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / RESULTS_FILE).unlink(missing_ok=True)
+    log_path = results_dir / "locust.log"
+    try:
+        env = {**os.environ, **config.to_env(), "BASE_URL": tgt.base_url, "PYTHONUNBUFFERED": "1"}
+        if tgt.api_key:
+            env["API_KEY"] = tgt.api_key
+        if tgt.model:
+            env["MODEL"] = tgt.model
+        port = free_port() if workers else None
+        master_cmd, worker_cmds = locust_command(config, tgt.base_url, lf, workers=workers, master_port=port)
+        notify(f"load: {config.shape} shape against {tgt.base_url}, {workers or 'no'} worker process(es), "
+               f"~{config.planned_seconds:.0f}s; reports in {results_dir}")  # fmt: skip
+        cpu_before = _children_cpu()
+        with log_path.open("wb") as log:
+            procs.append(subprocess.Popen(master_cmd, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True))  # fmt: skip
+            for wc in worker_cmds:
+                procs.append(subprocess.Popen(wc, stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, env=env, start_new_session=True))  # fmt: skip
+            timeout = config.planned_seconds + (90 if workers else 45)
+            try:
+                rc = procs[0].wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                rc = None
+                notify(f"load: locust did not finish within {timeout:.0f}s; stopping it")
+            stop_processes(procs)
+        generator_cpu = _children_cpu() - cpu_before
+    finally:
+        stop_processes(procs)
+        if own_stack is not None:
+            own_stack.down()
+
+    for line in log_path.read_text(errors="replace").splitlines():
+        if line.startswith(("LLM load", "FAIL:", "error:")):
+            notify(line)
+    results_path = results_dir / RESULTS_FILE
+    if not results_path.is_file():
+        last = _last_error_line(log_path)
+        if rc == ExitCode.CONFIGURATION:
+            raise ConfigError(last or "locust rejected its configuration")
+        raise InfrastructureError(f"load run produced no results (locust exit {rc}): {last or 'see ' + str(log_path)}")
+    doc = json.loads(results_path.read_text())
+    regressions = compare_baseline(doc["load_test"], base, tolerance) if base is not None else []
+    for line in regressions:
+        notify(f"FAIL: {line}")
+    findings: list[str] = [*(doc.get("findings") or []), *regressions]
+    if rc not in (0, 1, None) and not findings:
+        findings.append(f"locust exited with code {rc}: {_last_error_line(log_path)}")
+    exit_code = int(ExitCode.FAILURES) if findings else int(ExitCode.OK)
+    artifacts = {**(doc.get("artifacts") or {}), "html": str(results_dir / "locust_report.html"),
+                 "locust_json": str(results_dir / "locust_stats.json"), "log": str(log_path)}  # fmt: skip
+    run = LoadRun(doc["load_test"], findings, exit_code, artifacts, round(generator_cpu, 3),
+                  round(time.monotonic() - t_start, 2))  # fmt: skip
+    doc.update(findings=findings, exit_code=exit_code, artifacts=artifacts,
+               generator_cpu_seconds=run.generator_cpu_seconds, wall_seconds=run.wall_seconds,
+               baseline={"file": str(baseline), "tolerance": tolerance} if baseline else None)  # fmt: skip
+    write_json(results_path, doc)
+    return run
+
+
+def _last_error_line(log_path: Path) -> str:
+    with contextlib.suppress(OSError):
+        lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+        for ln in reversed(lines):
+            if ln.startswith("error:"):
+                return ln.removeprefix("error:").strip()
+        for ln in reversed(lines):
+            if "Error" in ln or "error" in ln:
+                return ln[:200]
+    return ""
