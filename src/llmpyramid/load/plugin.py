@@ -24,9 +24,10 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from llmpyramid.errors import ConfigError, InfrastructureError, PyramidError
 from llmpyramid.load.config import LoadConfig, evaluate_slo
+from llmpyramid.load.knee import find_knee, score_levels
 from llmpyramid.load.metrics import summarize
 from llmpyramid.load.report import RESULTS_FILE, SAMPLES_FILE, plot_run, write_json, write_samples
-from llmpyramid.load.shapes import ScalingSweep, find_knee, score_levels
+from llmpyramid.load.shapes import ScalingSweep
 from llmpyramid.load.users import COLLECTOR, ArrivalRateUser, LLMUser
 
 LOAD_TEST_KEYS = (

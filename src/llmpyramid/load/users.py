@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import gevent
 from gevent.pool import Pool
+from geventhttpclient.response import HTTPConnectionClosed
 from httpx_sse._decoders import SSEDecoder  # the incremental SSE field decoder httpx-sse itself uses
 from locust import FastHttpUser, constant, task
 
@@ -43,6 +44,10 @@ PROMPTS: tuple[str, ...] = (
     "The health check only tested that the port was open. Summarise the root cause, the user impact, "
     "and propose two concrete changes to the health checking and the rollout procedure.",
 )
+
+
+class _StaleConnection(Exception):
+    """A pooled keep-alive connection was closed by the server before any response byte."""
 
 
 class RequestFailed(Exception):
@@ -166,9 +171,22 @@ class LLMClientMixin:
         runner = getattr(self.environment, "runner", None)
         sample = Sample(start=time.time(), kind=kind, latency_ms=0.0, ok=False,
                         users=getattr(runner, "user_count", None))  # fmt: skip
+        for attempt in (1, 2):
+            try:
+                self._send_once(sample, kind, path, body, stream, retry_stale=attempt == 1)
+                break
+            except _StaleConnection:
+                sample.start = time.time()  # the server closed a pooled keep-alive connection: retry once
+        COLLECTOR.add(sample)
+        return sample
+
+    def _send_once(self, sample: Sample, kind: str, path: str, body: dict, stream: bool, retry_stale: bool) -> None:
         t0 = time.perf_counter()
         nbytes = 0
         with self.client.request("POST", path, json=body, stream=stream, catch_response=True, name=kind) as resp:
+            if retry_stale and not resp.status_code and isinstance(getattr(resp, "error", None), HTTPConnectionClosed):
+                # Raised inside the block without a verdict, locust does not report this attempt at all.
+                raise _StaleConnection
             try:
                 err = getattr(resp, "error", None)
                 if not resp.status_code:
@@ -220,8 +238,6 @@ class LLMClientMixin:
                 # locust measured only up to the headers for streams: report end-to-end instead
                 resp.request_meta["response_time"] = sample.latency_ms
                 resp.request_meta["response_length"] = nbytes
-        COLLECTOR.add(sample)
-        return sample
 
 
 class LLMUser(LLMClientMixin, FastHttpUser):

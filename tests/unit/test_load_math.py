@@ -1,0 +1,147 @@
+"""Load layer math: percentiles and rates from samples, SLO verdicts, knee detection, baselines."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmpyramid.errors import ConfigError
+from llmpyramid.load.config import SLO, evaluate_slo
+from llmpyramid.load.knee import find_knee, score_levels
+from llmpyramid.load.metrics import Collector, Sample, summarize
+from llmpyramid.load.report import compare_baseline, load_baseline
+
+
+def _sample(
+    start: float, latency: float, ok: bool = True, ttft: float | None = 50.0, tokens: int = 11, itl: list | None = None
+) -> Sample:
+    gaps = itl if itl is not None else [10.0] * (tokens - 1)
+    error = None if ok else "HTTP 500"
+    return Sample(start, "chat_stream", latency, ok, error, ttft, tokens, itl_ms=gaps)
+
+
+def test_summary_percentiles_rates_and_tpot() -> None:
+    samples = [_sample(i * 0.1, 100.0 + i) for i in range(100)]
+    m = summarize(samples, duration_s=10.0)
+    assert m["requests"] == 100 and m["failures"] == 0 and m["error_rate"] == 0
+    assert m["requests_per_second"] == 10.0
+    assert m["p50_latency_ms"] == pytest.approx(149.5)
+    assert m["p99_latency_ms"] == pytest.approx(198.01)
+    assert m["output_tokens_per_second"] == pytest.approx(110.0)
+    assert m["itl_p50_ms"] == 10.0
+    # TPOT = (latency - TTFT) / (tokens - 1) for the median request (latency ~149.5)
+    assert m["tpot_p50_ms"] == pytest.approx((149.5 - 50) / 10)
+
+
+def test_failures_count_in_error_rate_but_not_in_latency() -> None:
+    samples = [_sample(0, 100.0), _sample(0, 100.0), _sample(0, 5.0, ok=False), _sample(0, 5.0, ok=False)]
+    m = summarize(samples, duration_s=1.0)
+    assert m["error_rate"] == 0.5
+    assert m["requests_per_second"] == 2.0
+    assert m["p50_latency_ms"] == 100.0
+    assert m["errors"] == {"HTTP 500": 2}
+
+
+def test_non_streaming_samples_have_no_ttft() -> None:
+    m = summarize([_sample(0, 100.0, ttft=None, itl=[])], duration_s=1.0)
+    assert m["ttft_p50_ms"] is None and m["itl_p50_ms"] is None and m["tpot_p50_ms"] is None
+
+
+def test_collector_wire_round_trip_drains_once() -> None:
+    worker, master = Collector(), Collector()
+    worker.add(_sample(1.0, 10.0))
+    master.extend_wire(worker.drain_wire())
+    master.extend_wire(worker.drain_wire())  # nothing new: no duplicates
+    assert len(master.samples) == 1 and master.samples[0].latency_ms == 10.0
+
+
+def test_slo_violation_names_metric_measured_and_threshold() -> None:
+    load_test = {"p95_latency_ms": 350.0, "error_rate": 0.001, "requests_per_second": 12.5, "ttft_p95_ms": 80.0}
+    slo = SLO(p95_latency_ms=200, error_rate=0.01, min_rps=10, ttft_p95_ms=100)
+    assert evaluate_slo(load_test, slo) == ["p95 latency 350ms > threshold 200ms"]
+
+
+def test_slo_minimum_throughput_and_default_error_rate() -> None:
+    findings = evaluate_slo({"requests_per_second": 3.0, "error_rate": 0.02}, SLO(min_rps=5))
+    assert findings == ["error rate 0.02 > threshold 0", "requests/s 3 < threshold 5"]
+
+
+def test_slo_unmeasured_metric_is_a_failure_not_a_pass() -> None:
+    assert evaluate_slo({"ttft_p95_ms": None, "error_rate": 0}, SLO(ttft_p95_ms=100))[0].startswith("TTFT p95 not")
+
+
+LEVELS = [
+    {"users": 1, "requests": 10, "output_tokens_per_second": 100.0, "error_rate": 0.0},
+    {"users": 2, "requests": 10, "output_tokens_per_second": 160.0, "error_rate": 0.0},
+    {"users": 4, "requests": 10, "output_tokens_per_second": 190.0, "error_rate": 0.0},
+    {"users": 8, "requests": 10, "output_tokens_per_second": 195.0, "error_rate": 0.0},
+]
+
+
+def test_knee_is_last_level_before_throughput_stops_rising() -> None:
+    knee = find_knee(LEVELS, min_gain=0.10)
+    assert knee["users"] == 4
+    assert "4 to 8 users" in knee["reason"]
+
+
+def test_knee_moves_with_the_gain_threshold() -> None:
+    assert find_knee(LEVELS, min_gain=0.25)["users"] == 2
+
+
+def test_knee_at_first_level_with_errors() -> None:
+    levels = [dict(lv) for lv in LEVELS]
+    levels[2]["error_rate"] = 0.05
+    knee = find_knee(levels, min_gain=0.10)
+    assert knee["users"] == 2 and "error rate 5.00% at 4 users" in knee["reason"]
+
+
+def test_no_knee_while_still_scaling() -> None:
+    levels = [{"users": u, "requests": 5, "output_tokens_per_second": 100.0 * u, "error_rate": 0} for u in (1, 2, 4)]
+    knee = find_knee(levels)
+    assert knee["users"] is None and "still rising at 4 users" in knee["reason"]
+
+
+def test_knee_falls_back_to_requests_per_second_without_tokens() -> None:
+    common = {"requests": 5, "output_tokens_per_second": 0, "error_rate": 0}
+    levels = [{"users": 1, "requests_per_second": 10.0, **common}, {"users": 2, "requests_per_second": 10.5, **common}]
+    assert find_knee(levels)["users"] == 1
+
+
+def test_score_levels_uses_completions_inside_each_window() -> None:
+    # level 1 at t=0..10 (measured from t=2), level 2 at t=10..20 (from t=12)
+    samples = [_sample(1.0 + i, 1000.0) for i in range(8)] + [_sample(11.0 + i / 2, 1000.0) for i in range(16)]
+    scored = score_levels(samples, [1, 2], [0.0, 10.0], step=10.0)
+    assert scored[0]["requests"] == 8 and scored[0]["requests_per_second"] == 1.0
+    assert scored[1]["requests"] == 16 and scored[1]["requests_per_second"] == 2.0
+    late = score_levels([_sample(19.5, 1000.0)], [2], [10.0], step=10.0)  # ends at t=20.5: after the window
+    assert late[0]["requests"] == 0
+
+
+def test_baseline_regression_beyond_tolerance_names_the_metric() -> None:
+    base = {"requests_per_second": 10.0, "p95_latency_ms": 200.0, "error_rate": 0.0, "ttft_p95_ms": 100.0}
+    cur = {"requests_per_second": 9.5, "p95_latency_ms": 260.0, "error_rate": 0.0, "ttft_p95_ms": 105.0}
+    findings = compare_baseline(cur, base, tolerance=0.10)
+    assert findings == ["baseline regression: p95 latency 260.0ms vs baseline 200.0ms (+30.0%, tolerance 10%)"]
+    assert compare_baseline(cur, base, tolerance=0.5) == []
+
+
+def test_baseline_throughput_drop_and_error_rate_rise() -> None:
+    findings = compare_baseline({"requests_per_second": 5.0, "error_rate": 0.05},
+                                {"requests_per_second": 10.0, "error_rate": 0.0}, 0.1)  # fmt: skip
+    assert findings[0].startswith("baseline regression: requests/s 5.0 vs baseline 10.0 (-50.0%")
+    assert findings[1] == "baseline regression: error rate 5.00% vs baseline 0.00%"
+
+
+def test_baseline_file_forms_and_errors(tmp_path) -> None:
+    run_tests_doc = tmp_path / "results.json"
+    run_tests_doc.write_text('{"summary": {}, "load_test": {"requests_per_second": 3}}')
+    assert load_baseline(run_tests_doc) == {"requests_per_second": 3}
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_baseline(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_baseline(tmp_path / "missing.json")
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"summary": {}}')
+    with pytest.raises(ConfigError, match="no load_test metrics"):
+        load_baseline(empty)
