@@ -1,0 +1,51 @@
+# Shared helpers over the normalized input built by llmpyramid.iac.inputs:
+#   {"source": "plan"|"hcl", "target", "layer", "resources": [{"address","type","name","values","refs"}]}
+package terraform.lib
+
+# A value still holding a terraform expression (HCL source, not resolvable statically).
+unknown(v) if {
+	is_string(v)
+	contains(v, "${")
+}
+
+known(v) if not unknown(v)
+
+resources_of(t) := [r | some r in input.resources; r.type == t]
+
+blocks(values, name) := object.get(values, name, [])
+
+finding(rule, r, msg) := {"rule": rule, "resource": r.address, "msg": msg}
+
+world_cidrs := {"0.0.0.0/0", "::/0"}
+
+as_list(v) := v if is_array(v)
+
+as_list(v) := [x | some x in v] if is_set(v)
+
+as_list(v) := [] if {
+	not is_array(v)
+	not is_set(v)
+}
+
+# The resource's tags (AWS) or labels (GCP, Hetzner).
+label_attr := {
+	"aws": "tags",
+	"google": "labels",
+	"hcloud": "labels",
+}
+
+provider_of(r) := split(r.type, "_")[0]
+
+labels_of(r) := object.get(r.values, label_attr[provider_of(r)], null)
+
+# Burst layer: from the module (input.layer) or from the resource's own layer label.
+burst(r) if input.layer == "burst"
+
+burst(r) if {
+	labels := labels_of(r)
+	is_object(labels)
+	labels.layer == "burst"
+}
+
+# Resource referencing another resource's address (plan: configuration references; HCL: source).
+references(r, address) if address in r.refs

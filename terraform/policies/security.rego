@@ -1,0 +1,184 @@
+# Security policy: SSH restrictions, required labels/tags, naming, bucket encryption and public access.
+package terraform.security
+
+import data.terraform.lib
+
+required_labels := {"project", "environment", "layer", "managed-by", "cost-center"}
+
+labelled_types := {
+	"aws_s3_bucket", "aws_iam_role", "aws_iam_policy", "aws_iam_instance_profile", "aws_instance",
+	"aws_launch_template", "aws_security_group", "aws_vpc", "aws_subnet",
+	"google_compute_instance", "google_compute_instance_template", "google_storage_bucket",
+	"hcloud_server", "hcloud_network", "hcloud_firewall", "hcloud_load_balancer", "hcloud_ssh_key",
+}
+
+# Lowercase letters, digits and hyphens (GCS/S3/GCE/hcloud all accept this, most accept only this).
+name_pattern := `^[a-z][a-z0-9-]{1,61}[a-z0-9]$`
+
+name_attr := {"aws_s3_bucket": "bucket", "google_storage_bucket": "name", "google_compute_instance": "name",
+	"google_compute_region_instance_group_manager": "name", "google_compute_network": "name",
+	"google_compute_firewall": "name", "hcloud_server": "name", "hcloud_network": "name",
+	"hcloud_firewall": "name", "hcloud_load_balancer": "name", "aws_iam_role": "name",
+	"aws_security_group": "name"}
+
+# --- SSH ----------------------------------------------------------------------------------------
+
+covers_22(from, to) if {
+	from <= 22
+	to >= 22
+}
+
+aws_ssh_rule(rule) if {
+	rule.protocol in {"tcp", "6"}
+	covers_22(rule.from_port, rule.to_port)
+}
+
+aws_ssh_rule(rule) if rule.protocol in {"-1", "all"}
+
+deny contains lib.finding("ssh_world_open", r, "SSH (port 22) is open to the whole internet") if {
+	some r in lib.resources_of("aws_security_group")
+	some rule in lib.blocks(r.values, "ingress")
+	aws_ssh_rule(rule)
+	some cidr in array.concat(lib.as_list(object.get(rule, "cidr_blocks", [])), lib.as_list(object.get(rule, "ipv6_cidr_blocks", [])))
+	cidr in lib.world_cidrs
+}
+
+deny contains lib.finding("ssh_world_open", r, "SSH (port 22) is open to the whole internet") if {
+	some t in ["aws_security_group_rule", "aws_vpc_security_group_ingress_rule"]
+	some r in lib.resources_of(t)
+	object.get(r.values, "type", "ingress") == "ingress"
+	aws_ssh_rule({"protocol": object.get(r.values, "protocol", object.get(r.values, "ip_protocol", "")), "from_port": r.values.from_port, "to_port": r.values.to_port})
+	some cidr in array.concat(lib.as_list(object.get(r.values, "cidr_blocks", [])), [object.get(r.values, "cidr_ipv4", ""), object.get(r.values, "cidr_ipv6", "")])
+	cidr in lib.world_cidrs
+}
+
+hcloud_port_22(port) if port == "22"
+
+hcloud_port_22(port) if {
+	parts := split(port, "-")
+	count(parts) == 2
+	covers_22(to_number(parts[0]), to_number(parts[1]))
+}
+
+hcloud_port_22(port) if port == "any"
+
+deny contains lib.finding("ssh_world_open", r, "firewall rule opens SSH (port 22) to the whole internet") if {
+	some r in lib.resources_of("hcloud_firewall")
+	some rule in lib.blocks(r.values, "rule")
+	object.get(rule, "direction", "in") == "in"
+	rule.protocol == "tcp"
+	hcloud_port_22(object.get(rule, "port", "any"))
+	some cidr in lib.as_list(object.get(rule, "source_ips", []))
+	cidr in lib.world_cidrs
+}
+
+gcp_ssh_allow(allow) if {
+	allow.protocol in {"tcp", "all"}
+	not allow.ports
+}
+
+gcp_ssh_allow(allow) if {
+	allow.protocol in {"tcp", "all"}
+	count(lib.as_list(allow.ports)) == 0
+}
+
+gcp_ssh_allow(allow) if {
+	allow.protocol in {"tcp", "all"}
+	some port in lib.as_list(allow.ports)
+	hcloud_port_22(port)
+}
+
+deny contains lib.finding("ssh_world_open", r, "firewall allows SSH (port 22) from the whole internet") if {
+	some r in lib.resources_of("google_compute_firewall")
+	object.get(r.values, "direction", "INGRESS") == "INGRESS"
+	some allow in lib.blocks(r.values, "allow")
+	gcp_ssh_allow(allow)
+	some cidr in lib.as_list(object.get(r.values, "source_ranges", []))
+	cidr in lib.world_cidrs
+}
+
+# --- labels and naming ----------------------------------------------------------------------------
+
+deny contains lib.finding("required_labels_missing", r, msg) if {
+	some r in input.resources
+	r.type in labelled_types
+	labels := lib.labels_of(r)
+	is_object(labels)
+	present := {k | some k, _ in labels}
+	missing := required_labels - present
+	count(missing) > 0
+	msg := sprintf("missing required labels/tags: %v", [concat(", ", sort([m | some m in missing]))])
+}
+
+deny contains lib.finding("required_labels_missing", r, "no labels/tags at all") if {
+	some r in input.resources
+	r.type in labelled_types
+	lib.labels_of(r) == null
+}
+
+deny contains lib.finding("invalid_name", r, sprintf("name %q does not match %s", [name, name_pattern])) if {
+	some r in input.resources
+	attr := name_attr[r.type]
+	name := object.get(r.values, attr, "")
+	is_string(name)
+	name != ""
+	lib.known(name)
+	not regex.match(name_pattern, name)
+}
+
+# --- buckets ------------------------------------------------------------------------------------
+
+s3_encrypted(b) if {
+	some enc in lib.resources_of("aws_s3_bucket_server_side_encryption_configuration")
+	lib.references(enc, b.address)
+}
+
+# Legacy inline configuration (aws provider < 4).
+s3_encrypted(b) if count(lib.blocks(b.values, "server_side_encryption_configuration")) > 0
+
+deny contains lib.finding("s3_bucket_unencrypted", b, "bucket has no server-side encryption configuration") if {
+	some b in lib.resources_of("aws_s3_bucket")
+	not s3_encrypted(b)
+}
+
+public_access_flags := {"block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"}
+
+s3_blocked(b) if {
+	some pab in lib.resources_of("aws_s3_bucket_public_access_block")
+	lib.references(pab, b.address)
+	every flag in public_access_flags {
+		object.get(pab.values, flag, false) == true
+	}
+}
+
+deny contains lib.finding("s3_public_access", b, "bucket lacks a public access block with all four flags true") if {
+	some b in lib.resources_of("aws_s3_bucket")
+	not s3_blocked(b)
+}
+
+public_acls := {"public-read", "public-read-write", "authenticated-read"}
+
+deny contains lib.finding("s3_public_access", r, sprintf("public canned ACL %q", [r.values.acl])) if {
+	some t in ["aws_s3_bucket", "aws_s3_bucket_acl"]
+	some r in lib.resources_of(t)
+	object.get(r.values, "acl", "") in public_acls
+}
+
+deny contains lib.finding("gcs_public_access", b, "bucket must enforce public access prevention and uniform access") if {
+	some b in lib.resources_of("google_storage_bucket")
+	not gcs_private(b)
+}
+
+gcs_private(b) if {
+	b.values.public_access_prevention == "enforced"
+	b.values.uniform_bucket_level_access == true
+}
+
+public_members := {"allUsers", "allAuthenticatedUsers"}
+
+deny contains lib.finding("gcs_public_access", r, sprintf("bucket IAM grants %s", [m])) if {
+	some t in ["google_storage_bucket_iam_member", "google_storage_bucket_iam_binding"]
+	some r in lib.resources_of(t)
+	some m in array.concat([object.get(r.values, "member", "")], lib.as_list(object.get(r.values, "members", [])))
+	m in public_members
+}
