@@ -196,8 +196,11 @@ SUITES: dict[str, Suite] = {
         "-m",
         "contract",
     ),
-    "load": not_implemented(
-        "load", "locust load test", "load-testing issue", uses=("base_url", "duration")
+    "load": Suite(
+        "load",
+        "LLM load test (locust): throughput, latency, TTFT/ITL percentiles, SLO gates",
+        run=lambda req: __import__("llmpyramid.load.suite", fromlist=["run_suite"]).run_suite(req),
+        uses=("base_url", "duration"),
     ),
     "cloud": not_implemented(
         "cloud",

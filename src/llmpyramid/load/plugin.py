@@ -207,7 +207,11 @@ def finalize(
         levels = score_levels(samples, config.sweep_levels[:n], shape.level_starts, config.sweep_step)
         load_test["sweep"] = {"levels": levels, "knee": find_knee(levels, config.sweep_min_gain),
                               "stopped_early": shape.stopped_early}  # fmt: skip
+    if not samples:
+        load_test["error_rate"] = 1.0  # nothing completed: as bad as every request failing
     findings = evaluate_slo(load_test, config.slo)
+    if not samples:
+        findings.insert(0, "no request completed during the run (server too slow, or not answering)")
     out = Path(config.results_dir)
     plots: list[str] = []
     try:

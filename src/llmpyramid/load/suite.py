@@ -1,0 +1,68 @@
+"""`scripts/run_tests.py --suite load --duration N`: a load run as a results document.
+
+The seed's `load_test` block comes from run_load(); each SLO gate (and the baseline comparison,
+when LOAD_BASELINE is set) becomes one entry in `tests`, so a violation reads like the seed's
+example: "p95 latency 350ms > threshold 200ms".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from llmpyramid import results
+from llmpyramid.config import parse_float, parse_int
+from llmpyramid.errors import ExitCode
+from llmpyramid.load.config import SLO_FIELDS, LoadConfig
+from llmpyramid.load.runner import run_load
+from llmpyramid.suites import RunRequest, SuiteRun, target_session
+
+SEED_KEYS = ("requests_per_second", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "ttft_p50_ms",
+             "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "output_tokens_per_second", "error_rate")  # fmt: skip
+
+
+def run_suite(req: RunRequest) -> SuiteRun:
+    overrides: dict[str, Any] = {"duration": req.duration} if req.duration else {}
+    config = LoadConfig.from_env(**overrides)
+    workers = parse_int("LOAD_WORKERS", os.environ.get("LOAD_WORKERS") or 0, maximum=64)
+    baseline = os.environ.get("LOAD_BASELINE") or None
+    tolerance = parse_float("LOAD_BASELINE_TOLERANCE", os.environ.get("LOAD_BASELINE_TOLERANCE") or 0.10)
+    started = time.monotonic()
+    with target_session(req.target, log=req.log) as (target, _stack):
+        run = run_load(config, target, workers=workers, baseline=baseline, tolerance=tolerance, notify=req.log)
+    elapsed = time.monotonic() - started
+    lt = run.load_test
+    metrics = {k: lt.get(k) for k in SEED_KEYS}
+    tests = []
+    for name, threshold in config.slo.active().items():
+        key, _kind, label, _unit = SLO_FIELDS[name]
+        failed = [f for f in run.findings if f.startswith(label)]
+        tests.append(results.test_entry(
+            f"load_slo_{name}", "failed" if failed else "passed", elapsed,
+            error=failed[0] if failed else None, metrics={key: lt.get(key), "threshold": threshold},
+        ))  # fmt: skip
+    if baseline:
+        regressions = [f for f in run.findings if f.startswith("baseline regression")]
+        tests.append(results.test_entry(
+            "load_baseline", "failed" if regressions else "passed", elapsed,
+            error="; ".join(regressions) or None, metrics={"tolerance": tolerance},
+        ))  # fmt: skip
+    other = [f for f in run.findings if not any(t.get("error") and f in t["error"] for t in tests)]
+    tests.append(results.test_entry(
+        "load_run", "failed" if other else "passed", elapsed, error="; ".join(other) or None, metrics=metrics,
+    ))  # fmt: skip
+    code = ExitCode(run.exit_code)
+    doc = results.build_document(
+        tests, elapsed, suite="load", target=lt.get("target"), exit_code=code, load_test=_schema_safe(lt),
+        findings=[{"message": f} for f in run.findings],
+        notes=[f"reports: {run.artifacts.get('results')}, {run.artifacts.get('html')}"],
+    )  # fmt: skip
+    return SuiteRun(doc, code)
+
+
+def _schema_safe(lt: dict[str, Any]) -> dict[str, Any]:
+    out = dict(lt)
+    if out.get("error_rate") is None:  # nothing was sent at all
+        out["error_rate"] = 1.0
+    return out
