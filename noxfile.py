@@ -62,3 +62,27 @@ def stack(session: nox.Session) -> None:
     """The embedded llama.cpp stack for real: lifecycle, failure modes, invoke tasks, wait_healthy.sh."""
     install(session, "test")
     pytest(session, "tests/stack")
+
+
+# --- load -------------------------------------------------------------------------------------
+
+
+@nox.session(python=PYTHON, tags=["load"])
+def load(session: nox.Session) -> None:
+    """LLM load test with locust, 20 s (`nox -s load -- --duration 60`; any `python -m llmpyramid.load` flag)."""
+    install(session, "load")
+    session.run("python", "-m", "llmpyramid.load", "--duration", "20", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["load"])
+def load_faults(session: nox.Session) -> None:
+    """The load layer for real: seed locust command, bad input, server dying, unreachable, no leftovers."""
+    install(session, "test", "load")
+    pytest(session, "tests/load", "-m", "load")
+
+
+@nox.session(python=PYTHON, tags=["load"])
+def bench(session: nox.Session) -> None:
+    """Benchmark of the load harness: fidelity vs server timings, CPU per 1k tokens, max rps on one core."""
+    install(session, "load")
+    session.run("python", "-m", "llmpyramid.load.bench", *session.posargs)

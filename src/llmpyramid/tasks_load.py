@@ -1,0 +1,58 @@
+"""Invoke task for the load layer; tasks.py adds it with:
+
+    from llmpyramid.tasks_load import load
+    ns.add_task(load)
+
+    invoke load                                  # 10 users, 60 s, embedded stack unless BASE_URL
+    invoke load --workers 2 --duration 30        # locust master + 2 workers on loopback
+    invoke load --shape sweep                    # 1, 2, 4, ... users until the knee
+    invoke load --shape rate --rate 4            # constant arrival rate
+    invoke load --baseline results/baseline.json --tolerance 0.15
+
+Thin: it builds the argv of `python -m llmpyramid.load` and calls it (errors: one line + exit code).
+"""
+
+from __future__ import annotations
+
+from invoke import Context, task
+
+from llmpyramid.load.cli import main as load_main
+
+HELP = {
+    "users": "concurrent users, constant shape (LOAD_USERS, default 10)",
+    "duration": "run time: 60, 60s, 2m (LOAD_DURATION, default 60s)",
+    "shape": "constant | sweep | rate (LOAD_SHAPE)",
+    "rate": "requests/s for --shape rate (LOAD_RATE)",
+    "workers": "locust worker processes on loopback (0 = one process)",
+    "baseline": "stored load_results.json to compare with; fails on regression",
+    "tolerance": "allowed regression vs the baseline, a fraction (default 0.10)",
+    "slo_file": "TOML/JSON file with an [slo] table (LOAD_SLO_FILE)",
+    "base_url": "target server (BASE_URL); default: the embedded stack",
+    "results_dir": "where reports go (LOAD_RESULTS_DIR, default results/load)",
+    "json": "print the results as JSON on stdout",
+}
+
+
+@task(help=HELP)
+def load(
+    c: Context,
+    users: int | None = None,
+    duration: str | None = None,
+    shape: str | None = None,
+    rate: float | None = None,
+    workers: int = 0,
+    baseline: str | None = None,
+    tolerance: float | None = None,
+    slo_file: str | None = None,
+    base_url: str | None = None,
+    results_dir: str | None = None,
+    json: bool = False,
+) -> None:
+    """LLM load test with locust: TTFT/ITL/latency percentiles, SLO gates, plots, HTML report."""
+    flags = {"--users": users, "--duration": duration, "--shape": shape, "--rate": rate, "--workers": workers,
+             "--baseline": baseline, "--tolerance": tolerance, "--slo-file": slo_file, "--base-url": base_url,
+             "--results-dir": results_dir}  # fmt: skip
+    argv = [x for k, v in flags.items() if v is not None for x in (k, str(v))]
+    code = load_main([*argv, *(["--output", "json"] if json else [])])
+    if code:
+        raise SystemExit(code)
