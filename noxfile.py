@@ -86,3 +86,18 @@ def bench(session: nox.Session) -> None:
     """Benchmark of the load harness: fidelity vs server timings, CPU per 1k tokens, max rps on one core."""
     install(session, "load")
     session.run("python", "-m", "llmpyramid.load.bench", *session.posargs)
+
+
+# --- emulated cloud ---------------------------------------------------------------------------
+
+
+@nox.session(python=PYTHON, tags=["iac"])
+def localstack(session: nox.Session) -> None:
+    """Emulated AWS/GCS: terraform/aws applied to moto, checked, destroyed; model storage round trip.
+
+    Starts moto + fake-gcs-server on free loopback ports (stopped afterwards) unless AWS_ENDPOINT_URL /
+    STORAGE_EMULATOR_HOST name running emulators (e.g. docker-compose.localstack.yml). No terraform
+    on PATH: the apply tests are reported as skipped, never passed. `-- -k Config`: config checks only.
+    """
+    install(session, "test", "emulators", "iac")
+    pytest(session, "tests/integration")

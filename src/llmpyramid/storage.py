@@ -293,9 +293,16 @@ def publish(
     return stored
 
 
+def _target_path(dest: Path | str, name: str) -> Path:
+    path = Path(dest)
+    if path.is_dir() or str(dest).endswith(("/", os.sep)) or (not path.exists() and not path.suffix):
+        return path / name
+    return path
+
+
 def fetch(
     url: str,
-    dest: Path,
+    dest: Path | str,
     *,
     expected_sha256: str | None = None,
     backend: Backend | None = None,
@@ -303,12 +310,12 @@ def fetch(
 ) -> FetchedModel:
     """Download an object as a burst node would: verify its sha256, then move it into place atomically.
 
-    `dest` is a directory (the object's file name is kept) or a file path. The digest comes from the
+    `dest` is a directory (an existing one, or a path ending in '/' or without a file suffix; the
+    object's file name is kept) or a file path. The digest comes from the
     object's metadata; `expected_sha256` (if given) must agree with it.
     """
     obj = ObjectURL.parse(url)
-    dest = Path(dest)
-    target = dest / Path(obj.key).name if dest.is_dir() or str(dest).endswith("/") else dest
+    target = _target_path(dest, Path(obj.key).name)
     backend = backend or backend_for(obj)
     stored = backend.head(obj)
     if stored is None:

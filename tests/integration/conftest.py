@@ -12,7 +12,6 @@ An unreachable emulator aborts the session with exit 2 and one line naming the e
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -90,13 +89,3 @@ def gcs(gcs_endpoint: Endpoint):
     return storage.Client(
         project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_endpoint.url}
     )
-
-
-@pytest.fixture(scope="session")
-def terraform_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment for terraform: a CLI config pointing at the local provider mirror, when there is one."""
-    try:
-        from llmpyramid.iac.terraform import cli_config_env  # the IaC layer's single rule for this
-    except ImportError:
-        return {k: v for k, v in os.environ.items() if k == "TF_CLI_CONFIG_FILE"}
-    return dict(cli_config_env(tmp_path_factory.mktemp("tfcli")))

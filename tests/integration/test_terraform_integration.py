@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
 
-from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.emulators.terraform import AWS_SERVICES, TerraformRun, provider_override
+from llmpyramid.errors import ConfigError
+from llmpyramid.iac.inputs import load_module
+from llmpyramid.iac.paths import module_dir
+from llmpyramid.iac.terraform import terraform_bin
 
-MODULE_DIR = PROJECT_ROOT / "terraform" / "aws"
+MODULE_DIR = module_dir("aws")
 ADMIN_CIDRS = ["10.99.0.0/16"]
 INFERENCE_CIDRS = ["10.98.0.0/16"]
 WORLD = ("0.0.0.0/0", "::/0")
@@ -40,41 +42,33 @@ EXPECTED_TYPES = {
 # --- config checks: no emulator, no terraform ---------------------------------------------------
 
 
-def _hcl(name: str) -> dict[str, Any]:
-    hcl2 = pytest.importorskip("hcl2", reason="python-hcl2 (dependency group `iac`) is needed for config checks")
-    with (MODULE_DIR / name).open() as fh:
-        return dict(hcl2.load(fh))
+@pytest.fixture(scope="module")
+def hcl() -> dict[str, list[Any]]:
+    """terraform/aws parsed by the IaC layer's HCL loader (string quotes stripped)."""
+    return load_module(MODULE_DIR)
 
 
-def _unquote(value: Any) -> Any:
-    """python-hcl2 keeps string literals verbatim ('"x"'); strip one level of quotes."""
-    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
+def _blocks(doc: dict[str, list[Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: body for block in doc.get(kind, []) for name, body in block.items()}
 
 
-def _blocks(doc: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {_unquote(name): body for block in doc.get(kind, []) for name, body in block.items()}
-
-
-def _resource_types() -> set[str]:
-    return {_unquote(rtype) for block in _hcl("main.tf").get("resource", []) for rtype in block}
+def _resource_types(doc: dict[str, list[Any]]) -> set[str]:
+    return {rtype for block in doc.get("resource", []) for rtype in block}
 
 
 class TestAwsModuleConfig:
     """Module defaults and outputs are sane, read from the HCL (seed: `pytest tests/integration/ -k Config`)."""
 
-    def test_module_leaves_the_provider_to_the_caller(self):
-        assert "provider" not in _hcl("main.tf")
-        assert "provider" not in _hcl("versions.tf")
+    def test_module_leaves_the_provider_to_the_caller(self, hcl):
+        assert "provider" not in hcl
 
-    def test_every_variable_is_typed_and_documented(self):
-        for name, body in _blocks(_hcl("variables.tf"), "variable").items():
-            assert _unquote(body.get("description")), f"variable {name} has no description"
+    def test_every_variable_is_typed_and_documented(self, hcl):
+        for name, body in _blocks(hcl, "variable").items():
+            assert body.get("description"), f"variable {name} has no description"
             assert body.get("type"), f"variable {name} has no type"
 
-    def test_defaults_are_safe(self):
-        variables = _blocks(_hcl("variables.tf"), "variable")
+    def test_defaults_are_safe(self, hcl):
+        variables = _blocks(hcl, "variable")
         assert variables["force_destroy"]["default"] is False
         assert variables["create_network"]["default"] is False
         assert variables["admin_cidrs"]["default"] == []
@@ -82,19 +76,20 @@ class TestAwsModuleConfig:
         assert variables["checkpoint_transition_days"]["default"] >= 30
         assert 1 <= variables["checkpoint_noncurrent_days"]["default"] <= 365
 
-    def test_ssh_cidrs_reject_the_whole_internet(self):
-        condition = _blocks(_hcl("variables.tf"), "variable")["admin_cidrs"]["validation"][0]["condition"]
+    def test_ssh_cidrs_reject_the_whole_internet(self, hcl):
+        validation = _blocks(hcl, "variable")["admin_cidrs"]["validation"]
+        condition = (validation[0] if isinstance(validation, list) else validation)["condition"]
         assert all(world in condition for world in WORLD)
 
-    def test_outputs_are_documented_and_cover_what_callers_need(self):
-        outputs = _blocks(_hcl("outputs.tf"), "output")
+    def test_outputs_are_documented_and_cover_what_callers_need(self, hcl):
+        outputs = _blocks(hcl, "output")
         for name, body in outputs.items():
-            assert _unquote(body.get("description")), f"output {name} has no description"
+            assert body.get("description"), f"output {name} has no description"
         assert {"bucket_name", "bucket_arn", "role_arn", "policy_arn", "instance_profile_name"} <= set(outputs)
         assert {"vpc_id", "subnet_id", "security_group_id"} <= set(outputs)
 
-    def test_bucket_hardening_resources_are_declared(self):
-        assert _resource_types() >= EXPECTED_TYPES
+    def test_bucket_hardening_resources_are_declared(self, hcl):
+        assert _resource_types(hcl) >= EXPECTED_TYPES
 
 
 class TestEmulatorOverrideConfig:
@@ -109,11 +104,10 @@ class TestEmulatorOverrideConfig:
         "aws_security_group": "ec2",
     }
 
-    def test_override_covers_every_service_the_module_calls(self):
-        used = {
-            svc for rtype in _resource_types() for prefix, svc in self.SERVICE_OF.items() if rtype.startswith(prefix)
-        }
-        unknown = {r for r in _resource_types() if not any(r.startswith(p) for p in self.SERVICE_OF)}
+    def test_override_covers_every_service_the_module_calls(self, hcl):
+        types = _resource_types(hcl)
+        used = {svc for rtype in types for prefix, svc in self.SERVICE_OF.items() if rtype.startswith(prefix)}
+        unknown = {r for r in types if not any(r.startswith(p) for p in self.SERVICE_OF)}
         assert not unknown, f"map these resource types to an AWS service: {sorted(unknown)}"
         assert used | {"sts"} <= set(AWS_SERVICES)
 
@@ -140,10 +134,12 @@ class Applied:
 
 
 @pytest.fixture(scope="module")
-def applied(aws_endpoint, terraform_env, run_id, tmp_path_factory) -> Iterator[Applied]:
+def applied(aws_endpoint, run_id, tmp_path_factory) -> Iterator[Applied]:
     """terraform init + apply once for this module's tests; destroyed at the end no matter what."""
-    if shutil.which("terraform") is None:
-        pytest.skip("SKIPPED, not passed: terraform is not on PATH; install Terraform >= 1.7 to apply terraform/aws")
+    try:
+        terraform_bin()
+    except ConfigError as exc:
+        pytest.skip(f"SKIPPED, not passed: {exc}")
     run = TerraformRun(
         MODULE_DIR,
         tmp_path_factory.mktemp("tf-aws"),
@@ -156,7 +152,6 @@ def applied(aws_endpoint, terraform_env, run_id, tmp_path_factory) -> Iterator[A
             "admin_cidrs": ADMIN_CIDRS,
             "inference_allowed_cidrs": INFERENCE_CIDRS,
         },
-        env=terraform_env,
     )
     run.init()
     state = None

@@ -13,12 +13,9 @@ so parallel runs never share state, and the repository's terraform/ tree stays c
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +26,7 @@ from llmpyramid.errors import ConfigError, InfrastructureError
 # Every AWS API the modules call; all are routed to the emulator.
 AWS_SERVICES = ("ec2", "iam", "s3", "sts")
 OVERRIDE_FILE = "emulator_override.tf"
-TIMEOUT_S = 600.0
-
-
-def terraform_binary() -> str:
-    """Path of `terraform`, or ConfigError (callers that test may turn this into a skip)."""
-    found = shutil.which("terraform")
-    if not found:
-        raise ConfigError("terraform is not on PATH; install Terraform >= 1.7 to run the LocalStack layer")
-    return found
+TIMEOUT_S = 600.0  # per terraform command
 
 
 def _hcl_string(value: str) -> str:
@@ -82,53 +71,41 @@ output "module" {{
 
 @dataclass
 class TerraformRun:
-    """One apply/destroy cycle of a module against an emulator endpoint, in its own work directory."""
+    """One apply/destroy cycle of a module against an emulator endpoint, in its own work directory.
+
+    The terraform binary, the run-time CLI config (local provider mirror) and the environment come
+    from llmpyramid.iac.terraform.Terraform: one place for those rules.
+    """
 
     module_dir: Path
     work_dir: Path
     endpoint: str
     variables: dict[str, Any] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)  # e.g. TF_CLI_CONFIG_FILE for a provider mirror
-    notify: Callable[[str], None] = print
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from llmpyramid.iac.terraform import Terraform  # ConfigError when terraform is not installed
+
         self.module_dir = Path(self.module_dir)
         self.work_dir = Path(self.work_dir)
         if not (self.module_dir / "main.tf").is_file():
             raise ConfigError(f"terraform module {self.module_dir} has no main.tf")
-
-    # --- files ------------------------------------------------------------------------------
+        self.root = self.work_dir / "root"
+        self.tf = Terraform(run_dir=self.work_dir / "terraform", timeout=TIMEOUT_S)
 
     def write(self) -> None:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        (self.work_dir / "main.tf").write_text(root_config(self.module_dir, list(self.variables)))
-        (self.work_dir / OVERRIDE_FILE).write_text(provider_override(self.endpoint))
-        (self.work_dir / "terraform.tfvars.json").write_text(json.dumps(self.variables, indent=2))
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "main.tf").write_text(root_config(self.module_dir, list(self.variables)))
+        (self.root / OVERRIDE_FILE).write_text(provider_override(self.endpoint))
+        (self.root / "terraform.tfvars.json").write_text(json.dumps(self.variables, indent=2))
 
-    # --- commands ---------------------------------------------------------------------------
-
-    def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_VAR_"))}
-        env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"})
-        env.update(self.env)
-        return env
-
-    def run(self, *args: str, timeout: float = TIMEOUT_S) -> str:
-        cmd = [terraform_binary(), f"-chdir={self.work_dir}", *args]
+    def run(self, *args: str) -> str:
         started = time.monotonic()
-        try:
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, env=self._env(), timeout=timeout, check=False
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise InfrastructureError(
-                f"terraform {args[0]} took longer than {timeout:.0f}s against {self.endpoint}"
-            ) from None
+        result = self.tf.run(*args, cwd=self.root, data_dir=self.work_dir / "data")
         self.timings[args[0]] = self.timings.get(args[0], 0.0) + time.monotonic() - started
-        if proc.returncode != 0:
-            raise InfrastructureError(f"terraform {args[0]} failed against {self.endpoint}: {first_error(proc.stderr)}")
-        return proc.stdout
+        if not result.ok:
+            raise InfrastructureError(f"terraform {args[0]} failed against {self.endpoint}: {result.first_error()}")
+        return result.stdout
 
     def init(self) -> None:
         self.write()
@@ -161,13 +138,3 @@ class TerraformRun:
         out = self.run("destroy", "-auto-approve", "-no-color", "-input=false")
         match = re.search(r"Resources: (\d+) destroyed", out)
         return int(match.group(1)) if match else 0
-
-
-def first_error(stderr: str) -> str:
-    """The first 'Error: ...' line of terraform's output (plus its detail), else the last line."""
-    lines = [ln.strip(" │╷╵") for ln in stderr.splitlines()]
-    lines = [ln.strip() for ln in lines if ln.strip()]
-    for i, line in enumerate(lines):
-        if line.startswith("Error:"):
-            return " ".join(lines[i : i + 3])[:300]
-    return (lines[-1] if lines else "no output")[:300]

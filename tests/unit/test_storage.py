@@ -1,0 +1,238 @@
+"""llmpyramid.storage without a network: URL parsing, publish/fetch logic on an in-memory backend,
+and the S3 error mapping with botocore's Stubber. The real round trip is tests/integration."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from llmpyramid import storage
+from llmpyramid.errors import ConfigError, ExitCode, InfrastructureError
+from llmpyramid.storage import ChecksumError, ObjectURL, StoredObject
+
+QUIET = {"notify": lambda _m: None}
+
+
+class MemoryBackend:
+    """A fake object store: {key: (bytes, sha256 metadata)}."""
+
+    endpoint = "memory://test"
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str | None]] = {}
+        self.uploads = 0
+
+    def head(self, obj: ObjectURL) -> StoredObject | None:
+        if str(obj) not in self.objects:
+            return None
+        data, sha = self.objects[str(obj)]
+        return StoredObject(str(obj), len(data), sha, self.endpoint)
+
+    def upload(self, path: Path, obj: ObjectURL, sha256: str) -> None:
+        self.uploads += 1
+        self.objects[str(obj)] = (path.read_bytes(), sha256)
+
+    def download(self, obj: ObjectURL, dest: Path) -> None:
+        dest.write_bytes(self.objects[str(obj)][0])
+
+
+@pytest.fixture
+def backend() -> MemoryBackend:
+    return MemoryBackend()
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    path = tmp_path / "src" / "m.gguf"
+    path.parent.mkdir()
+    path.write_bytes(b"GGUF" + bytes(range(256)) * 64)
+    return path
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- URLs ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "parts"),
+    [
+        ("s3://bucket/models/x.gguf", ("s3", "bucket", "models/x.gguf")),
+        ("gs://b-1/x.gguf", ("gs", "b-1", "x.gguf")),
+    ],
+)
+def test_parse_url(url, parts):
+    obj = ObjectURL.parse(url)
+    assert (obj.scheme, obj.bucket, obj.key) == parts
+    assert str(obj) == url
+
+
+@pytest.mark.parametrize("url", ["http://b/x", "s3://", "s3://bucket", "s3://bucket/", "gs:///x", "s3://b/dir/"])
+def test_bad_urls_are_config_errors(url):
+    with pytest.raises(ConfigError) as err:
+        ObjectURL.parse(url)
+    assert err.value.exit_code == ExitCode.CONFIGURATION
+
+
+# --- publish / fetch ------------------------------------------------------------------------------
+
+
+def test_publish_to_a_prefix_keeps_the_file_name_and_records_sha256(backend, model):
+    stored = storage.publish(model, "s3://bucket/models/", backend=backend, **QUIET)
+    assert stored.url == "s3://bucket/models/m.gguf"
+    assert stored.sha256 == sha(model) and stored.size == model.stat().st_size
+
+
+def test_publish_same_file_twice_uploads_once(backend, model):
+    storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
+    storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
+    assert backend.uploads == 1
+
+
+def test_publish_missing_file_is_config_error(backend, tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        storage.publish(tmp_path / "nope.gguf", "s3://bucket/x.gguf", backend=backend, **QUIET)
+
+
+def test_publish_that_does_not_read_back_is_infrastructure_error(backend, model):
+    backend.head = lambda obj: None  # type: ignore[method-assign]
+    with pytest.raises(InfrastructureError, match="did not read back"):
+        storage.publish(model, "s3://bucket/x.gguf", backend=backend, **QUIET)
+
+
+def test_fetch_installs_verified_file_with_sidecar(backend, model, tmp_path):
+    storage.publish(model, "gs://bucket/m.gguf", backend=backend, **QUIET)
+    dest = tmp_path / "node"
+    dest.mkdir()
+    got = storage.fetch("gs://bucket/m.gguf", dest, backend=backend, **QUIET)
+    assert got.downloaded and got.path == dest / "m.gguf"
+    assert got.sha256 == sha(model) == sha(got.path)
+    assert (dest / "m.gguf.sha256").read_text().split()[0] == got.sha256
+    assert sorted(p.name for p in dest.iterdir()) == ["m.gguf", "m.gguf.sha256"]
+
+
+def test_fetch_again_is_a_verified_no_op(backend, model, tmp_path):
+    storage.publish(model, "gs://bucket/m.gguf", backend=backend, **QUIET)
+    storage.fetch("gs://bucket/m.gguf", tmp_path, backend=backend, **QUIET)
+    again = storage.fetch("gs://bucket/m.gguf", tmp_path, backend=backend, **QUIET)
+    assert not again.downloaded
+
+
+def test_fetch_replaces_a_corrupted_local_copy(backend, model, tmp_path):
+    storage.publish(model, "gs://bucket/m.gguf", backend=backend, **QUIET)
+    (tmp_path / "m.gguf").write_bytes(b"GGUF corrupted")
+    got = storage.fetch("gs://bucket/m.gguf", tmp_path, backend=backend, **QUIET)
+    assert got.downloaded and sha(got.path) == sha(model)
+
+
+def test_fetch_wrong_checksum_installs_nothing(backend, model, tmp_path):
+    backend.objects["s3://bucket/m.gguf"] = (model.read_bytes(), "0" * 64)
+    with pytest.raises(ChecksumError, match=r"expected 0{64}; discarded") as err:
+        storage.fetch("s3://bucket/m.gguf", tmp_path / "node/", backend=backend, **QUIET)
+    assert err.value.exit_code == ExitCode.FAILURES
+    assert list((tmp_path / "node").iterdir()) == []
+
+
+def test_fetch_without_metadata_refuses(backend, model, tmp_path):
+    backend.objects["s3://bucket/m.gguf"] = (model.read_bytes(), None)
+    with pytest.raises(ChecksumError, match="no 'sha256' metadata"):
+        storage.fetch("s3://bucket/m.gguf", tmp_path, backend=backend, **QUIET)
+
+
+def test_fetch_without_metadata_but_with_expected_digest(backend, model, tmp_path):
+    backend.objects["s3://bucket/m.gguf"] = (model.read_bytes(), None)
+    got = storage.fetch("s3://bucket/m.gguf", tmp_path, expected_sha256=sha(model), backend=backend, **QUIET)
+    assert got.sha256 == sha(model)
+
+
+def test_expected_digest_must_match_metadata(backend, model, tmp_path):
+    storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
+    with pytest.raises(ChecksumError, match="does not match the expected"):
+        storage.fetch("s3://bucket/m.gguf", tmp_path, expected_sha256="a" * 64, backend=backend, **QUIET)
+
+
+def test_fetch_missing_object_is_infrastructure_error(backend, tmp_path):
+    with pytest.raises(InfrastructureError, match=r"s3://bucket/none.gguf does not exist at memory://test"):
+        storage.fetch("s3://bucket/none.gguf", tmp_path, backend=backend, **QUIET)
+
+
+@pytest.mark.parametrize(
+    ("dest", "expected"),
+    [("existing", "existing/x.gguf"), ("new/", "new/x.gguf"), ("newdir", "newdir/x.gguf"), ("file.gguf", "file.gguf")],
+)
+def test_target_path(tmp_path, dest, expected):
+    (tmp_path / "existing").mkdir()
+    assert storage._target_path(f"{tmp_path}/{dest}", "x.gguf") == tmp_path / expected
+
+
+# --- the endpoint check and S3 error mapping -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "var"), [("s3://b/x.gguf", "AWS_ENDPOINT_URL"), ("gs://b/x.gguf", "STORAGE_EMULATOR_HOST")]
+)
+def test_unreachable_emulator_endpoint_fails_fast_naming_it(monkeypatch, url, var):
+    from llmpyramid.stack.ports import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv(var, dead)
+    with pytest.raises(InfrastructureError, match=rf"endpoint http://{dead} \({var}\) is not reachable"):
+        storage.backend_for(ObjectURL.parse(url))
+
+
+@pytest.fixture
+def stubbed_s3(monkeypatch):
+    pytest.importorskip("boto3", reason="dependency group `emulators`")
+    from botocore.stub import Stubber
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    backend = storage.S3Backend()
+    with Stubber(backend.client) as stub:
+        yield backend, stub
+
+
+def test_s3_missing_object_in_existing_bucket_is_none(stubbed_s3):
+    backend, stub = stubbed_s3
+    stub.add_client_error("head_object", "404", http_status_code=404)
+    stub.add_response("head_bucket", {})
+    assert backend.head(ObjectURL.parse("s3://bucket/x.gguf")) is None
+
+
+def test_s3_missing_bucket_is_named(stubbed_s3):
+    backend, stub = stubbed_s3
+    stub.add_client_error("head_object", "404", http_status_code=404)
+    stub.add_client_error("head_bucket", "404", http_status_code=404)
+    with pytest.raises(InfrastructureError, match=r"bucket s3://bucket does not exist at http://127.0.0.1:9"):
+        backend.head(ObjectURL.parse("s3://bucket/x.gguf"))
+
+
+def test_s3_access_denied_is_config_error(stubbed_s3):
+    backend, stub = stubbed_s3
+    stub.add_client_error("head_object", "403", http_status_code=403)
+    with pytest.raises(ConfigError, match="access denied"):
+        backend.head(ObjectURL.parse("s3://bucket/x.gguf"))
+
+
+def test_s3_head_reads_sha256_metadata(stubbed_s3):
+    backend, stub = stubbed_s3
+    stub.add_response("head_object", {"ContentLength": 5, "Metadata": {"sha256": "ab" * 32}})
+    got = backend.head(ObjectURL.parse("s3://bucket/x.gguf"))
+    assert got is not None and got.size == 5 and got.sha256 == "ab" * 32
+
+
+def test_gcs_backend_uses_emulator_with_anonymous_credentials(monkeypatch):
+    pytest.importorskip("google.cloud.storage", reason="dependency group `emulators`")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "localhost:4443")
+    backend = storage.GCSBackend()
+    assert backend.endpoint == "http://localhost:4443"
+    assert type(backend.client._credentials).__name__ == "AnonymousCredentials"
