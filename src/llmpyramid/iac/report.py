@@ -100,9 +100,7 @@ class Report:
                 "duration_seconds": self.duration_seconds,
                 "exit_code": int(self.exit_code),
             },
-            "checks": [
-                {**asdict(c), "findings": [asdict(f) for f in c.findings]} for c in self.checks
-            ],
+            "checks": [{**asdict(c), "findings": [asdict(f) for f in c.findings]} for c in self.checks],
             "fixtures": [asdict(v) for v in self.fixtures],
         }
 

@@ -66,11 +66,7 @@ def mirrored_providers(mirror: Path | None) -> set[str]:
     """Provider sources (host/namespace/type) present in a filesystem mirror, packed or unpacked."""
     if mirror is None:
         return set()
-    return {
-        "/".join(p.relative_to(mirror).parts)
-        for p in mirror.glob("*/*/*")
-        if p.is_dir() and any(p.iterdir())
-    }
+    return {"/".join(p.relative_to(mirror).parts) for p in mirror.glob("*/*/*") if p.is_dir() and any(p.iterdir())}
 
 
 def registry_reachable(host: str = REGISTRY, timeout: float = 3.0) -> bool:
@@ -99,9 +95,7 @@ def required_providers(module: Path) -> dict[str, str]:
     return found
 
 
-_HCL_OPTIONS = hcl2.SerializationOptions(
-    with_comments=False, explicit_blocks=False, strip_string_quotes=True
-)
+_HCL_OPTIONS = hcl2.SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
 
 
 @dataclass
@@ -196,9 +190,7 @@ class Terraform:
                 check=False,
             )
         except subprocess.TimeoutExpired:
-            raise InfrastructureError(
-                f"terraform {args[0]} timed out after {self.timeout:.0f}s in {cwd}"
-            ) from None
+            raise InfrastructureError(f"terraform {args[0]} timed out after {self.timeout:.0f}s in {cwd}") from None
         return Result(cmd, proc.returncode, proc.stdout, proc.stderr)
 
     # --- provider availability ---------------------------------------------------------------
@@ -207,11 +199,7 @@ class Terraform:
         """Providers the module needs that can be had neither from the mirror nor the registry."""
         if self.online:
             return []
-        return sorted(
-            src.rsplit("/", 1)[-1]
-            for src in required_providers(module).values()
-            if src not in self.mirrored
-        )
+        return sorted(src.rsplit("/", 1)[-1] for src in required_providers(module).values() if src not in self.mirrored)
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -222,9 +210,7 @@ class Terraform:
             raise InfrastructureError(f"terraform fmt failed in {path}: {result.first_error()}")
         return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
-    def workdir(
-        self, module: Path, tag: str, extra_files: dict[str, str] | None = None
-    ) -> Path:
+    def workdir(self, module: Path, tag: str, extra_files: dict[str, str] | None = None) -> Path:
         """A private copy of a module so init never writes lock files or state into the tree."""
         dest = self.run_dir / "work" / f"{module.name}-{tag}"
         if dest.exists():

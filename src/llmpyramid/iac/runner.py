@@ -1,0 +1,286 @@
+"""The IaC pyramid, bottom up: static analysis, terraform native tests, and the proof that every
+check bites (each broken fixture rejected by the layer meant to catch it, citing its rule)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmpyramid.errors import ConfigError, PyramidError
+from llmpyramid.iac import inputs, paths
+from llmpyramid.iac.checkov import run_checkov
+from llmpyramid.iac.policy import PolicySet
+from llmpyramid.iac.report import Check, Finding, FixtureVerdict, Report
+from llmpyramid.iac.terraform import REGISTRY, Terraform, required_providers
+from llmpyramid.iac.tflint import TFLint, tflint_bin
+from llmpyramid.iac.tools import ensure_checkov
+
+STATIC_LAYERS = ("fmt", "tflint", "checkov", "rego")
+ALL_PARTS = ("static", "native", "fixtures")
+
+# Variables for the offline plan of the shipped aws module: exercise the optional network too.
+AWS_PLAN_VARS: dict[str, Any] = {
+    "environment": "test",
+    "create_network": True,
+    "admin_cidrs": ["203.0.113.0/24"],
+    "inference_allowed_cidrs": ["198.51.100.0/24"],
+}
+
+
+@dataclass
+class Context:
+    root: Path
+    results_dir: Path
+    terraform: Terraform
+    policies: PolicySet = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.policies = PolicySet(self.root / "terraform" / "policies")
+
+
+def _timed(report: Report, layer: str, target: str, body: Callable[[Check], None]) -> Check:
+    """Run one check; a tool failure becomes an `error` check (exit 2), not a traceback."""
+    check = Check(layer=layer, target=target, status="passed")
+    start = time.monotonic()
+    try:
+        body(check)
+    except ConfigError:
+        raise
+    except PyramidError as exc:
+        check.status, check.reason = "error", str(exc)
+    check.duration_seconds = round(time.monotonic() - start, 2)
+    if check.status == "passed" and any(f.severity == "deny" for f in check.findings):
+        check.status = "failed"
+    return report.add(check)
+
+
+def policy_input(ctx: Context, module: Path, target: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Plan JSON where an offline plan is possible (aws only), parsed HCL otherwise."""
+    hcl = inputs.from_hcl(module, target)
+    sources = set(required_providers(module).values())
+    aws_only = sources == {f"{REGISTRY}/hashicorp/aws"}
+    if aws_only and not ctx.terraform.missing_providers(module):
+        plan = ctx.terraform.plan_json(module, variables)
+        return inputs.from_plan(plan, target, layer=hcl["layer"])
+    return hcl
+
+
+# --- static analysis ------------------------------------------------------------------------------
+
+
+def run_static(ctx: Context, report: Report, modules: Iterable[str], layers: Iterable[str] = STATIC_LAYERS) -> None:
+    modules = list(modules)
+    layers = set(layers)
+    dirs = {m: paths.module_dir(m) for m in modules}
+
+    if "fmt" in layers:
+        for m, d in dirs.items():
+
+            def fmt(check: Check, d: Path = d, m: str = m) -> None:
+                for f in ctx.terraform.fmt_check(d):
+                    check.findings.append(Finding("fmt", "terraform_fmt", paths.rel(d), f, "not in canonical format"))
+
+            _timed(report, "fmt", paths.rel(d), fmt)
+
+    if "tflint" in layers:
+        binary = tflint_bin()
+        for _m, d in dirs.items():
+            if binary is None:
+                report.add(Check("tflint", paths.rel(d), "skipped", reason="skipped: tflint not installed"))
+                continue
+            linter = TFLint(binary, ctx.root)
+
+            def lint(check: Check, d: Path = d, linter: TFLint = linter) -> None:
+                check.findings.extend(linter.lint(d, paths.rel(d)))
+
+            _timed(report, "tflint", paths.rel(d), lint)
+
+    if "checkov" in layers and dirs:
+
+        def checkov(check: Check) -> None:
+            binary = ensure_checkov(ctx.root)
+            sarif = ctx.results_dir / "checkov.sarif"
+            check.findings.extend(run_checkov(binary, list(dirs.values()), sarif, root=ctx.root))
+            check.details["sarif"] = paths.rel(sarif)
+
+        _timed(report, "checkov", ", ".join(paths.rel(d) for d in dirs.values()), checkov)
+
+    if "rego" in layers:
+
+        def unit(check: Check) -> None:
+            tests = ctx.policies.run_tests()
+            check.details["tests"] = len(tests)
+            for t in tests:
+                if not t.passed:
+                    check.findings.append(
+                        Finding("rego-unit", f"{t.package}.{t.name}", "terraform/policies", message=t.error)
+                    )
+
+        _timed(report, "rego-unit", "terraform/policies", unit)
+        for m, d in dirs.items():
+
+            def rego(check: Check, d: Path = d, m: str = m) -> None:
+                data = policy_input(ctx, d, paths.rel(d), AWS_PLAN_VARS if m == "aws" else None)
+                check.details["source"] = data["source"]
+                check.details["resources"] = len(data["resources"])
+                check.findings.extend(ctx.policies.evaluate(data))
+
+            _timed(report, "rego", paths.rel(d), rego)
+
+
+# --- terraform native tests -----------------------------------------------------------------------
+
+
+def run_native(ctx: Context, report: Report, modules: Iterable[str]) -> None:
+    for m in modules:
+        d = paths.module_dir(m)
+
+        def native(check: Check, d: Path = d) -> None:
+            outcome = ctx.terraform.test(d)
+            check.details["runs"] = outcome.runs
+            if outcome.status == "skipped":
+                check.status, check.reason = "skipped", outcome.reason
+            elif outcome.status == "error":
+                check.status, check.reason = "error", outcome.reason
+            elif outcome.status == "failed":
+                check.status, check.reason = "failed", outcome.reason
+                for r in outcome.failed_runs or [{"file": "", "run": "terraform test"}]:
+                    check.findings.append(Finding("terraform-test", r["run"], paths.rel(d), r["file"], outcome.reason))
+
+        _timed(report, "terraform-test", paths.rel(d), native)
+
+
+# --- proof that the checks bite ----------------------------------------------------------------
+
+
+def load_fixtures(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    base = root / "terraform" / "fixtures" / "broken"
+    found = []
+    for d in sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []:
+        exp = d / "expected.json"
+        if not exp.is_file():
+            raise ConfigError(f"fixture {paths.rel(d)} has no expected.json")
+        spec = json.loads(exp.read_text())
+        if not spec.get("expect"):
+            raise ConfigError(f"fixture {paths.rel(d)} expects nothing")
+        found.append((d, spec))
+    return found
+
+
+def fixture_findings(
+    ctx: Context, report: Report, fixtures: list[tuple[Path, dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """layer -> fixture dir name -> list of findings, or the reason the layer was skipped."""
+    needed = {e["layer"] for _, spec in fixtures for e in spec["expect"]}
+    out: dict[str, dict[str, Any]] = {layer: {} for layer in needed}
+
+    def for_layer(layer: str) -> list[Path]:
+        return [d for d, spec in fixtures if any(e["layer"] == layer for e in spec["expect"])]
+
+    if "checkov" in needed:
+        dirs = for_layer("checkov")
+        binary = ensure_checkov(ctx.root)
+        findings = run_checkov(
+            binary, dirs, ctx.results_dir / "checkov-fixtures.sarif", root=ctx.root, use_config=False
+        )
+        for d in dirs:
+            out["checkov"][d.name] = [f for f in findings if f"/{d.name}/" in f"/{f.resource}"]
+    for d in for_layer("rego"):
+        out["rego"][d.name] = ctx.policies.evaluate(policy_input(ctx, d, paths.rel(d)))
+    for d in for_layer("fmt"):
+        out["fmt"][d.name] = [Finding("fmt", "terraform_fmt", paths.rel(d), f) for f in ctx.terraform.fmt_check(d)]
+    for d in for_layer("terraform-test"):
+        outcome = ctx.terraform.test(d)
+        if outcome.status in ("skipped", "error"):
+            out["terraform-test"][d.name] = outcome.reason
+        else:
+            out["terraform-test"][d.name] = [
+                Finding("terraform-test", r["run"], paths.rel(d), r["file"]) for r in outcome.failed_runs
+            ]
+    if "tflint" in needed:
+        binary = tflint_bin()
+        linter = TFLint(binary, ctx.root) if binary else None
+        for d in for_layer("tflint"):
+            out["tflint"][d.name] = linter.lint(d, paths.rel(d)) if linter else "skipped: tflint not installed"
+    return out
+
+
+def run_fixtures(ctx: Context, report: Report) -> None:
+    fixtures = load_fixtures(ctx.root)
+    start = time.monotonic()
+    try:
+        by_layer = fixture_findings(ctx, report, fixtures)
+    except ConfigError:
+        raise
+    except PyramidError as exc:
+        report.add(Check("fixtures", "terraform/fixtures/broken", "error", reason=str(exc)))
+        return
+    for d, spec in fixtures:
+        for e in spec["expect"]:
+            got = by_layer[e["layer"]].get(d.name, [])
+            if isinstance(got, str):
+                report.fixtures.append(FixtureVerdict(d.name, e["layer"], e["rule"], "skipped", got))
+                continue
+            rules = sorted({f.rule for f in got})
+            caught = e["rule"] in rules
+            report.fixtures.append(
+                FixtureVerdict(
+                    d.name,
+                    e["layer"],
+                    e["rule"],
+                    "caught" if caught else "missed",
+                    "" if caught else f"layer reported {rules or 'nothing'}",
+                )
+            )
+    report.add(
+        Check(
+            "fixtures",
+            "terraform/fixtures/broken",
+            "failed" if any(v.status == "missed" for v in report.fixtures) else "passed",
+            duration_seconds=round(time.monotonic() - start, 2),
+            details={"fixtures": len(fixtures)},
+        )
+    )
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def run_iac(
+    results_dir: Path | str = "results",
+    *,
+    parts: Iterable[str] = ALL_PARTS,
+    modules: Iterable[str] = paths.MODULES,
+    static_layers: Iterable[str] = STATIC_LAYERS,
+    run_dir: Path | None = None,
+) -> Report:
+    """Run the IaC pyramid and write `<results_dir>/iac.json`; `report.exit_code` is the verdict.
+
+    Raises ConfigError (exit 3) for a missing terraform binary or broken configuration; tool
+    failures become `error` checks (exit 2); findings and missed fixtures give exit 1.
+    """
+    parts = set(parts)
+    unknown = parts - set(ALL_PARTS)
+    if unknown:
+        raise ConfigError(f"unknown IaC part(s) {sorted(unknown)}: expected {', '.join(ALL_PARTS)}")
+    root = paths.repo_root()
+    results = Path(results_dir)
+    if not results.is_absolute():
+        results = root / results
+    results.mkdir(parents=True, exist_ok=True)
+    tf = Terraform(run_dir=run_dir) if run_dir else Terraform()
+    ctx = Context(root=root, results_dir=results, terraform=tf)
+    report = Report()
+    modules = list(modules)
+    if "static" in parts:
+        run_static(ctx, report, modules, static_layers)
+    if "native" in parts:
+        run_native(ctx, report, modules)
+    if "fixtures" in parts:
+        run_fixtures(ctx, report)
+    report.finish().write(results / "iac.json")
+    return report
