@@ -27,9 +27,7 @@ SCHEMA_VERSION = 1
 STATUSES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
 # pytest's own exit codes (pytest.ExitCode), spelled out so this module needs no pytest import.
-PYTEST_OK, PYTEST_FAILED, PYTEST_INTERRUPTED, PYTEST_INTERNAL, PYTEST_USAGE, PYTEST_NO_TESTS = (
-    range(6)
-)
+PYTEST_OK, PYTEST_FAILED, PYTEST_INTERRUPTED, PYTEST_INTERNAL, PYTEST_USAGE, PYTEST_NO_TESTS = range(6)
 
 
 @cache
@@ -131,9 +129,7 @@ def build_document(
     return doc
 
 
-def error_document(
-    suite: str | None, target: str | None, code: ExitCode, message: str
-) -> dict[str, Any]:
+def error_document(suite: str | None, target: str | None, code: ExitCode, message: str) -> dict[str, Any]:
     """The document for a run that never produced a verdict (exit 2 or 3)."""
     return build_document([], 0.0, suite=suite, target=target, exit_code=code, error=message)
 
@@ -189,25 +185,15 @@ def from_pytest_report(report: Mapping[str, Any], **context: Any) -> dict[str, A
         nodeid = str(t.get("nodeid", ""))
         status = _status(t)
         metrics, recorded_error = _user_properties(t)
-        duration = sum(
-            float((t.get(s) or {}).get("duration") or 0.0) for s in ("setup", "call", "teardown")
-        )
+        duration = sum(float((t.get(s) or {}).get("duration") or 0.0) for s in ("setup", "call", "teardown"))
         error = None
         if status in ("failed", "error"):
-            error = (
-                recorded_error
-                or _crash_message(t)
-                or f"{status} without a message (see the pytest log)"
-            )
+            error = recorded_error or _crash_message(t) or f"{status} without a message (see the pytest log)"
         elif status == "xfailed":
             error = recorded_error or _crash_message(t)
         elif status == "xpassed":
             error = "passed unexpectedly: a documented deviation is fixed; remove its xfail marker"
-        tests.append(
-            test_entry(
-                _test_name(nodeid), status, duration, error=error, metrics=metrics, nodeid=nodeid
-            )
-        )
+        tests.append(test_entry(_test_name(nodeid), status, duration, error=error, metrics=metrics, nodeid=nodeid))
     # Collection errors (an import error in a test module) never become tests; report them as such.
     for c in report.get("collectors", []):
         if c.get("outcome") == "failed":

@@ -39,9 +39,7 @@ def _positive_float(name: str):  # type: ignore[no-untyped-def]
         try:
             value = float(raw)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a number of seconds, got {raw!r}"
-            ) from None
+            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, got {raw!r}") from None
         if not value > 0 or value == float("inf"):
             raise argparse.ArgumentTypeError(f"{name} must be > 0, got {raw!r}")
         return value
@@ -141,13 +139,9 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, st
         results_file = _results_path(args.results_file)
         suite = get_suite(args.suite)
         if args.duration is not None and "duration" not in suite.uses:
-            raise ConfigError(
-                f"--duration does not apply to --suite {args.suite} (it is for load and cloud)"
-            )
+            raise ConfigError(f"--duration does not apply to --suite {args.suite} (it is for load and cloud)")
         if args.cloud is not None and "cloud" not in suite.uses:
-            raise ConfigError(
-                f"--cloud does not apply to --suite {args.suite} (it is for --suite cloud)"
-            )
+            raise ConfigError(f"--cloud does not apply to --suite {args.suite} (it is for --suite cloud)")
         Thresholds.from_env()  # a bad threshold is a configuration error, found up front
         target = target_from_env(args.base_url) if "base_url" in suite.uses else None
         target_url = target.base_url if target else None

@@ -41,9 +41,7 @@ from llmpyramid.config import PROJECT_ROOT, StackSettings, _env, parse_float, pa
 from llmpyramid.errors import ConfigError, ExitCode, InfrastructureError, PyramidError
 from llmpyramid.stack import EmbeddedStack, Target
 
-ABORT_FILE_ENV = (
-    "LLMPYRAMID_ABORT_FILE"  # where conftest records an infra/config abort for the runner
-)
+ABORT_FILE_ENV = "LLMPYRAMID_ABORT_FILE"  # where conftest records an infra/config abort for the runner
 CLOUDS = ("aws", "gcp", "azure")
 
 
@@ -81,16 +79,10 @@ class Thresholds:
                 minimum=1,
                 maximum=1000,
             ),
-            concurrency=num(
-                "INTEGRATION_CONCURRENCY", cls.concurrency, parse_int, minimum=2, maximum=256
-            ),
-            memory_requests=num(
-                "MEMORY_REQUESTS", cls.memory_requests, parse_int, minimum=1, maximum=10000
-            ),
+            concurrency=num("INTEGRATION_CONCURRENCY", cls.concurrency, parse_int, minimum=2, maximum=256),
+            memory_requests=num("MEMORY_REQUESTS", cls.memory_requests, parse_int, minimum=1, maximum=10000),
             memory_growth_mb=num("MEMORY_GROWTH_MB", cls.memory_growth_mb, parse_float),
-            request_timeout_s=num(
-                "REQUEST_TIMEOUT_S", cls.request_timeout_s, parse_float, minimum=0.1
-            ),
+            request_timeout_s=num("REQUEST_TIMEOUT_S", cls.request_timeout_s, parse_float, minimum=0.1),
         )
 
 
@@ -144,16 +136,10 @@ class Suite:
     name: str
     help: str
     run: SuiteFn
-    pytest_selection: tuple[
-        str, ...
-    ] = ()  # set for pytest suites (lets `all` run them in one session)
+    pytest_selection: tuple[str, ...] = ()  # set for pytest suites (lets `all` run them in one session)
     in_all: bool = False  # part of `--suite all` (the free, local pyramid)
-    copy_results_to: tuple[
-        str, ...
-    ] = ()  # extra places the document is written (cloud: the seed's /tmp file)
-    uses: tuple[str, ...] = field(
-        default=("base_url",)
-    )  # flags the suite reads: base_url, duration, cloud
+    copy_results_to: tuple[str, ...] = ()  # extra places the document is written (cloud: the seed's /tmp file)
+    uses: tuple[str, ...] = field(default=("base_url",))  # flags the suite reads: base_url, duration, cloud
 
 
 def pytest_suite(name: str, help: str, *selection: str, in_all: bool = True) -> Suite:
@@ -170,18 +156,13 @@ def not_implemented(name: str, help: str, owner: str, **kwargs: Any) -> Suite:
     """A placeholder that says so (exit 3), never a fake pass. Replace the entry when it lands."""
 
     def run(_req: RunRequest) -> SuiteRun:
-        raise ConfigError(
-            f"suite {name!r} is not implemented yet ({owner}); "
-            f"available: {', '.join(implemented())}"
-        )
+        raise ConfigError(f"suite {name!r} is not implemented yet ({owner}); available: {', '.join(implemented())}")
 
     return Suite(name, help + " [not implemented yet]", run=run, **kwargs)
 
 
 SUITES: dict[str, Suite] = {
-    "smoke": pytest_suite(
-        "smoke", "health, completions, chat, models, latency", "tests/test_smoke.py", "-m", "smoke"
-    ),
+    "smoke": pytest_suite("smoke", "health, completions, chat, models, latency", "tests/test_smoke.py", "-m", "smoke"),
     "integration": pytest_suite(
         "integration",
         "concurrency, streaming, invalid input, max_tokens/stop, API key, memory",
@@ -210,9 +191,7 @@ SUITES: dict[str, Suite] = {
         copy_results_to=("/tmp/cloud_smoke_results.json",),
     ),
     "iac": not_implemented("iac", "static analysis, policies, terraform", "IaC issue", uses=()),
-    "localstack": not_implemented(
-        "localstack", "emulated AWS/GCS integration", "emulators issue", uses=()
-    ),
+    "localstack": not_implemented("localstack", "emulated AWS/GCS integration", "emulators issue", uses=()),
 }
 
 
@@ -235,9 +214,7 @@ def get_suite(name: str) -> Suite:
     try:
         return SUITES[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown suite {name!r}; choose one of: {', '.join(suite_names())}"
-        ) from None
+        raise ConfigError(f"unknown suite {name!r}; choose one of: {', '.join(suite_names())}") from None
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -250,9 +227,7 @@ def _worst(codes: list[ExitCode]) -> ExitCode:
 
 def run_all(req: RunRequest) -> SuiteRun:
     members = [s for s in SUITES.values() if s.in_all]
-    selection = tuple(
-        arg for s in members if s.pytest_selection for arg in s.pytest_selection if arg != "-m"
-    )
+    selection = tuple(arg for s in members if s.pytest_selection for arg in s.pytest_selection if arg != "-m")
     markers = " or ".join(s.name for s in members if s.pytest_selection)
     paths = tuple(a for a in selection if a.startswith("tests/"))
     runs = [run_pytest(req, (*paths, "-m", markers))] if paths else []
@@ -296,10 +271,7 @@ def run_pytest(req: RunRequest, selection: tuple[str, ...]) -> SuiteRun:
         if req.target:
             cmd += ["--base-url", req.target.base_url]
         env = {**os.environ, ABORT_FILE_ENV: str(abort_file)}
-        req.log(
-            f"running {req.suite}: pytest {' '.join(selection)}"
-            + (f" against {target_url}" if target_url else "")
-        )
+        req.log(f"running {req.suite}: pytest {' '.join(selection)}" + (f" against {target_url}" if target_url else ""))
         started = time.monotonic()
         rc = _run_child(cmd, env)
         elapsed = time.monotonic() - started
@@ -331,21 +303,15 @@ def run_pytest(req: RunRequest, selection: tuple[str, ...]) -> SuiteRun:
     code = results.exit_code_for(rc, doc)
     doc["exit_code"] = int(code)
     if rc == results.PYTEST_NO_TESTS:
-        doc["error"] = (
-            f"suite {req.suite!r} selected no tests: {' '.join((*selection, *req.pytest_args))}"
-        )
+        doc["error"] = f"suite {req.suite!r} selected no tests: {' '.join((*selection, *req.pytest_args))}"
     elif rc not in (results.PYTEST_OK, results.PYTEST_FAILED) and not doc.get("error"):
-        doc["error"] = (
-            f"pytest exited with code {rc} (collection error or interrupted; see the log above)"
-        )
+        doc["error"] = f"pytest exited with code {rc} (collection error or interrupted; see the log above)"
     return SuiteRun(doc, code)
 
 
 def _run_child(cmd: list[str], env: dict[str, str]) -> int:
     """Run pytest; on Ctrl-C/SIGTERM interrupt it (fixtures tear down, the stack stops)."""
-    proc = subprocess.Popen(
-        cmd, cwd=PROJECT_ROOT, env=env, stdout=sys.stderr, stdin=subprocess.DEVNULL
-    )
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=sys.stderr, stdin=subprocess.DEVNULL)
     try:
         return proc.wait()
     except BaseException:
@@ -371,9 +337,7 @@ def write_abort(exc: PyramidError) -> None:
     path = os.environ.get(ABORT_FILE_ENV)
     if path:
         with contextlib.suppress(OSError):
-            Path(path).write_text(
-                json.dumps({"exit_code": int(exc.exit_code), "message": str(exc)})
-            )
+            Path(path).write_text(json.dumps({"exit_code": int(exc.exit_code), "message": str(exc)}))
 
 
 __all__ = [

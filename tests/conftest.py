@@ -1,0 +1,153 @@
+"""Fixtures for the pyramid's suites: where the server is, a client for it, and metrics reporting.
+
+Target selection lives here and only here: `--base-url` / `BASE_URL` (+ `API_KEY`, `MODEL`) name
+an OpenAI-compatible server (embedded, Docker or remote); with neither, the embedded llama.cpp
+stack is started once per session on a free port and stopped at the end. Suites never say where
+the server is. Thresholds come from the environment (see llmpyramid.suites.Thresholds).
+
+An unreachable target or a bad setting aborts the session with the seed's exit code (2 or 3)
+and one line, never a traceback; scripts/run_tests.py reads the reason from the abort file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from llmpyramid.checks import CheckFailed
+from llmpyramid.client import Client
+from llmpyramid.errors import PyramidError
+from llmpyramid.results import one_line
+from llmpyramid.stack import EmbeddedStack, Target, check_reachable, target_from_env
+from llmpyramid.suites import Thresholds, target_session, write_abort
+
+SUITE_MARKERS = ("smoke", "integration", "contract")
+DEFAULT_TEST_TIMEOUT_S = 300
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llmpyramid")
+    group.addoption(
+        "--base-url",
+        default=None,
+        help="OpenAI-compatible server to test (else BASE_URL; else the embedded stack is started)",
+    )
+
+
+def _abort(exc: PyramidError) -> None:
+    write_abort(exc)
+    pytest.exit(f"error: {exc}", returncode=int(exc.exit_code))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A hung server must not hang the suite: every suite test gets a timeout unless it sets one."""
+    for item in items:
+        if any(item.get_closest_marker(m) for m in SUITE_MARKERS) and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(DEFAULT_TEST_TIMEOUT_S))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    """Attach a failed check's one-line verdict and its measured metrics to the test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is None or (report.when == "teardown" and report.passed):
+        return
+    exc = call.excinfo.value
+    if isinstance(exc, CheckFailed):
+        item.user_properties.append(("error", f"AssertionError: {exc}"))
+        if exc.metrics:
+            item.user_properties.append(("metrics", exc.metrics))
+    elif not isinstance(exc, pytest.skip.Exception | pytest.xfail.Exception) and report.failed:
+        item.user_properties.append(("error", one_line(f"{type(exc).__name__}: {exc}")))
+
+
+# --- target ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def thresholds() -> Thresholds:
+    try:
+        return Thresholds.from_env()
+    except PyramidError as exc:
+        _abort(exc)
+        raise
+
+
+@pytest.fixture(scope="session")
+def pyramid_stack(request: pytest.FixtureRequest) -> Iterator[tuple[Target, EmbeddedStack | None]]:
+    """(target, embedded stack or None). Started once per session when no target is given."""
+    try:
+        given = target_from_env(request.config.getoption("--base-url"))
+        if given is not None:
+            check_reachable(given)
+        with target_session(given) as pair:
+            yield pair
+    except PyramidError as exc:
+        _abort(exc)
+
+
+@pytest.fixture(scope="session")
+def target(pyramid_stack: tuple[Target, EmbeddedStack | None]) -> Target:
+    """Where the suites send requests: base URL, API key, model name."""
+    return pyramid_stack[0]
+
+
+@pytest.fixture(scope="session")
+def embedded_stack(pyramid_stack: tuple[Target, EmbeddedStack | None]) -> EmbeddedStack | None:
+    """The embedded stack the session started (for RSS), or None for an external target."""
+    return pyramid_stack[1]
+
+
+@pytest.fixture(scope="session")
+def served_model(target: Target, embedded_stack: EmbeddedStack | None) -> str | None:
+    """The model name the server must list: MODEL, the embedded alias, or None (any)."""
+    if target.model:
+        return target.model
+    if embedded_stack is not None:
+        return embedded_stack.settings.model_alias
+    return None
+
+
+@pytest.fixture(scope="session")
+def client(target: Target, thresholds: Thresholds) -> Iterator[Client]:
+    with Client(target, timeout=thresholds.request_timeout_s) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def server_is_llamacpp(client: Client) -> bool:
+    """True when the target identifies as llama.cpp (for documented upstream deviations only)."""
+    return client.get("/health").headers.get("server", "").lower().startswith("llama.cpp")
+
+
+@pytest.fixture
+def metrics(record_property: Any) -> Iterator[dict[str, Any]]:
+    """A dict the test fills with measurements; they land in the results document's `metrics`."""
+    measured: dict[str, Any] = {}
+    yield measured
+    if measured:
+        record_property("metrics", measured)
+
+
+@pytest.fixture
+def keyed_target(target: Target, embedded_stack: EmbeddedStack | None) -> Iterator[tuple[Target, str]]:
+    """A target that requires an API key, and the key.
+
+    Embedded: a second short-lived stack started with a key. External: the given target when
+    API_KEY is set (otherwise there is nothing to enforce; the test skips and says so).
+    """
+    if embedded_stack is None:
+        if not target.api_key:
+            pytest.skip("external target without API_KEY: API key enforcement cannot be tested")
+        yield target, target.api_key
+        return
+    key = "sk-test-" + os.urandom(8).hex()
+    try:
+        with target_session(None, api_key=key, parallel=1, ctx_size=512) as (keyed, _stack):
+            yield keyed, key
+    except PyramidError as exc:
+        pytest.fail(f"could not start a keyed embedded stack: {exc}", pytrace=False)
