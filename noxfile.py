@@ -17,7 +17,7 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 # The default local pyramid: everything that needs no cloud account, no Docker and no network.
-nox.options.sessions = ["lint", "unit", "stack"]
+nox.options.sessions = ["lint", "unit", "stack", "smoke", "integration", "contract"]
 
 PYTHON = "3.11"
 
@@ -101,3 +101,29 @@ def localstack(session: nox.Session) -> None:
     """
     install(session, "test", "emulators", "iac")
     pytest(session, "tests/integration")
+
+
+# --- inference suites -------------------------------------------------------------------------
+# With no BASE_URL / --base-url, each session starts the embedded llama.cpp stack once (free port,
+# temporary run dir) and stops it afterwards. `nox -s smoke -- --base-url http://host:8080`.
+
+
+@nox.session(python=PYTHON, tags=["pyramid"])
+def smoke(session: nox.Session) -> None:
+    """Smoke: health, completions, chat, models, p95 latency under SMOKE_LATENCY_MS."""
+    install(session, "test")
+    pytest(session, "tests/test_smoke.py", "-m", "smoke")
+
+
+@nox.session(python=PYTHON, tags=["pyramid"])
+def integration(session: nox.Session) -> None:
+    """Integration: concurrency, streaming, invalid input, max_tokens/stop, API key, memory stability."""
+    install(session, "test")
+    pytest(session, "tests/test_integration.py", "-m", "integration")
+
+
+@nox.session(python=PYTHON, tags=["pyramid"])
+def contract(session: nox.Session) -> None:
+    """Contract: OpenAI schemas for bodies and SSE chunks, headers, error object, official client."""
+    install(session, "test")
+    pytest(session, "tests/test_contract.py", "-m", "contract")
