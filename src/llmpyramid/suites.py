@@ -191,7 +191,9 @@ SUITES: dict[str, Suite] = {
         copy_results_to=("/tmp/cloud_smoke_results.json",),
     ),
     "iac": not_implemented("iac", "static analysis, policies, terraform", "IaC issue", uses=()),
-    "localstack": not_implemented("localstack", "emulated AWS/GCS integration", "emulators issue", uses=()),
+    "localstack": pytest_suite(
+        "localstack", "emulated AWS/GCS: terraform apply/destroy, model storage", "tests/integration", in_all=False
+    ),
 }
 
 
