@@ -134,12 +134,17 @@ class Applied:
 
 
 @pytest.fixture(scope="module")
-def applied(aws_endpoint, run_id, tmp_path_factory) -> Iterator[Applied]:
-    """terraform init + apply once for this module's tests; destroyed at the end no matter what."""
+def terraform() -> str:
+    """The terraform binary, or a skip that says why (reported as skipped, never as passed)."""
     try:
-        terraform_bin()
+        return terraform_bin()
     except ConfigError as exc:
         pytest.skip(f"SKIPPED, not passed: {exc}")
+
+
+@pytest.fixture(scope="module")
+def applied(terraform, aws_endpoint, run_id, tmp_path_factory) -> Iterator[Applied]:
+    """terraform init + apply once for this module's tests; destroyed at the end no matter what."""
     run = TerraformRun(
         MODULE_DIR,
         tmp_path_factory.mktemp("tf-aws"),
