@@ -115,25 +115,27 @@ def _text_report(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _output_mode(argv: list[str]) -> str:
-    """The --output mode even when the rest of the command line is invalid (errors stay JSON)."""
-    mode = "text"
+def _early_flag(argv: list[str], flag: str, allowed: tuple[str, ...] = ()) -> str | None:
+    """A flag's value even when the rest of the command line is invalid (so errors still honour
+    --output and --results-file)."""
+    found = None
     for i, arg in enumerate(argv):
-        value = arg.split("=", 1)[1] if arg.startswith("--output=") else None
-        if arg == "--output" and i + 1 < len(argv):
+        value = arg.split("=", 1)[1] if arg.startswith(flag + "=") else None
+        if arg == flag and i + 1 < len(argv):
             value = argv[i + 1]
-        if value in ("json", "text"):
-            mode = value
-    return mode
+        if value is not None and (not allowed or value in allowed):
+            found = value
+    return found
 
 
 def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, str]:
     """Parse, preflight and run: (document, exit code, output mode). Never raises PyramidError."""
-    output = _output_mode(argv or [])
+    output = _early_flag(argv or [], "--output", ("json", "text")) or "text"
     suite_name: str | None = None
     target_url: str | None = None
     results_file = PROJECT_ROOT / DEFAULT_RESULTS_FILE
     try:
+        results_file = _results_path(_early_flag(argv or [], "--results-file") or DEFAULT_RESULTS_FILE)
         args = build_parser().parse_args(argv)
         output, suite_name = args.output, args.suite
         results_file = _results_path(args.results_file)

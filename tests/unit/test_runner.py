@@ -1,0 +1,144 @@
+"""scripts/run_tests.py: exit codes 0/1/2/3, JSON-only stdout, schema-valid documents, preflight.
+
+Runs against the fake OpenAI server (tests/unit/fake_openai.py) and closed loopback ports only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fake_openai import FakeOpenAI
+
+from llmpyramid import results, runner
+from llmpyramid.config import PROJECT_ROOT
+from llmpyramid.errors import ExitCode
+from llmpyramid.stack import Target
+from llmpyramid.stack.ports import free_port
+from llmpyramid.suites import SUITES, RunRequest, run_pytest
+
+SCRIPT = PROJECT_ROOT / "scripts" / "run_tests.py"
+
+
+@pytest.fixture
+def results_file(tmp_path: Path) -> str:
+    return str(tmp_path / "out" / "results.json")
+
+
+def run(*args: str) -> tuple[dict, ExitCode]:
+    document, code, _ = runner.execute(list(args))
+    results.validate(document)
+    assert document["exit_code"] == int(code)
+    return document, code
+
+
+def closed_port_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--suite", "nope"], "unknown suite 'nope'"),
+        (["--suite", "smoke", "--base-url", "ftp://example.com"], "invalid base URL"),
+        (["--suite", "smoke", "--base-url", "http://host:notaport"], "invalid base URL"),
+        (["--suite", "smoke", "--output", "xml"], "--output"),
+        (["--suite", "load", "--duration", "-5"], "--duration must be > 0"),
+        (["--suite", "load", "--duration", "soon"], "--duration must be a number"),
+        (["--suite", "smoke", "--duration", "10"], "--duration does not apply"),
+        (["--suite", "cloud", "--cloud", "ibm"], "--cloud"),
+        (["--suite", "smoke", "--cloud", "aws"], "--cloud does not apply"),
+        (["--suite", "smoke", "--bogus-flag"], "unrecognized arguments"),
+    ],
+)
+def test_configuration_errors_exit_3(args, needle, results_file):
+    doc, code = run(*args, "--results-file", results_file)
+    assert code == ExitCode.CONFIGURATION
+    assert needle in doc["error"]
+    assert json.loads(Path(results_file).read_text()) == doc
+
+
+@pytest.mark.parametrize("name", [n for n, s in SUITES.items() if "[not implemented yet]" in s.help])
+def test_unimplemented_suites_say_so_with_exit_3(name, results_file, monkeypatch):
+    monkeypatch.delenv("BASE_URL", raising=False)
+    doc, code = run("--suite", name, "--results-file", results_file)
+    assert code == ExitCode.CONFIGURATION and "not implemented yet" in doc["error"]
+    assert doc["summary"]["passed"] == 0
+
+
+@pytest.mark.parametrize(("env", "value"), [("SMOKE_LATENCY_MS", "fast"), ("INTEGRATION_CONCURRENCY", "1")])
+def test_bad_threshold_is_a_configuration_error(env, value, monkeypatch, results_file):
+    monkeypatch.setenv(env, value)
+    doc, code = run("--suite", "smoke", "--base-url", closed_port_url(), "--results-file", results_file)
+    assert code == ExitCode.CONFIGURATION and env in doc["error"]
+
+
+def test_results_file_that_is_a_directory_is_a_configuration_error(tmp_path):
+    _doc, code = run("--suite", "nope", "--results-file", str(tmp_path))
+    assert code == ExitCode.CONFIGURATION
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [(None, "Connection refused"), ("http://no-such-host.invalid:8080", "not reachable")],
+    ids=["refused", "dns"],
+)
+def test_unreachable_target_exits_2_before_the_suite_runs(url, needle, results_file):
+    url = url or closed_port_url()
+    doc, code = run("--suite", "smoke", "--base-url", url, "--results-file", results_file)
+    assert code == ExitCode.INFRASTRUCTURE
+    assert url in doc["error"] and needle in doc["error"]
+    assert doc["tests"] == []
+
+
+def test_base_url_env_is_the_target(monkeypatch, results_file):
+    url = closed_port_url()
+    monkeypatch.setenv("BASE_URL", url)
+    doc, code = run("--suite", "contract", "--results-file", results_file)
+    assert code == ExitCode.INFRASTRUCTURE and doc["target"] == url
+
+
+def test_abort_inside_the_suite_maps_to_exit_2():
+    """Reachable at preflight, gone when the suite starts: conftest aborts with exit 2 and says why."""
+    url = closed_port_url()
+    outcome = run_pytest(RunRequest("smoke", Target(url), log=lambda _m: None), ("tests/test_smoke.py", "-m", "smoke"))
+    results.validate(outcome.document)
+    assert outcome.exit_code == ExitCode.INFRASTRUCTURE
+    assert url in outcome.document["error"]
+
+
+def test_json_output_is_only_the_document_and_passes_against_a_healthy_server(results_file):
+    with FakeOpenAI() as fake:
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPT), "--suite", "smoke", "--base-url", fake.url, "--output", "json",
+             "--results-file", results_file],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    doc = json.loads(proc.stdout)  # stdout is exactly one JSON document
+    results.validate(doc)
+    assert proc.returncode == 0, proc.stderr
+    assert doc["exit_code"] == 0 and doc["suite"] == "smoke" and doc["target"] == fake.url
+    assert doc["summary"]["passed"] == doc["summary"]["total"] == 6
+    assert json.loads(Path(results_file).read_text()) == doc
+    assert "running smoke" in proc.stderr  # logs go to stderr
+
+
+def test_failures_exit_1_with_one_line_errors_and_metrics(results_file, monkeypatch):
+    monkeypatch.setenv("SMOKE_LATENCY_MS", "100")
+    with FakeOpenAI("slow", "models_empty") as fake:
+        doc, code = run("--suite", "smoke", "--base-url", fake.url, "--results-file", results_file)
+    assert code == ExitCode.FAILURES
+    failed = {t["name"]: t for t in doc["tests"] if t["status"] == "failed"}
+    assert set(failed) == {"test_completion_latency", "test_models_lists_served_model"}
+    latency = failed["test_completion_latency"]
+    assert (
+        latency["error"].startswith("AssertionError: p95 completion latency")
+        and "> threshold 100ms" in latency["error"]
+    )
+    assert latency["metrics"]["threshold_ms"] == 100 and latency["metrics"]["p95_ms"] > 100
+    assert "'data' must be a non-empty list" in failed["test_models_lists_served_model"]["error"]
+    passed = [t for t in doc["tests"] if t["status"] == "passed"]
+    assert all("metrics" in t for t in passed)
