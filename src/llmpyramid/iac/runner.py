@@ -37,9 +37,24 @@ class Context:
     results_dir: Path
     terraform: Terraform
     policies: PolicySet = field(init=False)
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> plan document
 
     def __post_init__(self) -> None:
         self.policies = PolicySet(self.root / "terraform" / "policies")
+
+    def plannable(self, module: Path) -> bool:
+        """Only aws-only modules can be planned here (fake credentials, offline mirror)."""
+        sources = set(required_providers(module).values())
+        return sources == {f"{REGISTRY}/hashicorp/aws"} and not self.terraform.missing_providers(module)
+
+    def prepare_plans(self, targets: dict[str, tuple[Path, dict[str, Any]]]) -> None:
+        """Plan every plannable target in one terraform root (saves an init+plan+show per module)."""
+        batch = {paths.rel(d): (d, v) for d, v in targets.values() if self.plannable(d)}
+        if not batch:
+            return
+        keys = {t: f"m{i}" for i, t in enumerate(batch)}
+        planned = self.terraform.plan_modules({keys[t]: spec for t, spec in batch.items()})
+        self.plans.update({t: planned[keys[t]] for t in batch})
 
 
 def _timed(report: Report, layer: str, target: str, body: Callable[[Check], None]) -> Check:
@@ -61,9 +76,9 @@ def _timed(report: Report, layer: str, target: str, body: Callable[[Check], None
 def policy_input(ctx: Context, module: Path, target: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
     """Plan JSON where an offline plan is possible (aws only), parsed HCL otherwise."""
     hcl = inputs.from_hcl(module, target)
-    sources = set(required_providers(module).values())
-    aws_only = sources == {f"{REGISTRY}/hashicorp/aws"}
-    if aws_only and not ctx.terraform.missing_providers(module):
+    if target in ctx.plans:
+        return inputs.from_plan(ctx.plans[target], target, layer=hcl["layer"])
+    if ctx.plannable(module):
         plan = ctx.terraform.plan_json(module, variables)
         return inputs.from_plan(plan, target, layer=hcl["layer"])
     return hcl
@@ -276,6 +291,20 @@ def run_iac(
     ctx = Context(root=root, results_dir=results, terraform=tf)
     report = Report()
     modules = list(modules)
+    static_layers = list(static_layers)
+    targets: dict[str, tuple[Path, dict[str, Any]]] = {}
+    if "static" in parts and "rego" in static_layers and "aws" in modules:
+        targets["aws"] = (paths.module_dir("aws"), AWS_PLAN_VARS)
+    if "fixtures" in parts:
+        for d, spec in load_fixtures(root):
+            if any(e["layer"] == "rego" for e in spec["expect"]):
+                targets[d.name] = (d, {})
+    try:
+        ctx.prepare_plans(targets)
+    except ConfigError:
+        raise
+    except PyramidError as exc:
+        report.add(Check("plan", "terraform", "error", reason=str(exc)))
     if "static" in parts:
         run_static(ctx, report, modules, static_layers)
     if "native" in parts:

@@ -274,6 +274,57 @@ class Terraform:
         plan: dict[str, Any] = json.loads(show.stdout)
         return plan
 
+    def plan_modules(self, modules: dict[str, tuple[Path, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+        """Plan several aws-only modules in one offline root (one init, one plan, one show).
+
+        Each becomes `module.<key>` of a generated root; returns key -> a plan document shaped as
+        if that module had been planned alone (planned_values and configuration of its root).
+        """
+        for path, _ in modules.values():
+            sources = set(required_providers(path).values())
+            if sources - {f"{REGISTRY}/hashicorp/aws"}:
+                raise ConfigError(f"offline plans support the aws provider only; {path} needs {sorted(sources)}")
+        work = self.run_dir / "work" / "_batch-plan"
+        if work.exists():
+            shutil.rmtree(work)
+        (work / "modules").mkdir(parents=True)
+        root: dict[str, Any] = {"module": {}}
+        for key, (path, variables) in modules.items():
+            shutil.copytree(
+                path,
+                work / "modules" / key,
+                ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "tests", "*.json"),
+            )
+            root["module"][key] = {"source": f"./modules/{key}", **variables}
+        (work / "main.tf.json").write_text(json.dumps(root, indent=2))
+        (work / "provider.tf").write_text(OFFLINE_AWS_PROVIDER)
+        data = self.data_dir(work)
+        for step in (
+            ["init", "-backend=false", "-input=false", "-no-color"],
+            ["plan", "-refresh=false", "-lock=false", "-input=false", "-no-color", "-out=plan.bin"],
+        ):
+            result = self.run(*step, cwd=work, data_dir=data)
+            if not result.ok:
+                raise InfrastructureError(f"terraform {step[0]} of {', '.join(modules)} failed: {result.first_error()}")
+        show = self.run("show", "-json", "plan.bin", cwd=work, data_dir=data)
+        if not show.ok:
+            raise InfrastructureError(f"terraform show failed: {show.first_error()}")
+        plan = json.loads(show.stdout)
+        children = {
+            c["address"]: c for c in plan.get("planned_values", {}).get("root_module", {}).get("child_modules", [])
+        }
+        calls = plan.get("configuration", {}).get("root_module", {}).get("module_calls", {})
+        out: dict[str, dict[str, Any]] = {}
+        for key in modules:
+            prefix = f"module.{key}."
+            child = children.get(f"module.{key}", {"resources": []})
+            resources = [{**r, "address": r["address"].removeprefix(prefix)} for r in child.get("resources", [])]
+            out[key] = {
+                "planned_values": {"root_module": {"resources": resources}},
+                "configuration": {"root_module": calls.get(key, {}).get("module", {})},
+            }
+        return out
+
 
 _RUN_LINE = re.compile(r'^\s*run "([^"]+)"\.\.\. (pass|fail|skip)', re.M)
 _FILE_LINE = re.compile(r"^(\S+\.tftest\.(?:hcl|json))\.\.\. (?:in progress|pass|fail|skip)", re.M)
