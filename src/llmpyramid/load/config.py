@@ -22,7 +22,7 @@ Environment (all optional):
     LOAD_RESULTS_DIR      where reports are written                    (default results/load)
     LOAD_SLO_FILE         TOML or JSON file with an [slo] table (keys as below)
     SLO_P95_LATENCY_MS  SLO_TTFT_P95_MS  SLO_ITL_P95_MS  SLO_ERROR_RATE  SLO_MIN_RPS
-    SLO_MIN_OUTPUT_TOKENS_PER_SECOND
+    SLO_MIN_OUTPUT_TOKENS_PER_SECOND     (a number, or "off"; SLO_ERROR_RATE defaults to 0)
 """
 
 from __future__ import annotations
@@ -84,12 +84,15 @@ class SLO:
             raise ConfigError(
                 f"{source}: unknown SLO key(s) {', '.join(sorted(unknown))}; known: {', '.join(SLO_FIELDS)}"
             )
-        values: dict[str, float] = {}
+        values: dict[str, float | None] = {}
         for key, raw in data.items():
+            if isinstance(raw, str) and raw.strip().lower() in ("none", "off"):
+                values[key] = None  # explicitly not gated (e.g. SLO_ERROR_RATE=off)
+                continue
             if isinstance(raw, bool):
                 raise ConfigError(f"{source}: SLO {key} must be a number, got {raw!r}")
             values[key] = parse_float(f"{source}: SLO {key}", raw)
-        if "error_rate" in values and values["error_rate"] > 1:
+        if (values.get("error_rate") or 0) > 1:
             raise ConfigError(f"{source}: SLO error_rate is a fraction between 0 and 1, got {values['error_rate']}")
         return cls(**values)
 
@@ -118,8 +121,8 @@ class SLO:
         env_values = {k: v for k, v in env.items() if v is not None}
         if not env_values:
             return base
-        overrides = {k: v for k, v in asdict(cls.from_mapping(env_values, "environment")).items() if v is not None}
-        return replace(base, **overrides)
+        from_env = cls.from_mapping(env_values, "environment")
+        return replace(base, **{k: getattr(from_env, k) for k in env_values})
 
 
 def evaluate_slo(load_test: dict[str, Any], slo: SLO) -> list[str]:
@@ -238,8 +241,9 @@ class LoadConfig:
             "LOAD_SEED": str(self.seed), "LOAD_REQUEST_TIMEOUT": str(self.request_timeout),
             "LOAD_RESULTS_DIR": str(self.results_dir),
         }  # fmt: skip
-        for name, value in self.slo.active().items():
-            env[f"SLO_{name.upper()}"] = repr(value)
+        for name in SLO_FIELDS:
+            value = getattr(self.slo, name)
+            env[f"SLO_{name.upper()}"] = "off" if value is None else repr(value)
         return env
 
     @classmethod

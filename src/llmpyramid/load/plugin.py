@@ -14,6 +14,7 @@ sweep shape when LOAD_SHAPE=sweep) in the locustfile's namespace and registers e
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,8 @@ class _State:
         self.started_at: float | None = None
         self.stack: Any = None  # an EmbeddedStack this process started (stopped on quit)
         self.tails: set[str] = set()  # workers whose final samples have arrived (master)
+        self.cpu_at_start: float | None = None  # this process's CPU seconds when the test started
+        self.worker_cpu = 0.0  # CPU seconds the workers spent during the test (master)
 
 
 STATE = _State()
@@ -132,12 +135,21 @@ def _on_init(environment: Any, **_: Any) -> None:
         events.test_stop.add_listener(_send_tail)
 
 
+def _cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _send_tail(environment: Any, **_: Any) -> None:
-    environment.runner.send_message("llm_samples", COLLECTOR.drain_wire())
+    cpu = _cpu_seconds() - STATE.cpu_at_start if STATE.cpu_at_start is not None else None
+    environment.runner.send_message("llm_samples", {"samples": COLLECTOR.drain_wire(), "cpu": cpu})
 
 
 def _on_samples_message(environment: Any, msg: Any, **_: Any) -> None:
-    COLLECTOR.extend_wire(msg.data or [])
+    data = msg.data or {}
+    COLLECTOR.extend_wire(data.get("samples") or [])
+    if data.get("cpu") is not None:
+        STATE.worker_cpu += float(data["cpu"])
     STATE.tails.add(msg.node_id)
 
 
@@ -160,9 +172,11 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
 
 
 def _on_test_start(environment: Any, **_: Any) -> None:
+    STATE.cpu_at_start = _cpu_seconds()
     if not isinstance(environment.runner, WorkerRunner):
         COLLECTOR.clear()
         STATE.tails = set()
+        STATE.worker_cpu = 0.0
         STATE.started_at = time.time()
         STATE.shape = environment.shape_class
 
@@ -175,7 +189,8 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
     if isinstance(runner, MasterRunner):
         _wait_for_tails(runner)
         workers = len(STATE.tails) or len(runner.clients)
-    result = finalize(STATE.config, environment.host, STATE.started_at, time.time(), workers, STATE.shape)
+    cpu = _cpu_seconds() - (STATE.cpu_at_start or 0.0) + STATE.worker_cpu
+    result = finalize(STATE.config, environment.host, STATE.started_at, time.time(), workers, STATE.shape, cpu)
     environment.process_exit_code = 1 if result["findings"] else 0
     STATE.started_at = None
 
@@ -191,7 +206,13 @@ def _stop_own_stack() -> None:
 
 
 def finalize(
-    config: LoadConfig, host: str | None, started: float, stopped: float, workers: int, shape: Any = None
+    config: LoadConfig,
+    host: str | None,
+    started: float,
+    stopped: float,
+    workers: int,
+    shape: Any = None,
+    generator_cpu: float | None = None,
 ) -> dict[str, Any]:
     """Summarise the collected samples, evaluate SLOs, write reports; returns the results document."""
     samples = list(COLLECTOR.samples)
@@ -200,6 +221,8 @@ def finalize(
     load_test["shape"] = config.shape_description()
     load_test["target"] = host
     load_test["workers"] = workers
+    # CPU seconds locust (master + workers) spent while the test ran: the harness's own cost
+    load_test["generator_cpu_seconds"] = round(generator_cpu, 3) if generator_cpu is not None else None
     tokens_from = sorted({s.tokens_source for s in samples if s.tokens_source})
     load_test["output_tokens_source"] = ",".join(tokens_from) or None
     if isinstance(shape, ScalingSweep) and shape.level_starts:

@@ -32,6 +32,7 @@ from llmpyramid.stack.ports import free_port
 
 DEFAULT_LOCUSTFILE = PROJECT_ROOT / "tests" / "locustfile.py"
 STOP_GRACE_S = 10.0
+STOP_IN_FLIGHT_S = 15.0  # at the end of a run, wait this long for in-flight requests to finish
 
 
 def _notify_stderr(message: str) -> None:
@@ -93,6 +94,9 @@ def locust_command(
     cmd = [*base, "--headless", "--host", host, "--only-summary", "--exit-code-on-error", "1",
            "--html", str(out / "locust_report.html"), "--json-file", str(out / "locust_stats"),
            "--csv", str(out / "locust")]  # fmt: skip
+    if config.shape != "rate":
+        # closed-loop users finish the request in flight when the time is up, so it is counted
+        cmd += ["--stop-timeout", f"{STOP_IN_FLIGHT_S:g}"]
     if config.shape == "constant":
         cmd += ["-u", str(config.users), "-r", f"{config.spawn_rate:g}", "-t", f"{round(config.duration)}s"]
     elif config.shape == "rate":
@@ -168,7 +172,7 @@ def run_load(
             for wc in worker_cmds:
                 procs.append(subprocess.Popen(wc, stdout=log, stderr=subprocess.STDOUT,
                                               stdin=subprocess.DEVNULL, env=env, start_new_session=True))  # fmt: skip
-            timeout = config.planned_seconds + (90 if workers else 45)
+            timeout = config.planned_seconds + STOP_IN_FLIGHT_S + (90 if workers else 45)
             try:
                 rc = procs[0].wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,225 @@
+"""Benchmark of the load harness itself (`nox -s bench`, `python -m llmpyramid.load.bench`).
+
+Printed numbers, not timed assertions:
+
+(a) fidelity  client-measured TTFT and end-to-end latency vs the server's own llama.cpp `timings`
+              for the same requests (1 user, streaming, so no queueing hides in the gap);
+(b) cost      CPU seconds locust spends per 1,000 streamed output tokens at 8 and 32 users
+              (rusage of the locust process between test start and stop: no import/report time);
+(c) capacity  requests/s locust sustains with the generator pinned to one core against a trivial
+              canned-response HTTP server pinned to the other core.
+
+The machine is shared: each phase prints the 1-minute load average before it ran; rerun when it
+is well above the number of cores this benchmark uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from llmpyramid.cli import guarded
+from llmpyramid.config import PROJECT_ROOT
+from llmpyramid.load.config import SLO, LoadConfig
+from llmpyramid.load.report import SAMPLES_FILE, read_samples
+from llmpyramid.load.runner import run_load
+from llmpyramid.stack import Target, target_from_env
+
+# --- a trivial fast endpoint ---------------------------------------------------------------------
+
+_BODY = json.dumps({
+    "id": "cmpl-bench", "object": "text_completion", "model": "bench",
+    "choices": [{"index": 0, "text": " ok", "finish_reason": "length"}],
+    "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5},
+}).encode()  # fmt: skip
+_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+    + str(len(_BODY)).encode()
+    + b"\r\nConnection: keep-alive\r\n\r\n"
+    + _BODY
+)
+
+
+class _Canned(asyncio.Protocol):
+    """HTTP/1.1 keep-alive: answer every complete request (headers + Content-Length body) at once."""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport, self.buf = transport, b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end].lower()
+            length = 0
+            i = head.find(b"content-length:")
+            if i >= 0:
+                length = int(head[i + 15 :].split(b"\r\n", 1)[0])
+            if len(self.buf) < end + 4 + length:
+                return
+            self.buf = self.buf[end + 4 + length :]
+            self.transport.write(_RESPONSE)
+
+
+def _serve_canned(port: int, cpu: int | None) -> None:
+    if cpu is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, {cpu})
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(_Canned, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# --- phases ------------------------------------------------------------------------------------
+
+
+def _load_avg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _base_config(out: Path, **kw: Any) -> LoadConfig:
+    # no SLO gate: a benchmark measures, it does not judge
+    return replace(LoadConfig.from_env(results_dir=out, slo=SLO(error_rate=None)), **kw)
+
+
+def fidelity(target: Target, out: Path, duration: float) -> dict[str, Any]:
+    cfg = _base_config(out / "fidelity", users=1, spawn_rate=1, duration=duration,
+                       mix={"chat_stream": 1, "completion_stream": 1}, max_tokens=(64,))  # fmt: skip
+    la = _load_avg()
+    run_load(cfg, target, notify=lambda m: None)
+    samples = [s for s in read_samples(cfg.results_dir / SAMPLES_FILE) if s.ok and s.server_prompt_ms is not None]
+    ttft_c = np.array([s.ttft_ms for s in samples])
+    ttft_s = np.array([s.server_prompt_ms for s in samples])
+    e2e_c = np.array([s.latency_ms for s in samples])
+    e2e_s = np.array([s.server_prompt_ms + s.server_predicted_ms for s in samples])
+    return {
+        "requests": len(samples),
+        "load_avg_before": la,
+        "latency_client_p50_ms": round(float(np.median(e2e_c)), 2),
+        "latency_server_p50_ms": round(float(np.median(e2e_s)), 2),
+        "latency_median_gap_ms": round(float(np.median(e2e_c - e2e_s)), 2),
+        "latency_median_rel_gap": round(float(np.median((e2e_c - e2e_s) / e2e_s)), 4),
+        "ttft_client_p50_ms": round(float(np.median(ttft_c)), 2),
+        "ttft_server_prompt_p50_ms": round(float(np.median(ttft_s)), 2),
+        "ttft_median_gap_ms": round(float(np.median(ttft_c - ttft_s)), 2),
+        "ttft_median_rel_gap": round(float(np.median((ttft_c - ttft_s) / ttft_s)), 4),
+    }
+
+
+def cost(target: Target, out: Path, users: int, duration: float) -> dict[str, Any]:
+    cfg = _base_config(out / f"cost_{users}", users=users, spawn_rate=users, duration=duration,
+                       mix={"chat_stream": 1, "completion_stream": 1}, max_tokens=(64, 128))  # fmt: skip
+    la = _load_avg()
+    run = run_load(cfg, target, notify=lambda m: None)
+    lt = run.load_test
+    tokens = lt.get("output_tokens") or 0
+    cpu = lt.get("generator_cpu_seconds") or 0.0
+    return {
+        "users": users,
+        "load_avg_before": la,
+        "output_tokens": tokens,
+        "output_tokens_per_second": lt.get("output_tokens_per_second"),
+        "generator_cpu_seconds": cpu,
+        "cpu_seconds_per_1k_tokens": round(cpu / tokens * 1000, 4) if tokens else None,
+        "generator_core_utilisation": round(cpu / lt["duration_seconds"], 3) if lt.get("duration_seconds") else None,
+        "error_rate": lt.get("error_rate"),
+    }
+
+
+def capacity(out: Path, duration: float, users: int) -> dict[str, Any]:
+    from llmpyramid.stack.ports import free_port
+
+    cores = sorted(os.sched_getaffinity(0))
+    gen_core, srv_core = cores[0], (cores[1] if len(cores) > 1 else None)
+    port = free_port()
+    ctx = multiprocessing.get_context("spawn")
+    server = ctx.Process(target=_serve_canned, args=(port, srv_core), daemon=True)
+    server.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                import socket
+
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            time.sleep(0.05)
+        cfg = _base_config(out / "capacity", users=users, spawn_rate=users, duration=duration,
+                           mix={"completion": 1}, max_tokens=(1,), ignore_eos=False)  # fmt: skip
+        srv = psutil.Process(server.pid)
+        srv_cpu0 = sum(srv.cpu_times()[:2])
+        la = _load_avg()
+        # pin the locust process to one core: run_load starts it; affinity is inherited
+        os.sched_setaffinity(0, {gen_core})
+        try:
+            run = run_load(cfg, Target(f"http://127.0.0.1:{port}", None, "bench"), notify=lambda m: None)
+        finally:
+            os.sched_setaffinity(0, set(cores))
+        srv_cpu = sum(srv.cpu_times()[:2]) - srv_cpu0
+        lt = run.load_test
+        return {
+            "users": users,
+            "load_avg_before": la,
+            "requests_per_second": lt.get("requests_per_second"),
+            "error_rate": lt.get("error_rate"),
+            "generator_core_utilisation": round((lt.get("generator_cpu_seconds") or 0) / lt["duration_seconds"], 3),
+            "endpoint_core_utilisation": round(srv_cpu / run.wall_seconds, 3) if run.wall_seconds else None,
+            "pinned": {"generator_core": gen_core, "endpoint_core": srv_core},
+        }
+    finally:
+        server.terminate()
+        server.join(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m llmpyramid.load.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per phase (default 20)")
+    ap.add_argument("--phases", default="fidelity,cost,capacity")
+    ap.add_argument("--results-dir", default=str(PROJECT_ROOT / "results" / "bench"))
+    ap.add_argument("--base-url", help="LLM server for (a) and (b); default: an embedded stack")
+    args = ap.parse_args(argv)
+    with guarded():
+        from llmpyramid.suites import target_session
+
+        out = Path(args.results_dir)
+        phases = set(args.phases.split(","))
+        report: dict[str, Any] = {"cores": os.cpu_count()}
+        if phases & {"fidelity", "cost"}:
+            with target_session(target_from_env(args.base_url)) as (target, _stack):
+                if "fidelity" in phases:
+                    report["fidelity"] = fidelity(target, out, args.duration)
+                    print(f"(a) fidelity: {json.dumps(report['fidelity'])}", file=sys.stderr, flush=True)
+                if "cost" in phases:
+                    report["cost"] = [cost(target, out, u, args.duration) for u in (8, 32)]
+                    for c in report["cost"]:
+                        print(f"(b) cost: {json.dumps(c)}", file=sys.stderr, flush=True)
+        if "capacity" in phases:
+            report["capacity"] = capacity(out, args.duration, users=32)
+            print(f"(c) capacity: {json.dumps(report['capacity'])}", file=sys.stderr, flush=True)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
