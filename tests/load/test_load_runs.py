@@ -79,8 +79,8 @@ def results_of(results: Path) -> dict:
 
 
 def test_seed_locust_command_runs_and_reports_llm_metrics(target: Target, tmp_path: Path) -> None:
-    """`locust -f tests/locustfile.py --headless -u 10 -r 2 -t 60s --json`, 10 s here."""
-    cmd = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", "10", "-r", "2", "-t", "10s",
+    """`locust -f tests/locustfile.py --headless -u 10 -r 2 -t 60s --json`, 15 s here."""
+    cmd = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", "10", "-r", "2", "-t", "15s",
            "--json"]  # fmt: skip
     proc = subprocess.run(cmd, env=_env(tmp_path, BASE_URL=target.base_url), capture_output=True, text=True,
                           timeout=120)  # fmt: skip
@@ -91,7 +91,7 @@ def test_seed_locust_command_runs_and_reports_llm_metrics(target: Target, tmp_pa
     assert lt["requests"] > 0 and lt["error_rate"] == 0
     assert lt["ttft_p50_ms"] > 0 and lt["itl_p50_ms"] > 0 and lt["output_tokens_per_second"] > 0
     assert lt["output_tokens_source"] == "usage"  # counted by the server, not re-tokenised
-    assert lt["shape"] == {"type": "constant_users", "users": 10, "spawn_rate": 2.0, "duration_seconds": 10.0}
+    assert lt["shape"] == {"type": "constant_users", "users": 10, "spawn_rate": 2.0, "duration_seconds": 15.0}
     assert (tmp_path / "load_over_time.png").stat().st_size > 1000
     assert "LLM load:" in proc.stderr
     assert_nothing_left(tmp_path)

@@ -105,13 +105,17 @@ def fidelity(target: Target, out: Path, duration: float) -> dict[str, Any]:
                        mix={"chat_stream": 1, "completion_stream": 1}, max_tokens=(64,))  # fmt: skip
     la = _load_avg()
     run_load(cfg, target, notify=lambda m: None)
-    samples = [s for s in read_samples(cfg.results_dir / SAMPLES_FILE) if s.ok and s.server_prompt_ms is not None]
-    ttft_c = np.array([s.ttft_ms for s in samples])
-    ttft_s = np.array([s.server_prompt_ms for s in samples])
-    e2e_c = np.array([s.latency_ms for s in samples])
-    e2e_s = np.array([s.server_prompt_ms + s.server_predicted_ms for s in samples])
+    rows = [
+        (s.ttft_ms, s.server_prompt_ms, s.latency_ms, s.server_predicted_ms)
+        for s in read_samples(cfg.results_dir / SAMPLES_FILE)
+        if s.ok and None not in (s.ttft_ms, s.server_prompt_ms, s.server_predicted_ms)
+    ]
+    if not rows:
+        return {"requests": 0, "load_avg_before": la, "note": "no request completed; the server is too slow now"}
+    ttft_c, ttft_s, e2e_c, predicted = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
+    e2e_s = ttft_s + predicted
     return {
-        "requests": len(samples),
+        "requests": len(rows),
         "load_avg_before": la,
         "latency_client_p50_ms": round(float(np.median(e2e_c)), 2),
         "latency_server_p50_ms": round(float(np.median(e2e_s)), 2),

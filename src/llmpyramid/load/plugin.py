@@ -38,6 +38,9 @@ LOAD_TEST_KEYS = (
 )  # fmt: skip
 
 
+IN_FLIGHT_GRACE_S = 15.0  # default --stop-timeout for closed-loop users (locust's own default is 0)
+
+
 def _die(exc: PyramidError) -> None:
     print(f"error: {exc}", file=sys.stderr, flush=True)
     raise SystemExit(int(exc.exit_code))
@@ -122,6 +125,9 @@ def _on_init(environment: Any, **_: Any) -> None:
                     overrides["duration"] = float(opts.run_time)
                 if overrides:
                     STATE.config = LoadConfig.from_env(slo=STATE.config.slo, **overrides)
+            if opts is not None and not opts.stop_timeout and STATE.config.shape != "rate":
+                # LLM requests are long: let the one in flight finish at the end so it is counted
+                environment.stop_timeout = IN_FLIGHT_GRACE_S
             environment.host = _resolve_host(environment)
         except PyramidError as exc:
             _stop_own_stack()
