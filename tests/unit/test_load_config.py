@@ -139,3 +139,10 @@ def test_cli_malformed_slo_file_exits_3(tmp_path, capsys: pytest.CaptureFixture[
         main(["--slo-file", str(f)])
     assert info.value.code == 3
     assert "malformed" in capsys.readouterr().err
+
+
+def test_a_gate_can_be_switched_off_and_survives_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLO_ERROR_RATE", "off")
+    cfg = LoadConfig.from_env()
+    assert cfg.slo.error_rate is None and cfg.slo.active() == {}
+    assert cfg.to_env()["SLO_ERROR_RATE"] == "off"

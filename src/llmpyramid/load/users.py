@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import time
 from typing import Any, ClassVar
@@ -25,128 +26,24 @@ from typing import Any, ClassVar
 import gevent
 from gevent.pool import Pool
 from geventhttpclient.response import HTTPConnectionClosed
-from httpx_sse._decoders import SSEDecoder  # the incremental SSE field decoder httpx-sse itself uses
 from locust import FastHttpUser, constant, task
 
 from llmpyramid.load.config import LoadConfig
 from llmpyramid.load.metrics import Collector, Sample
+from llmpyramid.load.protocol import PROMPTS, RequestFailed, StreamState, apply_usage, build_request, text_of
 
 COLLECTOR = Collector()
-
-# A small, fixed prompt set of different lengths: short chat, medium instruction, long context.
-PROMPTS: tuple[str, ...] = (
-    "Say hello in one short sentence.",
-    "List three practical uses of a small language model running on a laptop CPU.",
-    "Explain, step by step, how a hash map handles collisions, and compare open addressing with "
-    "separate chaining in terms of memory use, cache behaviour and worst-case lookups.",
-    "You are reviewing an incident report. The inference service returned HTTP 503 for four minutes "
-    "after a deploy because the model was still loading while the load balancer already sent traffic. "
-    "The health check only tested that the port was open. Summarise the root cause, the user impact, "
-    "and propose two concrete changes to the health checking and the rollout procedure.",
-)
 
 
 class _StaleConnection(Exception):
     """A pooled keep-alive connection was closed by the server before any response byte."""
 
 
-class RequestFailed(Exception):
-    """A request that must count as a failure in locust's stats and the LLM samples."""
-
-
-def build_request(kind: str, prompt: str, max_tokens: int, model: str | None, ignore_eos: bool) -> tuple[str, dict]:
-    stream = kind.endswith("_stream")
-    body: dict[str, Any] = {"max_tokens": max_tokens, "stream": stream}
-    if kind.startswith("chat"):
-        path = "/v1/chat/completions"
-        body["messages"] = [{"role": "user", "content": prompt}]
-    else:
-        path = "/v1/completions"
-        body["prompt"] = prompt
-    if stream:
-        body["stream_options"] = {"include_usage": True}
-    if model:
-        body["model"] = model
-    if ignore_eos:
-        body["ignore_eos"] = True
-    return path, body
-
-
-def _text_of(choice: dict[str, Any]) -> str:
-    delta = choice.get("delta")
-    if delta is not None:
-        return delta.get("content") or ""
-    message = choice.get("message")
-    if message is not None:
-        return message.get("content") or ""
-    return choice.get("text") or ""
-
-
-def apply_usage(sample: Sample, payload: dict[str, Any]) -> None:
-    """Take token counts and server timings from a response or final chunk (never re-tokenise)."""
-    usage = payload.get("usage") or {}
-    timings = payload.get("timings") or {}
-    if usage.get("completion_tokens") is not None:
-        sample.output_tokens, sample.tokens_source = int(usage["completion_tokens"]), "usage"
-    elif timings.get("predicted_n") is not None:
-        sample.output_tokens, sample.tokens_source = int(timings["predicted_n"]), "timings"
-    if usage.get("prompt_tokens") is not None:
-        sample.prompt_tokens = int(usage["prompt_tokens"])
-    if timings:
-        sample.server_prompt_ms = timings.get("prompt_ms")
-        sample.server_predicted_ms = timings.get("predicted_ms")
-
-
-class StreamState:
-    """Consumes SSE body chunks of one streamed completion and records TTFT / ITL on a Sample."""
-
-    def __init__(self, sample: Sample, t0: float) -> None:
-        self.sample, self.t0 = sample, t0
-        self.events = SSEDecoder()
-        self.last_token_at: float | None = None
-        self.chunks_with_text = 0
-        self.done = False
-        self.finished = False  # a finish_reason was seen
-
-    def feed_line(self, raw: bytes, now: float) -> None:
-        event = self.events.decode(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-        if event is not None:
-            self._event(event.data, now)
-
-    def close(self, now: float) -> None:
-        event = self.events.decode("")  # a stream may end without the final blank line
-        if event is not None:
-            self._event(event.data, now)
-
-    def _event(self, data: str, now: float) -> None:
-        if data == "[DONE]":
-            self.done = True
-            return
-        try:
-            payload = json.loads(data)
-        except ValueError:
-            raise RequestFailed(f"malformed stream event: {data[:80]!r}") from None
-        if "error" in payload:
-            raise RequestFailed(f"server error in stream: {str(payload['error'])[:100]}")
-        for choice in payload.get("choices") or ():
-            if _text_of(choice):
-                if self.last_token_at is None:
-                    self.sample.ttft_ms = (now - self.t0) * 1000
-                else:
-                    self.sample.itl_ms.append(round((now - self.last_token_at) * 1000, 3))
-                self.last_token_at = now
-                self.chunks_with_text += 1
-            if choice.get("finish_reason"):
-                self.finished = True
-        if payload.get("usage") or payload.get("timings"):
-            apply_usage(self.sample, payload)
-
-
 class LLMClientMixin:
     """Shared request logic for both user classes (needs `self.client`, a FastHttpSession)."""
 
     config: ClassVar[LoadConfig]
-    model: ClassVar[str | None] = None
+    model: ClassVar[str | None] = os.environ.get("MODEL") or None  # else: the first one /v1/models lists
     _model_resolved: ClassVar[bool] = False
     client: Any
     environment: Any
@@ -225,7 +122,7 @@ class LLMClientMixin:
                     except ValueError:
                         raise RequestFailed(f"malformed JSON response: {content[:80]!r}") from None
                     choices = payload.get("choices") or []
-                    if not choices or not _text_of(choices[0]):
+                    if not choices or not text_of(choices[0]):
                         raise RequestFailed("empty answer: no generated text")
                     apply_usage(sample, payload)
                 sample.ok = True
