@@ -39,7 +39,7 @@ provider_of(r) := split(r.type, "_")[0]
 labels_of(r) := object.get(r.values, label_attr[provider_of(r)], null)
 
 # Burst layer: from the module (input.layer) or from the resource's own layer label.
-burst(r) if input.layer == "burst"
+burst(_) if input.layer == "burst"
 
 burst(r) if {
 	labels := labels_of(r)

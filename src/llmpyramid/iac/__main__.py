@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import NoReturn
 
-from llmpyramid.cli import guarded
+from llmpyramid.cli import fail, guarded
+from llmpyramid.errors import ExitCode
 from llmpyramid.iac.paths import MODULES
 from llmpyramid.iac.runner import STATIC_LAYERS, run_iac
 
@@ -18,8 +20,13 @@ PARTS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # a bad flag is a configuration error (exit 3)
+        fail(f"{self.prog}: {message}", ExitCode.CONFIGURATION)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llmpyramid.iac", description=__doc__)
+    parser = _Parser(prog="python -m llmpyramid.iac", description=__doc__)
     parser.add_argument(
         "command",
         choices=sorted(PARTS),

@@ -88,7 +88,9 @@ class _Resolver:
 
 def _split_args(text: str) -> list[str]:
     """Split a function's argument list on top-level commas."""
-    args, depth, current, quote = [], 0, [], False
+    args: list[str] = []
+    current: list[str] = []
+    depth, quote = 0, False
     for ch in text:
         if ch == '"':
             quote = not quote

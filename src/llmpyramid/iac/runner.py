@@ -217,8 +217,8 @@ def fixture_findings(
                 Finding("terraform-test", r["run"], paths.rel(d), r["file"]) for r in outcome.failed_runs
             ]
     if "tflint" in needed:
-        binary = tflint_bin()
-        linter = TFLint(binary, ctx.root) if binary else None
+        tflint = tflint_bin()
+        linter = TFLint(tflint, ctx.root) if tflint else None
         for d in for_layer("tflint"):
             out["tflint"][d.name] = linter.lint(d, paths.rel(d)) if linter else "skipped: tflint not installed"
     return out
