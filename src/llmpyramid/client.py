@@ -201,7 +201,9 @@ class Client:
         """POST with stream=true and record every SSE `data:` payload with its arrival time."""
         body = self.body(kind, payload, stream=True, **params)
         started = time.monotonic()
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        # Connection: close — llama.cpp's server closes the connection after a stream while still
+        # advertising keep-alive; reusing it races ("Server disconnected without sending a response").
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store", "Connection": "close"}
         with self.http.stream("POST", PATHS[kind], json=body, headers=headers) as response:
             result = StreamResult(
                 kind=kind,
