@@ -644,9 +644,9 @@ def probe_memory(client: Client, rss: Callable[[], int | None], requests: int, b
             payload = [{"role": "user", "content": f"Fact {i}?"}]
         try:
             if i % 3 == 0:
-                s = client.stream(kind, payload, max_tokens=16)
+                s = client.stream(kind, payload, max_tokens=8)
                 return None if s.done else f"stream #{i}: HTTP {s.status_code}, no [DONE]"
-            r = client.create(kind, payload, max_tokens=16)
+            r = client.create(kind, payload, max_tokens=8)
             return None if r.status_code == 200 else f"#{i}: HTTP {r.status_code} {_short(r.text, 80)}"
         except httpx.HTTPError as exc:
             return f"#{i}: {type(exc).__name__}: {exc}"
