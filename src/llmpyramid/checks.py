@@ -30,7 +30,7 @@ from llmpyramid.results import one_line
 
 Metrics = dict[str, Any]
 FINISH_REASONS = {"stop", "length", "content_filter", "tool_calls", "function_call"}
-CHAT = [{"role": "user", "content": "Say hello in one short sentence."}]
+CHAT: Any = [{"role": "user", "content": "Say hello in one short sentence."}]
 PROMPT = "The capital of France is"
 DETERMINISTIC = {"temperature": 0, "seed": 42}
 
@@ -95,7 +95,7 @@ def check_usage(body: Mapping[str, Any], what: str) -> dict[str, int]:
     require(isinstance(usage, dict), f"{what}: 'usage' missing or not an object: {_short(usage)}")
     assert isinstance(usage, dict)
     for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        value = usage.get(key)
+        value: Any = usage.get(key)
         require(_is_int(value) and value >= 0, f"{what}: usage.{key} must be a non-negative integer, got {value!r}")
     require(
         usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"],
@@ -502,11 +502,13 @@ def probe_concurrency(client: Client, n: int) -> Metrics:
         except (httpx.HTTPError, ValueError) as exc:
             return Answer(i, 0, None, f"{type(exc).__name__}: {exc}")
 
-    baseline = []
+    baseline: list[tuple[str, int]] = []
     for i in range(n):  # each request alone first: what its own answer looks like
         a = send(i)
         require(a.status_code == 200, f"sequential request #{i} failed: {a.error}")
-        baseline.append((message_text(a.body, "completion"), (a.body.get("usage") or {}).get("prompt_tokens")))
+        baseline.append(
+            (message_text(a.body, "completion"), int((a.body.get("usage") or {}).get("prompt_tokens") or -1))
+        )
     require(
         len({t for _, t in baseline}) == n,
         f"cannot tell answers apart: prompt_tokens {[t for _, t in baseline]} are not distinct",
@@ -758,7 +760,7 @@ def probe_openai_sync(client: Client) -> Metrics:
         require(
             completion.choices and isinstance(completion.choices[0].text, str), "openai client: completion has no text"
         )
-        chat = oai.chat.completions.create(model=model, messages=CHAT, max_tokens=8, temperature=0, seed=42)  # type: ignore[arg-type]
+        chat = oai.chat.completions.create(model=model, messages=CHAT, max_tokens=8, temperature=0, seed=42)
         require(chat.choices and chat.choices[0].message.content, "openai client: chat completion has no content")
         require(
             chat.usage is not None and chat.usage.completion_tokens > 0, "openai client: chat completion lacks usage"
@@ -774,7 +776,7 @@ def probe_openai_stream(client: Client) -> Metrics:
         pieces, reasons = [], []
         stream = oai.chat.completions.create(
             model=model, messages=CHAT, max_tokens=16, stream=True, temperature=0, seed=42
-        )  # type: ignore[arg-type]
+        )
         for chunk in stream:
             for choice in chunk.choices:
                 if choice.delta.content:
@@ -789,6 +791,10 @@ def probe_openai_stream(client: Client) -> Metrics:
     return {"chunks": len(pieces)}
 
 
+def _say(word: str) -> Any:
+    return [{"role": "user", "content": f"Say {word}."}]
+
+
 def probe_openai_async(client: Client) -> Metrics:
     import openai
 
@@ -797,13 +803,10 @@ def probe_openai_async(client: Client) -> Metrics:
     async def run() -> list[str]:
         async with openai.AsyncOpenAI(**_openai_kwargs(client)) as oai:
             chats = [
-                oai.chat.completions.create(
-                    model=model, messages=[{"role": "user", "content": f"Say {w}."}], max_tokens=8
-                )
-                for w in ("yes", "no", "maybe")
+                oai.chat.completions.create(model=model, messages=_say(w), max_tokens=8) for w in ("yes", "no", "maybe")
             ]
             answers = await asyncio.gather(*chats)
-            stream = await oai.chat.completions.create(model=model, messages=CHAT, max_tokens=8, stream=True)  # type: ignore[arg-type]
+            stream = await oai.chat.completions.create(model=model, messages=CHAT, max_tokens=8, stream=True)
             streamed = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
             return [a.choices[0].message.content or "" for a in answers] + [streamed]
 

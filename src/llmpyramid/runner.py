@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -34,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see --help)")
 
 
-def _positive_float(name: str):  # type: ignore[no-untyped-def]
+def _positive_float(name: str) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         try:
             value = float(raw)

@@ -35,7 +35,7 @@ def generate() -> dict[str, dict[str, Any]]:
         "model": Model,
         "error_object": ErrorObject,
     }.items():
-        schema = model.model_json_schema()
+        schema = model.model_json_schema()  # type: ignore[attr-defined]
         out[name] = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$comment": comment, **schema}
     # Streamed legacy completions reuse the Completion object, but every chunk before the last has
     # "finish_reason": null (as OpenAI itself sends them); the SDK type, written for the final
