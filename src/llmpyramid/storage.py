@@ -190,7 +190,7 @@ class GCSBackend:
                 self.endpoint = normalize_url(emulator)
                 self.client = storage.Client(
                     project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test"),
-                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                    credentials=AnonymousCredentials(),
                     client_options=ClientOptions(api_endpoint=self.endpoint),
                 )
             else:

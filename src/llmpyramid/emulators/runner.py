@@ -52,7 +52,12 @@ def serve_gcs(host: str, port: int, data_dir: str, stop: threading.Event) -> int
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     print(f"llmpyramid: fake-gcs-server (pid {proc.pid}) on http://{host}:{port}", file=sys.stderr, flush=True)
-    threading.Thread(target=lambda: (proc.wait(), stop.set()), daemon=True).start()
+
+    def stop_when_binary_exits() -> None:
+        proc.wait()
+        stop.set()
+
+    threading.Thread(target=stop_when_binary_exits, daemon=True).start()
     stop.wait()
     if proc.poll() is None:
         proc.terminate()
