@@ -4,6 +4,9 @@
     invoke model.download                 # find or fetch the GGUF test model
     invoke stack.up [--port 0] [--docker] # start the embedded llama.cpp server (or docker compose)
     invoke stack.status [--json] / stack.logs / stack.down
+    invoke emulators.up / status / down   # moto + fake-gcs-server in the background
+    invoke model.publish / model.fetch    # distribute the GGUF through s3:// or gs://
+    invoke load [--workers N]             # locust load test (master + N workers on loopback)
     invoke local | ci | preprod           # pipelines
 
 Tasks are thin: they parse arguments and call `llmpyramid`; every error is one line + exit code.
@@ -20,6 +23,8 @@ from llmpyramid.cli import guarded
 from llmpyramid.config import ModelSettings, StackSettings
 from llmpyramid.model import ensure_model
 from llmpyramid.stack import EmbeddedStack
+from llmpyramid.tasks_emulators import emulators, fetch, publish
+from llmpyramid.tasks_load import load
 
 # --- model ------------------------------------------------------------------------------------
 
@@ -148,6 +153,6 @@ def _default_sessions() -> list[str]:
     return list(noxfile.nox.options.sessions or [])
 
 
-model = Collection("model", download)
+model = Collection("model", download, publish, fetch)
 stack = Collection("stack", up, down, status_, logs)
-ns = Collection(model, stack, local, ci, preprod)
+ns = Collection(model, stack, emulators, load, local, ci, preprod)
