@@ -21,8 +21,10 @@ import contextlib
 import json
 import multiprocessing
 import os
+import socket
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -52,8 +54,19 @@ _RESPONSE = (
 )
 
 
+def _sse(payload: dict[str, Any] | str) -> bytes:
+    """One SSE event as one HTTP/1.1 chunk (what llama.cpp's server writes per token)."""
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    event = f"data: {data}\n\n".encode()
+    return f"{len(event):x}\r\n".encode() + event + b"\r\n"
+
+
 class _Canned(asyncio.Protocol):
-    """HTTP/1.1 keep-alive: answer every complete request (headers + Content-Length body) at once."""
+    """A trivial OpenAI-compatible endpoint on HTTP/1.1 keep-alive. Non-streaming requests get a
+    canned one-token answer at once; streaming ones get `max_tokens` llama.cpp-shaped chunks, one
+    every `pace` seconds, then usage + timings and [DONE] (so the client does its real per-token work)."""
+
+    pace = 0.0
 
     def connection_made(self, transport: Any) -> None:
         self.transport, self.buf = transport, b""
@@ -71,11 +84,31 @@ class _Canned(asyncio.Protocol):
                 length = int(head[i + 15 :].split(b"\r\n", 1)[0])
             if len(self.buf) < end + 4 + length:
                 return
+            body = self.buf[end + 4 : end + 4 + length]
             self.buf = self.buf[end + 4 + length :]
-            self.transport.write(_RESPONSE)
+            if b'"stream": true' in body or b'"stream":true' in body:
+                request = json.loads(body)
+                asyncio.get_running_loop().create_task(self._stream(int(request.get("max_tokens") or 16)))
+            else:
+                self.transport.write(_RESPONSE)
+
+    async def _stream(self, tokens: int) -> None:
+        w = self.transport.write
+        w(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
+          b"Connection: keep-alive\r\n\r\n")  # fmt: skip
+        base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "model": "bench", "created": 0}
+        for _ in range(tokens):
+            if self.pace:
+                await asyncio.sleep(self.pace)
+            w(_sse({**base, "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}]}))
+        w(_sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}))
+        w(_sse({**base, "choices": [], "usage": {"completion_tokens": tokens, "prompt_tokens": 8},
+                "timings": {"prompt_n": 8, "prompt_ms": 1.0, "predicted_n": tokens, "predicted_ms": 1.0}}))  # fmt: skip
+        w(_sse("[DONE]") + b"0\r\n\r\n")
 
 
-def _serve_canned(port: int, cpu: int | None) -> None:
+def _serve_canned(port: int, cpu: int | None, pace: float = 0.0) -> None:
+    _Canned.pace = pace
     if cpu is not None:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {cpu})
@@ -130,7 +163,7 @@ def fidelity(target: Target, out: Path, duration: float) -> dict[str, Any]:
 
 def cost(target: Target, out: Path, users: int, duration: float) -> dict[str, Any]:
     cfg = _base_config(out / f"cost_{users}", users=users, spawn_rate=users, duration=duration,
-                       mix={"chat_stream": 1, "completion_stream": 1}, max_tokens=(64, 128))  # fmt: skip
+                       mix={"chat_stream": 1, "completion_stream": 1}, max_tokens=(32, 64))  # fmt: skip
     la = _load_avg()
     run = run_load(cfg, target, notify=lambda m: None)
     lt = run.load_test
@@ -148,56 +181,89 @@ def cost(target: Target, out: Path, users: int, duration: float) -> dict[str, An
     }
 
 
-def capacity(out: Path, duration: float, users: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def canned_endpoint(pace: float) -> Iterator[tuple[Target, psutil.Process, int, int | None]]:
+    """The trivial endpoint in its own process, pinned to the last core; yields the generator's core too."""
     from llmpyramid.stack.ports import free_port
 
     cores = sorted(os.sched_getaffinity(0))
-    gen_core, srv_core = cores[0], (cores[1] if len(cores) > 1 else None)
+    gen_core, srv_core = cores[0], (cores[-1] if len(cores) > 1 else None)
     port = free_port()
-    ctx = multiprocessing.get_context("spawn")
-    server = ctx.Process(target=_serve_canned, args=(port, srv_core), daemon=True)
+    server = multiprocessing.get_context("spawn").Process(
+        target=_serve_canned, args=(port, srv_core, pace), daemon=True
+    )
     server.start()
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                import socket
-
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             time.sleep(0.05)
-        cfg = _base_config(out / "capacity", users=users, spawn_rate=users, duration=duration,
-                           mix={"completion": 1}, max_tokens=(1,), ignore_eos=False)  # fmt: skip
-        srv = psutil.Process(server.pid)
-        srv_cpu0 = sum(srv.cpu_times()[:2])
-        la = _load_avg()
-        # pin the locust process to one core: run_load starts it; affinity is inherited
-        os.sched_setaffinity(0, {gen_core})
-        try:
-            run = run_load(cfg, Target(f"http://127.0.0.1:{port}", None, "bench"), notify=lambda m: None)
-        finally:
-            os.sched_setaffinity(0, set(cores))
-        srv_cpu = sum(srv.cpu_times()[:2]) - srv_cpu0
-        lt = run.load_test
-        return {
-            "users": users,
-            "load_avg_before": la,
-            "requests_per_second": lt.get("requests_per_second"),
-            "error_rate": lt.get("error_rate"),
-            "generator_core_utilisation": round((lt.get("generator_cpu_seconds") or 0) / lt["duration_seconds"], 3),
-            "endpoint_core_utilisation": round(srv_cpu / run.wall_seconds, 3) if run.wall_seconds else None,
-            "pinned": {"generator_core": gen_core, "endpoint_core": srv_core},
-        }
+        yield Target(f"http://127.0.0.1:{port}", None, "bench"), psutil.Process(server.pid), gen_core, srv_core
     finally:
         server.terminate()
         server.join(5)
+
+
+def _pinned_run(cfg: LoadConfig, target: Target, core: int) -> Any:
+    """run_load with locust pinned to one core (the child inherits the affinity)."""
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        return run_load(cfg, target, notify=lambda m: None)
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
+def synthetic_cost(out: Path, users: int, duration: float, pace: float = 0.01) -> dict[str, Any]:
+    """(b) against the canned streaming endpoint: the generator's per-token work without a slow server."""
+    with canned_endpoint(pace) as (target, _srv, gen_core, _):
+        cfg = _base_config(out / f"cost_synthetic_{users}", users=users, spawn_rate=users, duration=duration,
+                           mix={"chat_stream": 1}, max_tokens=(64,), ignore_eos=False)  # fmt: skip
+        la = _load_avg()
+        lt = _pinned_run(cfg, target, gen_core).load_test
+    tokens = lt.get("output_tokens") or 0
+    cpu = lt.get("generator_cpu_seconds") or 0.0
+    return {
+        "users": users,
+        "endpoint": f"canned SSE, {pace * 1000:g} ms/token per stream",
+        "load_avg_before": la,
+        "output_tokens": tokens,
+        "output_tokens_per_second": lt.get("output_tokens_per_second"),
+        "generator_cpu_seconds": cpu,
+        "cpu_seconds_per_1k_tokens": round(cpu / tokens * 1000, 4) if tokens else None,
+        "generator_core_utilisation": round(cpu / lt["duration_seconds"], 3) if lt.get("duration_seconds") else None,
+        "error_rate": lt.get("error_rate"),
+    }
+
+
+def capacity(out: Path, duration: float, users: int) -> dict[str, Any]:
+    """(c) requests/s of the generator on one core, non-streaming, against the canned endpoint."""
+    with canned_endpoint(0.0) as (target, srv, gen_core, srv_core):
+        cfg = _base_config(out / "capacity", users=users, spawn_rate=users, duration=duration,
+                           mix={"completion": 1}, max_tokens=(1,), ignore_eos=False)  # fmt: skip
+        srv_cpu0 = sum(srv.cpu_times()[:2])
+        la = _load_avg()
+        run = _pinned_run(cfg, target, gen_core)
+        srv_cpu = sum(srv.cpu_times()[:2]) - srv_cpu0
+    lt = run.load_test
+    return {
+        "users": users,
+        "load_avg_before": la,
+        "requests_per_second": lt.get("requests_per_second"),
+        "error_rate": lt.get("error_rate"),
+        "generator_core_utilisation": round((lt.get("generator_cpu_seconds") or 0) / lt["duration_seconds"], 3),
+        "endpoint_cpu_seconds": round(srv_cpu, 2),
+        "pinned": {"generator_core": gen_core, "endpoint_core": srv_core},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m llmpyramid.load.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per phase (default 20)")
-    ap.add_argument("--phases", default="fidelity,cost,capacity")
+    ap.add_argument("--phases", default="fidelity,cost,cost_synthetic,capacity")
     ap.add_argument("--results-dir", default=str(PROJECT_ROOT / "results" / "bench"))
     ap.add_argument("--base-url", help="LLM server for (a) and (b); default: an embedded stack")
     args = ap.parse_args(argv)
@@ -216,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
                     report["cost"] = [cost(target, out, u, args.duration) for u in (8, 32)]
                     for c in report["cost"]:
                         print(f"(b) cost: {json.dumps(c)}", file=sys.stderr, flush=True)
+        if "cost_synthetic" in phases:
+            report["cost_synthetic"] = [synthetic_cost(out, u, args.duration) for u in (8, 32)]
+            for c in report["cost_synthetic"]:
+                print(f"(b) cost, synthetic endpoint: {json.dumps(c)}", file=sys.stderr, flush=True)
         if "capacity" in phases:
             report["capacity"] = capacity(out, args.duration, users=32)
             print(f"(c) capacity: {json.dumps(report['capacity'])}", file=sys.stderr, flush=True)
