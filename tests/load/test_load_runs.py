@@ -122,12 +122,21 @@ def test_malformed_slo_file_exits_3(tmp_path: Path) -> None:
     assert proc.returncode == 3 and proc.stderr.startswith("error: SLO file") and proc.stderr.count("\n") == 1
 
 
-def test_raw_locust_with_zero_users_exits_3(target: Target, tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", "0", "-t", "5s"]
-    proc = subprocess.run(cmd, env=_env(tmp_path, BASE_URL=target.base_url), capture_output=True, text=True,
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["-u", "0", "-t", "5s"], {}, "error: users must be >= 1, got 0"),
+        (["-t=-5s"], {}, "error: locust: argument -t/--run-time: Invalid time span"),
+        (["-t", "5s"], {"LOAD_SHAPE": "zigzag"}, "error: unknown load shape 'zigzag'"),
+        (["-t", "5s"], {"SLO_P95_LATENCY_MS": "fast"}, "error: environment: SLO p95_latency_ms must be a number"),
+    ],
+)
+def test_raw_locust_bad_input_exits_3(target: Target, tmp_path: Path, args: list, env: dict, message: str) -> None:
+    cmd = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", *args]
+    proc = subprocess.run(cmd, env=_env(tmp_path, BASE_URL=target.base_url, **env), capture_output=True, text=True,
                           timeout=60)  # fmt: skip
-    assert proc.returncode == 3
-    assert "error: users must be >= 1, got 0" in proc.stderr
+    assert proc.returncode == 3, proc.stderr[-1000:]
+    assert message in proc.stderr
     assert_nothing_left(tmp_path)
 
 

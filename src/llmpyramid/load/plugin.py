@@ -77,7 +77,17 @@ def install(namespace: dict[str, Any]) -> None:
     _register()
 
 
+def _strict_parser(parser: Any, **_: Any) -> None:
+    """Bad locust flags (`-t -5s`, `-u x`) are configuration errors: exit 3, one line (argparse says 2)."""
+
+    def error(message: str) -> None:
+        _die(ConfigError(f"locust: {message}"))
+
+    parser.error = error
+
+
 def _register() -> None:
+    events.init_command_line_parser.add_listener(_strict_parser)
     events.init.add_listener(_on_init)
     events.report_to_master.add_listener(_on_report_to_master)
     events.worker_report.add_listener(_on_worker_report)
