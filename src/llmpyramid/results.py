@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
@@ -65,6 +66,7 @@ def test_entry(
     error: str | None = None,
     metrics: Mapping[str, Any] | None = None,
     nodeid: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """One element of `tests`. Use this from non-pytest suites (load SLOs, cloud steps) too."""
     if status not in STATUSES:
@@ -78,6 +80,8 @@ def test_entry(
         entry["nodeid"] = nodeid
     if error:
         entry["error"] = one_line(error)
+    if reason:
+        entry["reason"] = one_line(reason)
     if metrics:
         entry["metrics"] = {str(k): _number(v) for k, v in metrics.items()}
     return entry
@@ -164,6 +168,17 @@ def _crash_message(test: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _skip_reason(test: Mapping[str, Any]) -> str | None:
+    """The reason pytest.skip / a skip marker gave; pytest-json-report keeps it in longrepr."""
+    for stage in ("setup", "call"):
+        info = test.get(stage) or {}
+        if info.get("outcome") == "skipped":
+            text = str(info.get("longrepr") or "")
+            match = re.search(r"Skipped: (.*?)['\"]?\)?$", text)
+            return match.group(1) if match else text or None
+    return None
+
+
 def _status(test: Mapping[str, Any]) -> str:
     outcome = str(test.get("outcome", "failed"))
     if outcome in STATUSES:
@@ -187,13 +202,16 @@ def from_pytest_report(report: Mapping[str, Any], **context: Any) -> dict[str, A
         metrics, recorded_error = _user_properties(t)
         duration = sum(float((t.get(s) or {}).get("duration") or 0.0) for s in ("setup", "call", "teardown"))
         error = None
+        reason = _skip_reason(t) if status == "skipped" else None
         if status in ("failed", "error"):
             error = recorded_error or _crash_message(t) or f"{status} without a message (see the pytest log)"
         elif status == "xfailed":
             error = recorded_error or _crash_message(t)
         elif status == "xpassed":
             error = "passed unexpectedly: a documented deviation is fixed; remove its xfail marker"
-        tests.append(test_entry(_test_name(nodeid), status, duration, error=error, metrics=metrics, nodeid=nodeid))
+        tests.append(
+            test_entry(_test_name(nodeid), status, duration, error=error, metrics=metrics, nodeid=nodeid, reason=reason)
+        )
     # Collection errors (an import error in a test module) never become tests; report them as such.
     for c in report.get("collectors", []):
         if c.get("outcome") == "failed":

@@ -190,7 +190,9 @@ SUITES: dict[str, Suite] = {
         uses=("cloud", "duration"),
         copy_results_to=("/tmp/cloud_smoke_results.json",),
     ),
-    "iac": not_implemented("iac", "static analysis, policies, terraform", "IaC issue", uses=()),
+    "iac": pytest_suite(
+        "iac", "terraform fmt/test, checkov, Rego policies, broken-fixture proofs", "tests/iac", in_all=False
+    ),
     "localstack": pytest_suite(
         "localstack", "emulated AWS/GCS: terraform apply/destroy, model storage", "tests/integration", in_all=False
     ),
