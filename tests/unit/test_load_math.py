@@ -6,7 +6,7 @@ import pytest
 
 from llmpyramid.errors import ConfigError
 from llmpyramid.load.config import SLO, evaluate_slo
-from llmpyramid.load.knee import find_knee, score_levels
+from llmpyramid.load.knee import find_knee, has_plateau, score_levels
 from llmpyramid.load.metrics import Collector, Sample, summarize
 from llmpyramid.load.report import compare_baseline, load_baseline
 
@@ -69,40 +69,47 @@ def test_slo_unmeasured_metric_is_a_failure_not_a_pass() -> None:
     assert evaluate_slo({"ttft_p95_ms": None, "error_rate": 0}, SLO(ttft_p95_ms=100))[0].startswith("TTFT p95 not")
 
 
-LEVELS = [
-    {"users": 1, "requests": 10, "output_tokens_per_second": 100.0, "error_rate": 0.0},
-    {"users": 2, "requests": 10, "output_tokens_per_second": 160.0, "error_rate": 0.0},
-    {"users": 4, "requests": 10, "output_tokens_per_second": 190.0, "error_rate": 0.0},
-    {"users": 8, "requests": 10, "output_tokens_per_second": 195.0, "error_rate": 0.0},
-]
+def _levels(*tps: float, errors: dict[int, float] | None = None) -> list[dict]:
+    users = [1, 2, 4, 8, 16, 32][: len(tps)]
+    return [{"users": u, "requests": 10, "output_tokens_per_second": t, "error_rate": (errors or {}).get(u, 0.0)}
+            for u, t in zip(users, tps, strict=True)]  # fmt: skip
 
 
-def test_knee_is_last_level_before_throughput_stops_rising() -> None:
-    knee = find_knee(LEVELS, min_gain=0.10)
+def test_knee_is_the_fewest_users_near_the_peak() -> None:
+    knee = find_knee(_levels(100, 160, 190, 195, 193), min_gain=0.10)
+    assert knee["users"] == 4 and knee["plateau"] and knee["peak_users"] == 8
+    assert "4 users reach 97% of the peak 195.0/s (at 8 users)" in knee["reason"]
+
+
+def test_one_noisy_level_does_not_end_the_climb() -> None:
+    # 1 -> 2 users dips (noise), then throughput keeps rising: the knee is found higher up
+    knee = find_knee(_levels(130, 125, 170, 178, 176, 175), min_gain=0.10)
     assert knee["users"] == 4
-    assert "4 to 8 users" in knee["reason"]
 
 
 def test_knee_moves_with_the_gain_threshold() -> None:
-    assert find_knee(LEVELS, min_gain=0.25)["users"] == 2
+    assert find_knee(_levels(100, 160, 190, 195, 193), min_gain=0.25)["users"] == 2
 
 
-def test_knee_at_first_level_with_errors() -> None:
-    levels = [dict(lv) for lv in LEVELS]
-    levels[2]["error_rate"] = 0.05
-    knee = find_knee(levels, min_gain=0.10)
-    assert knee["users"] == 2 and "error rate 5.00% at 4 users" in knee["reason"]
+def test_levels_with_errors_are_past_the_knee() -> None:
+    knee = find_knee(_levels(100, 160, 170, 90, errors={8: 0.05}), min_gain=0.10)
+    assert knee["users"] == 2 and "errors from 8 users on (error rate 5.00%)" in knee["reason"]
+    assert find_knee(_levels(100, errors={1: 0.5}))["reason"] == "errors already at 1 user(s)"
 
 
 def test_no_knee_while_still_scaling() -> None:
-    levels = [{"users": u, "requests": 5, "output_tokens_per_second": 100.0 * u, "error_rate": 0} for u in (1, 2, 4)]
-    knee = find_knee(levels)
-    assert knee["users"] is None and "still rising at 4 users" in knee["reason"]
+    knee = find_knee(_levels(100, 200, 400))
+    assert knee["users"] is None and not knee["plateau"] and "still rising at 4 users" in knee["reason"]
+
+
+def test_plateau_needs_two_levels_without_gain() -> None:
+    assert not has_plateau(_levels(100, 160, 165), 0.10)  # one flat level: keep going
+    assert has_plateau(_levels(100, 160, 165, 168), 0.10)
 
 
 def test_knee_falls_back_to_requests_per_second_without_tokens() -> None:
     common = {"requests": 5, "output_tokens_per_second": 0, "error_rate": 0}
-    levels = [{"users": 1, "requests_per_second": 10.0, **common}, {"users": 2, "requests_per_second": 10.5, **common}]
+    levels = [{"users": u, "requests_per_second": r, **common} for u, r in ((1, 10.0), (2, 10.5), (4, 10.4))]
     assert find_knee(levels)["users"] == 1
 
 

@@ -7,7 +7,6 @@ than `min_gain`, or errors appeared. Beyond it, more users only add queueing (TT
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,28 +39,52 @@ def _throughput(level: dict[str, Any]) -> float:
 
 
 def find_knee(levels: Sequence[dict[str, Any]], min_gain: float = 0.10, max_error_rate: float = 0.0) -> dict[str, Any]:
-    """The knee of a sweep: the last level whose next step up stopped paying off.
+    """The knee of a sweep: the fewest users that already get (1 - min_gain) of the peak throughput.
 
     levels: [{"users", "output_tokens_per_second" (or "requests_per_second"), "error_rate"}, ...]
-    in increasing users. Walking up, level i+1 ends the climb when its error rate exceeds
-    max_error_rate or its throughput is less than (1 + min_gain) x level i's; the knee is level i.
-    If neither happens, there is no knee within the sweep (still scaling at the top level).
+    in increasing users. Levels from the first one with an error rate above max_error_rate on are
+    out (the server is past its limit there). Comparing with the peak rather than with the previous
+    level keeps one noisy level from ending the climb early. `plateau` says whether the sweep saw
+    throughput stop rising: the last two valid levels gained less than min_gain over the best
+    before them. Without a plateau (or errors) the knee is only a lower bound: still scaling.
     """
-    levels = [lv for lv in levels if lv.get("requests")] if any("requests" in lv for lv in levels) else list(levels)
+    if any("requests" in lv for lv in levels):
+        levels = [lv for lv in levels if lv.get("requests")]
     if not levels:
-        return {"users": None, "reason": "no completed requests in any level"}
-    if (levels[0].get("error_rate") or 0) > max_error_rate:
-        return {"users": None, "reason": f"errors already at {levels[0]['users']} user(s)",
-                "throughput": _throughput(levels[0])}  # fmt: skip
-    for prev, cur in itertools.pairwise(levels):
-        t_prev, t_cur = _throughput(prev), _throughput(cur)
-        if (cur.get("error_rate") or 0) > max_error_rate:
-            return {"users": prev["users"], "throughput": t_prev,
-                    "reason": f"error rate {cur['error_rate']:.2%} at {cur['users']} users"}  # fmt: skip
-        if t_cur < t_prev * (1 + min_gain):
-            gain = (t_cur / t_prev - 1) if t_prev else 0.0
-            return {"users": prev["users"], "throughput": t_prev,
-                    "reason": f"throughput {gain:+.1%} from {prev['users']} to {cur['users']} users "
-                              f"(< {min_gain:.0%} gain)"}  # fmt: skip
-    return {"users": None, "throughput": _throughput(levels[-1]),
-            "reason": f"throughput still rising at {levels[-1]['users']} users (the sweep's top level)"}  # fmt: skip
+        return {"users": None, "plateau": False, "reason": "no completed requests in any level"}
+    valid: list[dict[str, Any]] = []
+    error_note = ""
+    for lv in levels:
+        if (lv.get("error_rate") or 0) > max_error_rate:
+            error_note = f"; errors from {lv['users']} users on (error rate {lv['error_rate']:.2%})"
+            break
+        valid.append(lv)
+    if not valid:
+        return {"users": None, "plateau": False, "reason": f"errors already at {levels[0]['users']} user(s)"}
+    peak = max(valid, key=_throughput)
+    peak_t = _throughput(peak)
+    knee = next(lv for lv in valid if _throughput(lv) >= (1 - min_gain) * peak_t)
+    plateau = has_plateau(valid, min_gain) or bool(error_note)
+    if not plateau:
+        return {"users": None, "plateau": False, "throughput": _throughput(valid[-1]),
+                "reason": f"throughput still rising at {valid[-1]['users']} users (the sweep's top level)"}  # fmt: skip
+    return {
+        "users": knee["users"],
+        "plateau": True,
+        "throughput": _throughput(knee),
+        "peak_throughput": peak_t,
+        "peak_users": peak["users"],
+        "reason": f"{knee['users']} users reach {_throughput(knee) / peak_t:.0%} of the peak {peak_t:.1f}/s "
+        f"(at {peak['users']} users); more users mostly add queueing{error_note}",
+    }
+
+
+def has_plateau(levels: Sequence[dict[str, Any]], min_gain: float) -> bool:
+    """True when each of the last two levels gained less than min_gain over the best level before it."""
+    if len(levels) < 3:
+        return False
+    for i in (len(levels) - 2, len(levels) - 1):
+        best_before = max(_throughput(lv) for lv in levels[:i])
+        if _throughput(levels[i]) >= best_before * (1 + min_gain):
+            return False
+    return True

@@ -287,6 +287,7 @@ def _print_summary(lt: dict[str, Any], findings: list[str]) -> None:
     )
     if "sweep" in lt:
         knee = lt["sweep"]["knee"]
-        print(f"LLM load sweep: knee at {knee.get('users')} users ({knee['reason']})", file=sys.stderr, flush=True)
+        where = f"knee at {knee['users']} users" if knee.get("users") else "no knee"
+        print(f"LLM load sweep: {where} ({knee['reason']})", file=sys.stderr, flush=True)
     for line in findings:
         print(f"FAIL: {line}", file=sys.stderr, flush=True)

@@ -1,9 +1,9 @@
 """Load shapes beyond constant users: the scaling sweep (1, 2, 4, 8, ... users) and its knee.
 
 The sweep holds each level for `step` seconds. After a level ends (plus one worker-report
-interval so distributed samples have arrived) it is scored from the collected samples; the sweep
-stops early when throughput stopped rising or errors appeared, since higher levels only add
-queueing. `find_knee` is a pure function so it is unit-tested without locust.
+interval so distributed samples have arrived) the finished levels are scored from the collected
+samples; the sweep stops early once throughput has plateaued (two levels without a real gain) or
+errors appeared, since higher levels only add queueing. The math lives in knee.py (no locust).
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ class ScalingSweep(LoadTestShape):
         epoch0 = time.time() - run_time  # start_time is a perf_counter value; samples use epoch
         while len(self.level_starts) <= i:
             self.level_starts.append(epoch0 + len(self.level_starts) * cfg.sweep_step)
-        # score the previous level once its samples are in, and stop at the knee
-        if i >= 2 and run_time - i * cfg.sweep_step > REPORT_LAG_S and self.samples_source is not None:
+        # score the finished levels once their samples are in; stop when throughput has plateaued
+        # (two levels without a real gain over the best) or errors appeared
+        if i >= 3 and run_time - i * cfg.sweep_step > REPORT_LAG_S and self.samples_source is not None:
             scored = score_levels(self.samples_source.samples, levels[:i], self.level_starts[:i], cfg.sweep_step)
             knee = find_knee(scored, cfg.sweep_min_gain)
-            if knee["users"] is not None or "errors already" in knee["reason"]:
+            if knee.get("plateau") or "errors already" in knee["reason"]:
                 self.stopped_early = knee["reason"]
                 return None
         users = levels[i]
