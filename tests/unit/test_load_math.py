@@ -152,3 +152,19 @@ def test_baseline_file_forms_and_errors(tmp_path) -> None:
     empty.write_text('{"summary": {}}')
     with pytest.raises(ConfigError, match="no load_test metrics"):
         load_baseline(empty)
+
+
+def test_locust_command_for_master_and_workers(tmp_path) -> None:
+    from llmpyramid.load.config import LoadConfig
+    from llmpyramid.load.runner import locust_command
+
+    cfg = LoadConfig(users=10, spawn_rate=2, duration=60, results_dir=tmp_path)
+    master, workers = locust_command(cfg, "http://127.0.0.1:8080", tmp_path / "lf.py", workers=2, master_port=5557)
+    joined = " ".join(master)
+    assert "-u 10 -r 2 -t 60s" in joined and "--headless" in master and "--host http://127.0.0.1:8080" in joined
+    assert "--master --master-bind-host 127.0.0.1 --master-bind-port 5557 --expect-workers 2" in joined
+    assert f"--html {tmp_path / 'locust_report.html'}" in joined and "--stop-timeout" in master
+    assert len(workers) == 2 and workers[0][-5:] == ["--worker", "--master-host", "127.0.0.1", "--master-port", "5557"]
+    sweep, _ = locust_command(LoadConfig(shape="sweep", results_dir=tmp_path), "http://h", tmp_path, workers=0,
+                              master_port=None)  # fmt: skip
+    assert "-u" not in sweep and "--master" not in sweep  # the shape drives the users
