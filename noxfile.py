@@ -7,6 +7,7 @@ Sessions only isolate and install; the logic lives in `src/llmpyramid`. Dependen
     nox                    # default local pyramid (no credentials, no Docker needed)
     nox -s smoke           # starts the embedded llama.cpp stack when no BASE_URL is given
     nox -t iac             # every infrastructure-as-code session
+    nox -t bench           # benchmarks (print numbers; never part of the default run)
 """
 
 from __future__ import annotations
@@ -17,7 +18,19 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 # The default local pyramid: everything that needs no cloud account, no Docker and no network.
-nox.options.sessions = ["lint", "unit", "stack", "smoke", "integration", "contract", "static_iac", "terraform"]
+nox.options.sessions = [
+    "lint",
+    "unit",
+    "stack",
+    "smoke",
+    "integration",
+    "contract",
+    "load",
+    "load_faults",
+    "static_iac",
+    "terraform",
+    "localstack",
+]
 
 PYTHON = "3.11"
 
@@ -64,45 +77,6 @@ def stack(session: nox.Session) -> None:
     pytest(session, "tests/stack")
 
 
-# --- load -------------------------------------------------------------------------------------
-
-
-@nox.session(python=PYTHON, tags=["load"])
-def load(session: nox.Session) -> None:
-    """LLM load test with locust, 20 s (`nox -s load -- --duration 60`; any `python -m llmpyramid.load` flag)."""
-    install(session, "load")
-    session.run("python", "-m", "llmpyramid.load", "--duration", "20", *session.posargs)
-
-
-@nox.session(python=PYTHON, tags=["load"])
-def load_faults(session: nox.Session) -> None:
-    """The load layer for real: seed locust command, bad input, server dying, unreachable, no leftovers."""
-    install(session, "test", "load")
-    pytest(session, "tests/load", "-m", "load")
-
-
-@nox.session(python=PYTHON, tags=["load"])
-def bench(session: nox.Session) -> None:
-    """Benchmark of the load harness: fidelity vs server timings, CPU per 1k tokens, max rps on one core."""
-    install(session, "load")
-    session.run("python", "-m", "llmpyramid.load.bench", *session.posargs)
-
-
-# --- emulated cloud ---------------------------------------------------------------------------
-
-
-@nox.session(python=PYTHON, tags=["iac"])
-def localstack(session: nox.Session) -> None:
-    """Emulated AWS/GCS: terraform/aws applied to moto, checked, destroyed; model storage round trip.
-
-    Starts moto + fake-gcs-server on free loopback ports (stopped afterwards) unless AWS_ENDPOINT_URL /
-    STORAGE_EMULATOR_HOST name running emulators (e.g. docker-compose.localstack.yml). No terraform
-    on PATH: the apply tests are reported as skipped, never passed. `-- -k Config`: config checks only.
-    """
-    install(session, "test", "emulators", "iac")
-    pytest(session, "tests/integration")
-
-
 # --- inference suites -------------------------------------------------------------------------
 # With no BASE_URL / --base-url, each session starts the embedded llama.cpp stack once (free port,
 # temporary run dir) and stops it afterwards. `nox -s smoke -- --base-url http://host:8080`.
@@ -127,6 +101,37 @@ def contract(session: nox.Session) -> None:
     """Contract: OpenAI schemas for bodies and SSE chunks, headers, error object, official client."""
     install(session, "test")
     pytest(session, "tests/test_contract.py", "-m", "contract")
+
+
+# --- load -------------------------------------------------------------------------------------
+
+
+@nox.session(python=PYTHON, tags=["load"])
+def load(session: nox.Session) -> None:
+    """LLM load test with locust, 20 s (`nox -s load -- --duration 60`; any `python -m llmpyramid.load` flag)."""
+    install(session, "load")
+    session.run("python", "-m", "llmpyramid.load", "--duration", "20", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["load"])
+def load_faults(session: nox.Session) -> None:
+    """The load layer for real: seed locust command, bad input, server dying, unreachable, no leftovers."""
+    install(session, "test", "load")
+    pytest(session, "tests/load", "-m", "load")
+
+
+@nox.session(python=PYTHON, tags=["bench"])
+def bench_stack(session: nox.Session) -> None:
+    """Benchmark of the embedded stack: up-to-healthy time, RSS idle/after 100 requests, tok/s at n_parallel 1/4/8."""
+    install(session, "test")
+    session.run("python", "-m", "llmpyramid.stack.bench", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["load", "bench"])
+def bench(session: nox.Session) -> None:
+    """Benchmark of the load harness: fidelity vs server timings, CPU per 1k tokens, max rps on one core."""
+    install(session, "load")
+    session.run("python", "-m", "llmpyramid.load.bench", *session.posargs)
 
 
 # --- infrastructure as code -------------------------------------------------------------------
@@ -164,3 +169,18 @@ def terraform(session: nox.Session) -> None:
     """
     install(session, "test", "iac")
     pytest(session, "tests/iac/test_terraform_native.py", "-m", "terraform")
+
+
+# --- emulated cloud ---------------------------------------------------------------------------
+
+
+@nox.session(python=PYTHON, tags=["iac"])
+def localstack(session: nox.Session) -> None:
+    """Emulated AWS/GCS: terraform/aws applied to moto, checked, destroyed; model storage round trip.
+
+    Starts moto + fake-gcs-server on free loopback ports (stopped afterwards) unless AWS_ENDPOINT_URL /
+    STORAGE_EMULATOR_HOST name running emulators (e.g. docker-compose.localstack.yml). No terraform
+    on PATH: the apply tests are reported as skipped, never passed. `-- -k Config`: config checks only.
+    """
+    install(session, "test", "emulators", "iac")
+    pytest(session, "tests/integration")
