@@ -39,6 +39,7 @@ from typing import Any
 from llmpyramid import results
 from llmpyramid.config import PROJECT_ROOT, StackSettings, _env, parse_float, parse_int
 from llmpyramid.errors import ConfigError, ExitCode, InfrastructureError, PyramidError
+from llmpyramid.model import ensure_model
 from llmpyramid.stack import EmbeddedStack, Target
 
 ABORT_FILE_ENV = "LLMPYRAMID_ABORT_FILE"  # where conftest records an infra/config abort for the runner
@@ -142,11 +143,12 @@ class Suite:
     uses: tuple[str, ...] = field(default=("base_url",))  # flags the suite reads: base_url, duration, cloud
 
 
-def pytest_suite(name: str, help: str, *selection: str, in_all: bool = True) -> Suite:
+def pytest_suite(name: str, help: str, *selection: str, in_all: bool = True, stack: bool = False) -> Suite:
+    """`stack=True`: the suite talks to an inference target (the embedded stack when none is given)."""
     return Suite(
         name,
         help,
-        run=lambda req: run_pytest(req, selection),
+        run=lambda req: run_pytest(req, selection, fetch_model=stack),
         pytest_selection=selection,
         in_all=in_all,
     )
@@ -162,13 +164,16 @@ def not_implemented(name: str, help: str, owner: str, **kwargs: Any) -> Suite:
 
 
 SUITES: dict[str, Suite] = {
-    "smoke": pytest_suite("smoke", "health, completions, chat, models, latency", "tests/test_smoke.py", "-m", "smoke"),
+    "smoke": pytest_suite(
+        "smoke", "health, completions, chat, models, latency", "tests/test_smoke.py", "-m", "smoke", stack=True
+    ),
     "integration": pytest_suite(
         "integration",
         "concurrency, streaming, invalid input, max_tokens/stop, API key, memory",
         "tests/test_integration.py",
         "-m",
         "integration",
+        stack=True,
     ),
     "contract": pytest_suite(
         "contract",
@@ -176,6 +181,7 @@ SUITES: dict[str, Suite] = {
         "tests/test_contract.py",
         "-m",
         "contract",
+        stack=True,
     ),
     "load": Suite(
         "load",
@@ -234,7 +240,7 @@ def run_all(req: RunRequest) -> SuiteRun:
     selection = tuple(arg for s in members if s.pytest_selection for arg in s.pytest_selection if arg != "-m")
     markers = " or ".join(s.name for s in members if s.pytest_selection)
     paths = tuple(a for a in selection if a.startswith("tests/"))
-    runs = [run_pytest(req, (*paths, "-m", markers))] if paths else []
+    runs = [run_pytest(req, (*paths, "-m", markers), fetch_model=True)] if paths else []
     for s in members:
         if not s.pytest_selection:
             runs.append(s.run(req))
@@ -258,11 +264,15 @@ def run_all(req: RunRequest) -> SuiteRun:
     return SuiteRun(doc, code)
 
 
-def run_pytest(req: RunRequest, selection: tuple[str, ...]) -> SuiteRun:
+def run_pytest(req: RunRequest, selection: tuple[str, ...], *, fetch_model: bool = False) -> SuiteRun:
     """Run a pytest selection in a child process with pytest-json-report.
 
-    The child's output goes to our stderr, so stdout stays free for the document."""
+    The child's output goes to our stderr, so stdout stays free for the document. With
+    `fetch_model` and no target, the model is found or fetched here first, so the user sees its
+    source, size and checksum and no test's duration includes a download."""
     target_url = req.target.base_url if req.target else None
+    if fetch_model and req.target is None:
+        ensure_model(notify=req.log)
     with tempfile.TemporaryDirectory(prefix="llmpyramid-run-") as tmp:
         report_file = Path(tmp) / "report.json"
         abort_file = Path(tmp) / "abort.json"
