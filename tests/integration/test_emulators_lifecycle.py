@@ -16,7 +16,7 @@ import pytest
 
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.emulators import KINDS, EmulatorManager, EmulatorSettings, emulators
-from llmpyramid.stack.ports import free_port, port_is_free
+from llmpyramid.ports import free_port, port_is_free
 
 pytestmark = [pytest.mark.localstack, pytest.mark.timeout(120)]
 

@@ -10,7 +10,7 @@ import pytest
 from llmpyramid import storage
 from llmpyramid.errors import ExitCode, InfrastructureError
 from llmpyramid.model import ModelFile, ensure_model
-from llmpyramid.stack.ports import free_port
+from llmpyramid.ports import free_port
 
 pytestmark = [pytest.mark.localstack, pytest.mark.timeout(300)]
 

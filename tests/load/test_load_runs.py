@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 from llmpyramid.config import PROJECT_ROOT, StackSettings
+from llmpyramid.ports import free_port
 from llmpyramid.stack import EmbeddedStack, Target, target_from_env
-from llmpyramid.stack.ports import free_port
 
 pytestmark = [pytest.mark.load, pytest.mark.slow]
 

@@ -20,8 +20,8 @@ import pytest
 
 from llmpyramid.config import StackSettings
 from llmpyramid.errors import ConfigError, InfrastructureError
+from llmpyramid.ports import free_port, port_is_free
 from llmpyramid.stack import EmbeddedStack
-from llmpyramid.stack.ports import free_port, port_is_free
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)

@@ -26,7 +26,7 @@ from llmpyramid.emulators import (
 from llmpyramid.emulators import manager as manager_mod
 from llmpyramid.emulators.terraform import AWS_SERVICES, provider_override, root_config
 from llmpyramid.errors import ConfigError, ExitCode, InfrastructureError
-from llmpyramid.stack.ports import free_port
+from llmpyramid.ports import free_port
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from fake_openai import FakeOpenAI
 from llmpyramid import results, runner
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.errors import ExitCode
+from llmpyramid.ports import free_port
 from llmpyramid.stack import Target
-from llmpyramid.stack.ports import free_port
 from llmpyramid.suites import SUITES, RunRequest, run_pytest
 
 SCRIPT = PROJECT_ROOT / "scripts" / "run_tests.py"

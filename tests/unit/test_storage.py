@@ -176,7 +176,7 @@ def test_target_path(tmp_path, dest, expected):
     ("url", "var"), [("s3://b/x.gguf", "AWS_ENDPOINT_URL"), ("gs://b/x.gguf", "STORAGE_EMULATOR_HOST")]
 )
 def test_unreachable_emulator_endpoint_fails_fast_naming_it(monkeypatch, url, var):
-    from llmpyramid.stack.ports import free_port
+    from llmpyramid.ports import free_port
 
     dead = f"127.0.0.1:{free_port()}"
     monkeypatch.setenv(var, dead)

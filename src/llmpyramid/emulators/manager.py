@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from llmpyramid.config import PROJECT_ROOT, _env, parse_float
 from llmpyramid.errors import ConfigError, InfrastructureError
-from llmpyramid.stack.ports import free_port, port_is_free, port_owner
+from llmpyramid.ports import free_port, port_is_free, port_owner
+from llmpyramid.procs import is_ours, stop_process, wait_port_free
 
 RUNNER_MODULE = "llmpyramid.emulators.runner"
 HOST = "127.0.0.1"
@@ -144,13 +144,7 @@ class Endpoint:
 
 
 def _is_our_runner(pid: int, kind: str) -> bool:
-    """True if pid is alive and is our runner for this kind (guards against pid reuse)."""
-    try:
-        proc = psutil.Process(pid)
-        cmd = proc.cmdline()
-        return proc.status() != psutil.STATUS_ZOMBIE and RUNNER_MODULE in cmd and kind in cmd
-    except psutil.Error:
-        return False
+    return is_ours(pid, RUNNER_MODULE, kind)
 
 
 def _stderr(message: str) -> None:
@@ -267,19 +261,10 @@ class EmulatorManager:
         state = self.read_state(kind)
         if state is None:
             return False
-        stopped = False
-        if _is_our_runner(state.pid, kind):
-            proc = psutil.Process(state.pid)
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.terminate()
-                _, alive = psutil.wait_procs([proc], timeout=self.settings.stop_grace)
-                for p in alive:
-                    p.kill()
-                psutil.wait_procs(alive, timeout=5)
-            stopped = True
-        deadline = time.monotonic() + 5
-        while not port_is_free(state.port, state.host) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        stopped = _is_our_runner(state.pid, kind)
+        if stopped:
+            stop_process(state.pid, self.settings.stop_grace)
+        wait_port_free(state.port, state.host)
         self._forget(state)
         return stopped
 

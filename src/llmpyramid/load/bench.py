@@ -184,7 +184,7 @@ def cost(target: Target, out: Path, users: int, duration: float) -> dict[str, An
 @contextlib.contextmanager
 def canned_endpoint(pace: float) -> Iterator[tuple[Target, psutil.Process, int, int | None]]:
     """The trivial endpoint in its own process, pinned to the last core; yields the generator's core too."""
-    from llmpyramid.stack.ports import free_port
+    from llmpyramid.ports import free_port
 
     cores = sorted(os.sched_getaffinity(0))
     gen_core, srv_core = cores[0], (cores[-1] if len(cores) > 1 else None)

@@ -27,8 +27,8 @@ from llmpyramid.config import PROJECT_ROOT, StackSettings, parse_int
 from llmpyramid.errors import ConfigError, ExitCode, InfrastructureError
 from llmpyramid.load.config import LoadConfig
 from llmpyramid.load.report import RESULTS_FILE, compare_baseline, load_baseline, write_json
+from llmpyramid.ports import free_port
 from llmpyramid.stack import EmbeddedStack, Target, check_reachable, target_from_env
-from llmpyramid.stack.ports import free_port
 
 DEFAULT_LOCUSTFILE = PROJECT_ROOT / "tests" / "locustfile.py"
 STOP_GRACE_S = 10.0

@@ -22,7 +22,8 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 from llmpyramid.config import ModelSettings, StackSettings
 from llmpyramid.errors import InfrastructureError
 from llmpyramid.model import ensure_model
-from llmpyramid.stack.ports import free_port, port_is_free, port_owner
+from llmpyramid.ports import free_port, port_is_free, port_owner
+from llmpyramid.procs import is_ours, stop_process, wait_port_free
 from llmpyramid.stack.target import Target
 
 SERVER_MODULE = "llmpyramid.stack.server"
@@ -50,12 +51,7 @@ class StackState:
 
 
 def _is_our_server(pid: int) -> bool:
-    """True if pid is alive and is our server module (guards against pid reuse)."""
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and SERVER_MODULE in " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
+    return is_ours(pid, SERVER_MODULE)
 
 
 def _health(base_url: str, timeout: float = 2.0) -> int | None:
@@ -169,19 +165,10 @@ class EmbeddedStack:
         state = self.read_state()
         if state is None:
             return False
-        stopped = False
-        if _is_our_server(state.pid):
-            proc = psutil.Process(state.pid)
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.terminate()
-                _, alive = psutil.wait_procs([proc], timeout=self.settings.stop_grace)
-                for p in alive:
-                    p.kill()
-                psutil.wait_procs(alive, timeout=5)
-            stopped = True
-        deadline = time.monotonic() + 5
-        while not port_is_free(state.port, state.host) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        stopped = _is_our_server(state.pid)
+        if stopped:
+            stop_process(state.pid, self.settings.stop_grace)
+        wait_port_free(state.port, state.host)
         self.state_file.unlink(missing_ok=True)
         return stopped
 

@@ -4,38 +4,16 @@
 
 Runs in its own process because the embedded server lives until its process ends. With
 --owner-pid it also exits when that process dies (a killed pytest or invoke leaves nothing behind):
-Linux's parent-death signal covers the parent, a watchdog thread covers any other owner.
+see llmpyramid.procs.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import os
-import signal
 import sys
-import threading
-import time
 
-PR_SET_PDEATHSIG = 1
-
-
-def _exit_when_owner_dies(owner_pid: int) -> None:
-    with contextlib.suppress(OSError):  # not glibc/Linux: the watchdog below still works
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    def watch() -> None:
-        while True:
-            try:
-                os.kill(owner_pid, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:
-                pass  # alive, owned by someone else
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, name="owner-watchdog", daemon=True).start()
+from llmpyramid.procs import exit_when_owner_dies, stop_event_on_signals
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,10 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     if args.owner_pid:
-        _exit_when_owner_dies(args.owner_pid)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        exit_when_owner_dies(args.owner_pid)
+    stop = stop_event_on_signals()
 
     import xllamacpp  # imported late: the import itself takes a moment
 
