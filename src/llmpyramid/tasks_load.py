@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from invoke import Context, task
 
-from llmpyramid.load.cli import main as load_main
-
 HELP = {
     "users": "concurrent users, constant shape (LOAD_USERS, default 10)",
     "duration": "run time: 60, 60s, 2m (LOAD_DURATION, default 60s)",
@@ -49,6 +47,8 @@ def load(
     json: bool = False,
 ) -> None:
     """LLM load test with locust: TTFT/ITL/latency percentiles, SLO gates, plots, HTML report."""
+    from llmpyramid.load.cli import main as load_main  # imported here: `invoke --list` needs no load deps
+
     flags = {"--users": users, "--duration": duration, "--shape": shape, "--rate": rate, "--workers": workers,
              "--baseline": baseline, "--tolerance": tolerance, "--slo-file": slo_file, "--base-url": base_url,
              "--results-dir": results_dir}  # fmt: skip
