@@ -58,8 +58,8 @@ def _ours(results: Path) -> list[psutil.Process]:
     return found
 
 
-def assert_nothing_left(results: Path) -> None:
-    deadline = time.monotonic() + 10
+def assert_nothing_left(results: Path, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
     while _ours(results) and time.monotonic() < deadline:
         time.sleep(0.2)
     left = [" ".join(p.cmdline()[:6]) for p in _ours(results)]
@@ -184,6 +184,27 @@ def test_ctrl_c_stops_master_and_workers(target: Target, tmp_path: Path) -> None
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert_nothing_left(tmp_path)
+
+
+def test_killed_front_door_takes_master_and_workers_with_it(target: Target, tmp_path: Path) -> None:
+    """SIGKILL leaves no chance to clean up: the kernel's parent-death signal must stop locust."""
+    cmd = [sys.executable, "-m", "llmpyramid.load", "--base-url", target.base_url, "--workers", "2", "-u", "2",
+           "-t", "120", "--results-dir", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_ours(tmp_path)) < 4 and time.monotonic() < deadline:  # front door + master + 2 workers
+            time.sleep(0.2)
+        assert len(_ours(tmp_path)) >= 4
+        time.sleep(2)
+    finally:
+        proc.kill()
+        proc.wait()
+    try:
+        assert_nothing_left(tmp_path, timeout=30)
+    finally:
+        for p in _ours(tmp_path):  # a failing check must not leave the orphans running
+            p.kill()
 
 
 # --- shapes, distribution, baseline ---------------------------------------------------------------

@@ -3,7 +3,8 @@
 Locust runs in its own processes: gevent's monkey-patching stays out of the caller (pytest,
 scripts/run_tests.py), distributed mode needs processes anyway, and the generator's CPU cost
 can be measured exactly (rusage of the reaped children). Every process started here is in its
-own session and is stopped in `finally` - on success, failure, Ctrl-C or SIGTERM alike.
+own session and is stopped in `finally` - on success, failure, Ctrl-C or SIGTERM alike - and gets
+SIGTERM from the kernel if the process that started it dies without cleaning up (SIGKILL).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from llmpyramid.errors import ConfigError, ExitCode, InfrastructureError
 from llmpyramid.load.config import LoadConfig
 from llmpyramid.load.report import RESULTS_FILE, compare_baseline, load_baseline, write_json
 from llmpyramid.ports import free_port
+from llmpyramid.procs import die_with_parent
 from llmpyramid.stack import EmbeddedStack, Target, check_reachable, target_from_env
 
 DEFAULT_LOCUSTFILE = PROJECT_ROOT / "tests" / "locustfile.py"
@@ -59,6 +61,10 @@ class LoadRun:
 def _children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
+
+
+def _die_with_parent() -> None:  # runs in the forked locust process, before exec
+    die_with_parent(signal.SIGTERM)  # SIGTERM: locust still writes its reports and quits
 
 
 def stop_processes(procs: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE_S) -> None:
@@ -167,11 +173,11 @@ def run_load(
                f"~{config.planned_seconds:.0f}s; reports in {results_dir}")  # fmt: skip
         cpu_before = _children_cpu()
         with log_path.open("wb") as log:
-            procs.append(subprocess.Popen(master_cmd, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True))  # fmt: skip
-            for wc in worker_cmds:
-                procs.append(subprocess.Popen(wc, stdout=log, stderr=subprocess.STDOUT,
-                                              stdin=subprocess.DEVNULL, env=env, start_new_session=True))  # fmt: skip
+            # Own session (we decide what stops on Ctrl-C); and they die with us if we are killed.
+            for argv in (master_cmd, *worker_cmds):
+                procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              env=env, start_new_session=True,
+                                              preexec_fn=_die_with_parent))  # fmt: skip
             timeout = config.planned_seconds + STOP_IN_FLIGHT_S + (90 if workers else 45)
             try:
                 rc = procs[0].wait(timeout=timeout)
