@@ -68,8 +68,7 @@ def up(
         if docker:
             from llmpyramid.stack import docker as docker_stack
 
-            ensure_model(ModelSettings.from_env(), notify=print)
-            docker_stack.compose("up", "-d")
+            docker_stack.up()
             c.run(f"scripts/wait_healthy.sh {docker_stack.DOCKER_URL} 120")
             return
         state = _stack(port=port, threads=threads, parallel=parallel, ctx_size=ctx_size, api_key=api_key).up(

@@ -207,3 +207,19 @@ def test_wait_healthy_on_closed_port_is_exit_2():
 @pytest.mark.parametrize("args", [[], ["not-a-url"], ["http://127.0.0.1:8080", "soon"], ["a", "b", "c"]])
 def test_wait_healthy_bad_arguments_are_exit_3(args):
     assert _run(["scripts/wait_healthy.sh", *args]).returncode == 3
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(_docker_engine_answers(), reason="a Docker engine runs here: the no-engine message cannot be shown")
+def test_invoke_stack_up_docker_without_engine_says_so():
+    r = _run([sys.executable, "-m", "invoke", "stack.up", "--docker"], timeout=120)
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "Docker" in last and "embedded stack" in last
+    assert "Traceback" not in r.stderr

@@ -30,8 +30,17 @@ def compose_command() -> list[str]:
     )
 
 
-def compose(*args: str) -> None:
-    cmd = [*compose_command(), "-f", str(COMPOSE_FILE), *args]
+def compose(*args: str, command: list[str] | None = None) -> None:
+    cmd = [*(command or compose_command()), "-f", str(COMPOSE_FILE), *args]
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, check=False)
     if proc.returncode != 0:
         raise InfrastructureError(f"`{' '.join(cmd)}` failed with exit code {proc.returncode}")
+
+
+def up() -> None:
+    """Check for an engine first (no point fetching a model otherwise), then start the compose stack."""
+    from llmpyramid.model import ensure_model
+
+    command = compose_command()
+    ensure_model(notify=print)  # the compose file mounts ./models/test
+    compose("up", "-d", command=command)
