@@ -120,6 +120,7 @@ def test_malformed_slo_file_exits_3(tmp_path: Path) -> None:
     slo.write_text("[slo]\np95_latency_ms = \n")
     proc = front_door(tmp_path, "--slo-file", str(slo), timeout=60)
     assert proc.returncode == 3 and proc.stderr.startswith("error: SLO file") and proc.stderr.count("\n") == 1
+    assert_nothing_left(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -218,6 +219,7 @@ def test_distributed_run_has_the_same_result_shape(target: Target, tmp_path: Pat
     a, b = results_of(local)["load_test"], results_of(dist)["load_test"]
     assert set(a) == set(b) and b["workers"] == 2 and b["requests"] > 0
     assert (dist / "locust_report.html").stat().st_size > 10_000
+    assert_nothing_left(local)
     assert_nothing_left(dist)
 
 
@@ -230,6 +232,7 @@ def test_scaling_sweep_reports_levels_and_a_knee(target: Target, tmp_path: Path)
     assert "reason" in sweep["knee"]
     assert (tmp_path / "sweep.png").stat().st_size > 1000
     assert "LLM load sweep: " in proc.stderr
+    assert_nothing_left(tmp_path)
 
 
 def test_constant_arrival_rate(target: Target, tmp_path: Path) -> None:
@@ -238,6 +241,7 @@ def test_constant_arrival_rate(target: Target, tmp_path: Path) -> None:
     lt = results_of(tmp_path)["load_test"]
     assert lt["shape"]["type"] == "constant_arrival_rate"
     assert 8 <= lt["requests"] <= 22  # 2/s for 10 s, minus what is still in flight at the end
+    assert_nothing_left(tmp_path)
 
 
 def test_baseline_regression_fails_naming_the_metric(target: Target, tmp_path: Path) -> None:
@@ -248,9 +252,11 @@ def test_baseline_regression_fails_naming_the_metric(target: Target, tmp_path: P
     assert proc.returncode == 1
     assert "baseline regression: requests/s" in proc.stderr
     assert results_of(tmp_path / "r")["exit_code"] == 1
+    assert_nothing_left(tmp_path / "r")
 
 
 def test_slo_violation_names_metric_measured_and_threshold(target: Target, tmp_path: Path) -> None:
     proc = front_door(tmp_path, "--base-url", target.base_url, "-u", "2", "-t", "6", SLO_TTFT_P95_MS="0.001")
     assert proc.returncode == 1
     assert "FAIL: TTFT p95 " in proc.stderr and "> threshold 0.001ms" in proc.stderr
+    assert_nothing_left(tmp_path)
