@@ -264,6 +264,20 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def publish_url(url: str, name: str) -> ObjectURL:
+    """Where `publish` puts a file called `name`: a URL ending in '/' gets the name appended.
+
+    Raises ConfigError for a bad URL, so callers can check it before finding the file."""
+    if not url.endswith("/"):
+        return ObjectURL.parse(url)
+    try:
+        return ObjectURL.parse(url + name)
+    except ConfigError:
+        if urlparse(url.strip()).scheme not in SCHEMES:
+            raise
+        raise ConfigError(f"storage URL {url!r} must name a bucket, e.g. s3://bucket/models/") from None
+
+
 def publish(
     path: Path,
     url: str,
@@ -273,9 +287,9 @@ def publish(
 ) -> StoredObject:
     """Upload a local file with its sha256 in the object metadata (a URL ending in '/' gets the file name)."""
     path = Path(path)
+    obj = publish_url(url, path.name)
     if not path.is_file():
         raise ConfigError(f"cannot publish {path}: no such file")
-    obj = ObjectURL.parse(url + path.name if url.endswith("/") else url)
     backend = backend or backend_for(obj)
     digest = sha256_of(path)
     existing = backend.head(obj)

@@ -99,6 +99,7 @@ def publish(c: Context, url: str, path: str | None = None) -> None:
         from llmpyramid import storage
         from llmpyramid.model import ensure_model
 
+        storage.publish_url(url, "model.gguf")  # a bad URL is exit 3 before any model download
         source = Path(path) if path else ensure_model(notify=print).path
         stored = storage.publish(source, url, notify=print)
         print(json.dumps(storage.describe(stored)))

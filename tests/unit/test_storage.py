@@ -4,6 +4,7 @@ and the S3 error mapping with botocore's Stubber. The real round trip is tests/i
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,24 @@ def test_publish_same_file_twice_uploads_once(backend, model):
     storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
     storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
     assert backend.uploads == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://bucket/", "must start with s3:// or gs://"),
+        ("s3://", "'s3://' must name a bucket"),
+        ("gs://bucket", "must name a bucket and an object"),
+    ],
+)
+def test_publish_bad_url_is_config_error_naming_it_before_the_file_is_read(backend, tmp_path, url, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        storage.publish(tmp_path / "nope.gguf", url, backend=backend, **QUIET)
+
+
+def test_publish_url_to_a_prefix_keeps_the_file_name():
+    assert str(storage.publish_url("gs://b/models/", "m.gguf")) == "gs://b/models/m.gguf"
+    assert str(storage.publish_url("gs://b/x.gguf", "m.gguf")) == "gs://b/x.gguf"
 
 
 def test_publish_missing_file_is_config_error(backend, tmp_path):
