@@ -130,11 +130,13 @@ class EmbeddedStack:
             pid=proc.pid, host=s.host, port=port, model=s.model_alias, model_path=str(model.path),
             log_file=str(self.log_file), started_at=time.time(), api_key=s.api_key, owner_pid=owner_pid,
         )  # fmt: skip
-        self._write_state(state)
         try:
+            self._write_state(state)
             self._wait_healthy(proc, state)
         except BaseException:
             self.down()
+            if proc.poll() is None:  # interrupted before the state file named it
+                stop_process(proc.pid, self.settings.stop_grace)
             raise
         took = time.time() - state.started_at
         notify(f"stack up at {state.base_url} (pid {proc.pid}, model {s.model_alias}) in {took:.1f}s")
