@@ -121,6 +121,13 @@ class Result:
         return tail[-1].strip() if tail else f"exit {self.returncode}"
 
 
+def _require_aws_only(module: Path) -> None:
+    """Offline plans can only use the aws provider (the one in the local mirror)."""
+    sources = set(required_providers(module).values())
+    if sources - {f"{REGISTRY}/hashicorp/aws"}:
+        raise ConfigError(f"offline plans support the aws provider only; {module} needs {sorted(sources)}")
+
+
 @dataclass
 class Terraform:
     """One run's terraform environment: CLI config, plugin cache and data dirs under run_dir."""
@@ -254,24 +261,24 @@ class Terraform:
 
     def plan_json(self, module: Path, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """Offline plan of an aws-only module as a root config; returns `terraform show -json`."""
-        sources = set(required_providers(module).values())
-        if sources - {f"{REGISTRY}/hashicorp/aws"}:
-            raise ConfigError(f"offline plans support the aws provider only; {module} needs {sorted(sources)}")
+        _require_aws_only(module)
         work = self.workdir(module, "plan", {"_llmpyramid_offline_provider.tf": OFFLINE_AWS_PROVIDER})
         shutil.rmtree(work / "tests", ignore_errors=True)
         (work / "plan.auto.tfvars.json").write_text(json.dumps(variables or {}))
+        return self._init_plan_show(work, module.name)
+
+    def _init_plan_show(self, work: Path, what: str) -> dict[str, Any]:
+        """`init`, an offline `plan`, then `show -json` of that plan, in `work`."""
         data = self.data_dir(work)
         for step in (
             ["init", "-backend=false", "-input=false", "-no-color"],
             ["plan", "-refresh=false", "-lock=false", "-input=false", "-no-color", "-out=plan.bin"],
+            ["show", "-json", "plan.bin"],
         ):
             result = self.run(*step, cwd=work, data_dir=data)
             if not result.ok:
-                raise InfrastructureError(f"terraform {step[0]} of {module.name} failed: {result.first_error()}")
-        show = self.run("show", "-json", "plan.bin", cwd=work, data_dir=data)
-        if not show.ok:
-            raise InfrastructureError(f"terraform show of {module.name} failed: {show.first_error()}")
-        plan: dict[str, Any] = json.loads(show.stdout)
+                raise InfrastructureError(f"terraform {step[0]} of {what} failed: {result.first_error()}")
+        plan: dict[str, Any] = json.loads(result.stdout)
         return plan
 
     def plan_modules(self, modules: dict[str, tuple[Path, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -281,9 +288,7 @@ class Terraform:
         if that module had been planned alone (planned_values and configuration of its root).
         """
         for path, _ in modules.values():
-            sources = set(required_providers(path).values())
-            if sources - {f"{REGISTRY}/hashicorp/aws"}:
-                raise ConfigError(f"offline plans support the aws provider only; {path} needs {sorted(sources)}")
+            _require_aws_only(path)
         work = self.run_dir / "work" / "_batch-plan"
         if work.exists():
             shutil.rmtree(work)
@@ -298,18 +303,7 @@ class Terraform:
             root["module"][key] = {"source": f"./modules/{key}", **variables}
         (work / "main.tf.json").write_text(json.dumps(root, indent=2))
         (work / "provider.tf").write_text(OFFLINE_AWS_PROVIDER)
-        data = self.data_dir(work)
-        for step in (
-            ["init", "-backend=false", "-input=false", "-no-color"],
-            ["plan", "-refresh=false", "-lock=false", "-input=false", "-no-color", "-out=plan.bin"],
-        ):
-            result = self.run(*step, cwd=work, data_dir=data)
-            if not result.ok:
-                raise InfrastructureError(f"terraform {step[0]} of {', '.join(modules)} failed: {result.first_error()}")
-        show = self.run("show", "-json", "plan.bin", cwd=work, data_dir=data)
-        if not show.ok:
-            raise InfrastructureError(f"terraform show failed: {show.first_error()}")
-        plan = json.loads(show.stdout)
+        plan = self._init_plan_show(work, ", ".join(modules))
         children = {
             c["address"]: c for c in plan.get("planned_values", {}).get("root_module", {}).get("child_modules", [])
         }
