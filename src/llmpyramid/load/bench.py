@@ -165,13 +165,17 @@ def cost(target: Target, out: Path, users: int, duration: float) -> dict[str, An
     cfg = _base_config(out / f"cost_{users}", users=users, spawn_rate=users, duration=duration,
                        mix={"chat_stream": 1, "completion_stream": 1}, max_tokens=(32, 64))  # fmt: skip
     la = _load_avg()
-    run = run_load(cfg, target, notify=lambda m: None)
-    lt = run.load_test
+    return _cost_row(users, la, run_load(cfg, target, notify=lambda m: None).load_test)
+
+
+def _cost_row(users: int, load_avg_before: Any, lt: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Item (b)'s figures from one run's load_test: generator CPU per 1,000 output tokens."""
     tokens = lt.get("output_tokens") or 0
     cpu = lt.get("generator_cpu_seconds") or 0.0
     return {
         "users": users,
-        "load_avg_before": la,
+        **extra,
+        "load_avg_before": load_avg_before,
         "output_tokens": tokens,
         "output_tokens_per_second": lt.get("output_tokens_per_second"),
         "generator_cpu_seconds": cpu,
@@ -223,19 +227,7 @@ def synthetic_cost(out: Path, users: int, duration: float, pace: float = 0.01) -
                            mix={"chat_stream": 1}, max_tokens=(64,), ignore_eos=False)  # fmt: skip
         la = _load_avg()
         lt = _pinned_run(cfg, target, gen_core).load_test
-    tokens = lt.get("output_tokens") or 0
-    cpu = lt.get("generator_cpu_seconds") or 0.0
-    return {
-        "users": users,
-        "endpoint": f"canned SSE, {pace * 1000:g} ms/token per stream",
-        "load_avg_before": la,
-        "output_tokens": tokens,
-        "output_tokens_per_second": lt.get("output_tokens_per_second"),
-        "generator_cpu_seconds": cpu,
-        "cpu_seconds_per_1k_tokens": round(cpu / tokens * 1000, 4) if tokens else None,
-        "generator_core_utilisation": round(cpu / lt["duration_seconds"], 3) if lt.get("duration_seconds") else None,
-        "error_rate": lt.get("error_rate"),
-    }
+    return _cost_row(users, la, lt, endpoint=f"canned SSE, {pace * 1000:g} ms/token per stream")
 
 
 def capacity(out: Path, duration: float, users: int) -> dict[str, Any]:
