@@ -1,9 +1,11 @@
 """Fixtures for the pyramid's suites: where the server is, a client for it, and metrics reporting.
 
-Target selection lives here and only here: `--base-url` / `BASE_URL` (+ `API_KEY`, `MODEL`) name
-an OpenAI-compatible server (embedded, Docker or remote); with neither, the embedded llama.cpp
-stack is started once per session on a free port and stopped at the end. Suites never say where
-the server is. Thresholds come from the environment (see llmpyramid.suites.Thresholds).
+Target selection follows THE target rule (llmpyramid.stack.target): `--base-url` / `BASE_URL`
+(+ `API_KEY`, `MODEL`) name an OpenAI-compatible server (embedded, Docker or remote; a front door
+such as run_tests.py hands its already-probed target down this way); with neither, the embedded
+llama.cpp stack is started once per session on a free port and stopped at the end. Suites never
+say where the server is. Thresholds come from the environment (see llmpyramid.config.Thresholds).
+Markers are registered from the table of layers (llmpyramid.layers).
 
 An unreachable target or a bad setting aborts the session with the seed's exit code (2 or 3)
 and one line, never a traceback; scripts/run_tests.py reads the reason from the abort file.
@@ -12,19 +14,24 @@ and one line, never a traceback; scripts/run_tests.py reads the reason from the 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from llmpyramid import layers
 from llmpyramid.checks import CheckFailed
+from llmpyramid.cli import INTERRUPTED_EXIT, sigterm_as_interrupt
 from llmpyramid.client import Client
+from llmpyramid.config import Thresholds
 from llmpyramid.errors import PyramidError
+from llmpyramid.procs import die_with_parent
 from llmpyramid.results import one_line
-from llmpyramid.stack import EmbeddedStack, Target, check_reachable, target_from_env
-from llmpyramid.suites import Thresholds, target_session, write_abort
+from llmpyramid.stack import EmbeddedStack, Target, target_session
+from llmpyramid.suites import write_abort
 
-SUITE_MARKERS = ("smoke", "integration", "contract")
+SUITE_MARKERS = tuple(layer.marker for layer in layers.LAYERS if layer.target and layer.marker)
 DEFAULT_TEST_TIMEOUT_S = 300
 
 
@@ -35,6 +42,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="OpenAI-compatible server to test (else BASE_URL; else the embedded stack is started)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker, description in layers.markers().items():
+        config.addinivalue_line("markers", f"{marker}: {description}")
+    # SIGTERM unwinds like Ctrl-C, so fixture teardowns stop every service the session started;
+    # and when whatever started pytest (nox, uv, a runner) dies, pytest is told the same way.
+    sigterm_as_interrupt()
+    die_with_parent(signal.SIGTERM)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An interrupted run (Ctrl-C or SIGTERM) exits 130, as every front door does."""
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        session.exitstatus = INTERRUPTED_EXIT
 
 
 def _abort(exc: PyramidError) -> None:
@@ -81,10 +103,7 @@ def thresholds() -> Thresholds:
 def pyramid_stack(request: pytest.FixtureRequest) -> Iterator[tuple[Target, EmbeddedStack | None]]:
     """(target, embedded stack or None). Started once per session when no target is given."""
     try:
-        given = target_from_env(request.config.getoption("--base-url"))
-        if given is not None:
-            check_reachable(given)
-        with target_session(given) as pair:
+        with target_session(request.config.getoption("--base-url")) as pair:
             yield pair
     except PyramidError as exc:
         _abort(exc)

@@ -6,13 +6,25 @@ Front doors (tasks.py, scripts/run_tests.py, `python -m llmpyramid...`) wrap the
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import signal
 import sys
 from collections.abc import Iterator
 from typing import NoReturn
 
-from llmpyramid.errors import ExitCode, PyramidError
+from llmpyramid.errors import ConfigError, ExitCode, PyramidError
+
+
+INTERRUPTED_EXIT = 130  # Ctrl-C or SIGTERM: 128 + SIGINT, as shells report it
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """THE parser class of every front door: argparse exits 2 on a bad flag, but for the pyramid
+    a bad flag is a configuration error (exit 3), reported in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see --help)")
 
 
 def fail(message: str, code: ExitCode) -> NoReturn:
@@ -42,7 +54,7 @@ def guarded() -> Iterator[None]:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted: stopped everything this command started", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(INTERRUPTED_EXIT) from None
     finally:
         signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
 

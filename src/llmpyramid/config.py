@@ -233,3 +233,16 @@ class StackSettings(Settings):
                 f"STACK_CTX_SIZE {self.ctx_size} split over {self.parallel} slots leaves "
                 f"{self.ctx_size // self.parallel} tokens per request; raise it or lower STACK_PARALLEL"
             )
+
+
+@dataclass(frozen=True)
+class Thresholds(Settings):
+    """Knobs of the smoke / integration / contract suites."""
+
+    section: ClassVar[str] = "threshold"
+    smoke_latency_ms: float = knob(2000.0, "SMOKE_LATENCY_MS", parse_float, minimum=1)  # p95 gate, short completion
+    smoke_latency_samples: int = knob(5, "SMOKE_LATENCY_SAMPLES", parse_int, minimum=1, maximum=1000)
+    concurrency: int = knob(8, "INTEGRATION_CONCURRENCY", parse_int, minimum=2, maximum=256)
+    memory_requests: int = knob(24, "MEMORY_REQUESTS", parse_int, minimum=1, maximum=10000)
+    memory_growth_mb: float = knob(64.0, "MEMORY_GROWTH_MB", parse_float, minimum=0)  # allowed RSS growth
+    request_timeout_s: float = knob(60.0, "REQUEST_TIMEOUT_S", parse_duration, minimum=0.1, maximum=3600)

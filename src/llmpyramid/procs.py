@@ -1,28 +1,50 @@
-"""Process rules shared by every managed child (llama.cpp server, emulators): one place for each.
+"""THE managed-service lifecycle, and the process rules every child the project starts follows.
 
+A managed service is one background process addressed by its run directory:
+
+- the run directory is private (0700) and every file in it is created 0600 from the start, never
+  through a symlink (state may hold an API key; logs may echo requests);
+- state is written atomically (temp file + rename) under a lock held from "is one running?" to
+  "state written", so two concurrent `up` calls give one process and one "already running";
+- a process is identified by pid + start time + exact argv: a reused or foreign pid is never signalled;
+- stop = SIGTERM, grace, SIGKILL, wait, port free;
 - a child exits when its owner dies (Linux parent-death signal + a watchdog thread for any owner);
-- a stop is SIGTERM, then SIGKILL after a grace period, then waiting for the port to free up;
-- a pid from a state file is only ours if its command line says so (pids get reused).
+- nothing is deleted because a state file names it: only paths derived under the service's own run
+  directory are ever removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
+import subprocess
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
 
 import psutil
+from filelock import FileLock
 
+from llmpyramid.errors import InfrastructureError
 from llmpyramid.ports import port_is_free
 
 PR_SET_PDEATHSIG = 1
+START_TIME_TOLERANCE_S = 0.05  # psutil's create_time has clock-tick resolution
+
+
+# --- children and owners ----------------------------------------------------------------------
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """Ask the kernel to send `sig` to this process when its parent dies (no-op off glibc/Linux)."""
+    """Ask the kernel to send `sig` to this process when its parent dies (no-op off glibc/Linux).
+
+    Also usable as `preexec_fn` of a subprocess the project starts (terraform, pytest, locust)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
@@ -53,18 +75,42 @@ def stop_event_on_signals() -> threading.Event:
     return stop
 
 
-def is_ours(pid: int, *markers: str) -> bool:
-    """True if pid is alive (not a zombie) and every marker appears in its command line."""
-    try:
+# --- identity ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """pid + start time + exact argv: enough to never mistake a reused or foreign pid for ours."""
+
+    pid: int
+    create_time: float
+    argv: tuple[str, ...]
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessIdentity:
         proc = psutil.Process(pid)
-        cmdline = " ".join(proc.cmdline())
-        return proc.status() != psutil.STATUS_ZOMBIE and all(m in cmdline for m in markers)
-    except psutil.Error:
-        return False
+        return cls(pid, proc.create_time(), tuple(proc.cmdline()))
+
+    def alive(self) -> bool:
+        try:
+            proc = psutil.Process(self.pid)
+            return (
+                abs(proc.create_time() - self.create_time) <= START_TIME_TOLERANCE_S
+                and tuple(proc.cmdline()) == self.argv
+                and proc.status() != psutil.STATUS_ZOMBIE
+            )
+        except psutil.Error:
+            return False
+
+    def process(self) -> psutil.Process | None:
+        """The live psutil.Process if it is still this identity, else None."""
+        return psutil.Process(self.pid) if self.alive() else None
 
 
 def stop_process(pid: int, grace: float) -> None:
-    """SIGTERM, then SIGKILL whatever is still alive after `grace` seconds; reap it."""
+    """SIGTERM, then SIGKILL whatever is still alive after `grace` seconds; reap it.
+
+    Callers pass a pid they just verified (an identity that is alive, or a child they spawned)."""
     with contextlib.suppress(psutil.NoSuchProcess):
         proc = psutil.Process(pid)
         proc.terminate()
@@ -81,3 +127,171 @@ def wait_port_free(port: int, host: str, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+# --- private files ----------------------------------------------------------------------------
+
+
+def private_dir(path: Path) -> Path:
+    """Create (or tighten) a 0700 directory; a symlink in its place is refused."""
+    path = Path(path)
+    if path.is_symlink():
+        raise InfrastructureError(f"refusing to use {path}: it is a symlink")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_uid == os.getuid():
+        path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Atomically replace `path` with `text`, 0600 from creation, never writing through a symlink."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # replaces a planted symlink itself, never its target
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def open_private_log(path: Path) -> IO[bytes]:
+    """Append-only log file, 0600 from creation, not followed through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    return os.fdopen(fd, "ab")
+
+
+# --- the managed service ----------------------------------------------------------------------
+
+
+@dataclass
+class ServiceState:
+    """What a state file records. `extra` is the service's own data (port, URL, model, ...)."""
+
+    pid: int
+    create_time: float
+    argv: list[str]
+    started_at: float
+    owner_pid: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> ProcessIdentity:
+        return ProcessIdentity(self.pid, self.create_time, tuple(self.argv))
+
+
+class ManagedService:
+    """One background process, addressed by (run_dir, name): start, find, stop, logs."""
+
+    def __init__(self, name: str, run_dir: Path, *, stop_grace: float = 5.0) -> None:
+        self.name = name
+        self.run_dir = Path(run_dir)
+        self.stop_grace = stop_grace
+        # Every path the service touches is derived here; a state file never names what to delete.
+        self.state_file = self.run_dir / f"{name}.json"
+        self.log_file = self.run_dir / f"{name}.log"
+        self.lock_file = self.run_dir / f"{name}.lock"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Held from "is one running?" to "state written"."""
+        private_dir(self.run_dir)
+        with FileLock(self.lock_file, mode=0o600):
+            yield
+
+    def read_state(self) -> ServiceState | None:
+        try:
+            if self.state_file.is_symlink():
+                return None
+            return ServiceState(**json.loads(self.state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def write_state(self, state: ServiceState) -> None:
+        private_dir(self.run_dir)
+        write_private(self.state_file, json.dumps(asdict(state), indent=2))
+
+    def running(self) -> ServiceState | None:
+        """The live service, or None. A stale state file (process gone or pid reused) is removed."""
+        state = self.read_state()
+        if state is None:
+            return None
+        if state.identity.alive():
+            return state
+        self.state_file.unlink(missing_ok=True)
+        return None
+
+    def spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        owner_pid: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        cwd: Path | None = None,
+    ) -> tuple[subprocess.Popen[bytes], ServiceState]:
+        """Start the process and record it. Call inside `locked()` after checking `running()`.
+
+        The child gets its own session (a Ctrl-C in the user's terminal reaches the front door, which
+        decides what stops) and, when it has an owner, the parent-death signal."""
+        private_dir(self.run_dir)
+        with open_private_log(self.log_file) as log:
+            proc = subprocess.Popen(
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+                # prctl only (no locks taken in the child); fires when the spawning thread's process dies
+                preexec_fn=die_with_parent if owner_pid else None,
+            )
+        try:
+            identity = ProcessIdentity.of(proc.pid)
+            state = ServiceState(
+                proc.pid, identity.create_time, list(identity.argv), time.time(), owner_pid, dict(extra or {})
+            )
+            self.write_state(state)
+        except BaseException:
+            stop_process(proc.pid, self.stop_grace)
+            raise
+        return proc, state
+
+    def stop(self, *, port: int | None = None, host: str = "127.0.0.1") -> bool:
+        """Stop the recorded process if it is still ours; True if something was stopped."""
+        state = self.read_state()
+        if state is None:
+            return False
+        stopped = state.identity.alive()
+        if stopped:
+            stop_process(state.pid, self.stop_grace)
+        if port:
+            wait_port_free(port, host)
+        self.state_file.unlink(missing_ok=True)
+        return stopped
+
+    def logs(self, lines: int = 50) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def last_log_line(self) -> str:
+        tail = [ln for ln in self.logs(20).splitlines() if ln.strip()]
+        return tail[-1].strip() if tail else f"(no output in {self.log_file})"
+
+
+def is_ours(pid: int, *markers: str) -> bool:
+    """Legacy check kept for callers not yet on ProcessIdentity: alive and every marker in argv."""
+    try:
+        proc = psutil.Process(pid)
+        cmdline = " ".join(proc.cmdline())
+        return proc.status() != psutil.STATUS_ZOMBIE and all(m in cmdline for m in markers)
+    except psutil.Error:
+        return False

@@ -14,42 +14,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from llmpyramid import results
-from llmpyramid.cli import guarded
-from llmpyramid.config import PROJECT_ROOT
+from llmpyramid import layers, results
+from llmpyramid.cli import ArgumentParser, guarded
+from llmpyramid.config import PROJECT_ROOT, Thresholds, parse_duration
 from llmpyramid.errors import ConfigError, ExitCode, PyramidError
 from llmpyramid.stack import check_reachable, target_from_env
-from llmpyramid.suites import CLOUDS, RunRequest, SuiteRun, Thresholds, get_suite, suite_names
+from llmpyramid.suites import CLOUDS, RunRequest, SuiteRun, run_layer, suite_names
 
 DEFAULT_RESULTS_FILE = "results/results.json"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on a bad flag; here a bad flag is a configuration error (exit 3)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message} (see --help)")
-
-
-def _positive_float(name: str) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number of seconds, got {raw!r}") from None
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {raw!r}")
-        return value
-
-    return parse
+def _duration(raw: str) -> float:
+    return parse_duration("--duration", raw, minimum=1, maximum=24 * 3600)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="run_tests.py",
         description="Run a layer of the test pyramid and report the seed's Test Results Schema. "
         "Exit codes: 0 passed, 1 test failures, 2 infrastructure error, 3 configuration error.",
@@ -58,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite",
         default="all",
         metavar="NAME",
-        help=f"one of: {', '.join(suite_names())} (default: all)",
+        help="; ".join(f"{layer.name}: {layer.checks}" for layer in layers.LAYERS)
+        + f"; {layers.ALL}: {', '.join(layer.name for layer in layers.LAYERS if layer.in_all)} against one target"
+        " (default: all)",
     )
     p.add_argument(
         "--output",
@@ -70,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-url",
         help="test this OpenAI-compatible server (else BASE_URL; else start the embedded stack)",
     )
-    p.add_argument("--duration", type=_positive_float("--duration"), help="seconds (load, cloud)")
+    p.add_argument("--duration", type=_duration, help="60, 60s, 2m (load, cloud)")
     p.add_argument("--cloud", choices=CLOUDS, help="cloud for --suite cloud")
     p.add_argument(
         "--results-file",
@@ -140,32 +125,35 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, st
         args = build_parser().parse_args(argv)
         output, suite_name = args.output, args.suite
         results_file = _results_path(args.results_file)
-        suite = get_suite(args.suite)
-        if args.duration is not None and "duration" not in suite.uses:
+        if args.suite not in suite_names():
+            raise ConfigError(f"unknown suite {args.suite!r}; choose one of: {', '.join(suite_names())}")
+        layer = None if args.suite == layers.ALL else layers.get(args.suite)
+        flags = layer.flags if layer else ()
+        if args.duration is not None and "duration" not in flags:
             raise ConfigError(f"--duration does not apply to --suite {args.suite} (it is for load and cloud)")
-        if args.cloud is not None and "cloud" not in suite.uses:
+        if args.cloud is not None and "cloud" not in flags:
             raise ConfigError(f"--cloud does not apply to --suite {args.suite} (it is for --suite cloud)")
         Thresholds.from_env()  # a bad threshold is a configuration error, found up front
-        target = target_from_env(args.base_url) if "base_url" in suite.uses else None
-        target_url = target.base_url if target else None
+        uses_target = layer is None or layer.target
+        target = target_from_env(args.base_url) if uses_target else None
+        target_url = target.display_url if target else None
         if target is not None:
-            check_reachable(target)
+            check_reachable(target)  # probed once, here; children are told (THE target rule)
         request = RunRequest(
-            suite=suite.name,
+            suite=args.suite,
             target=target,
             duration=args.duration,
             cloud=args.cloud,
             pytest_args=("-k", args.keyword) if args.keyword else (),
         )
-        run: SuiteRun = suite.run(request)
+        run: SuiteRun = run_layer(args.suite, request)
         document, code = run.document, run.exit_code
         document["exit_code"] = int(code)
-        extra = suite.copy_results_to
     except PyramidError as exc:
         document = results.error_document(suite_name, target_url, exc.exit_code, str(exc))
-        code, extra = exc.exit_code, ()
+        code = exc.exit_code
     results.validate(document)
-    for path in (results_file, *(Path(p) for p in extra)):
+    for path in (results_file,):
         try:
             _write(path, document)
         except ConfigError as exc:

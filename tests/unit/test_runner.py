@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
-from llmpyramid import results, runner
+from llmpyramid import layers, results, runner
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.errors import ExitCode
 from llmpyramid.ports import free_port
-from llmpyramid.stack import Target
-from llmpyramid.suites import SUITES, RunRequest, run_pytest
+from llmpyramid.suites import RunRequest, run_pytest, suite_names
 
 SCRIPT = PROJECT_ROOT / "scripts" / "run_tests.py"
 
@@ -43,11 +42,14 @@ def closed_port_url() -> str:
     ("args", "needle"),
     [
         (["--suite", "nope"], "unknown suite 'nope'"),
-        (["--suite", "smoke", "--base-url", "ftp://example.com"], "invalid base URL"),
-        (["--suite", "smoke", "--base-url", "http://host:notaport"], "invalid base URL"),
+        (["--suite", "smoke", "--base-url", "ftp://example.com"], "--base-url is not a valid URL"),
+        (["--suite", "smoke", "--base-url", "http://host:notaport"], "--base-url is not a valid URL"),
+        (["--suite", "smoke", "--base-url", "http://[::1"], "--base-url is not a valid URL"),
         (["--suite", "smoke", "--output", "xml"], "--output"),
-        (["--suite", "load", "--duration", "-5"], "--duration must be > 0"),
-        (["--suite", "load", "--duration", "soon"], "--duration must be a number"),
+        (["--suite", "load", "--duration", "-5"], "--duration must be a duration"),
+        (["--suite", "load", "--duration", "soon"], "--duration must be a duration"),
+        (["--suite", "load", "--duration", "nan"], "--duration must be a duration"),
+        (["--suite", "load", "--duration", "0s"], "--duration must be between 1"),
         (["--suite", "smoke", "--duration", "10"], "--duration does not apply"),
         (["--suite", "cloud", "--cloud", "ibm"], "--cloud"),
         (["--suite", "smoke", "--cloud", "aws"], "--cloud does not apply"),
@@ -61,12 +63,52 @@ def test_configuration_errors_exit_3(args, needle, results_file):
     assert json.loads(Path(results_file).read_text()) == doc
 
 
-@pytest.mark.parametrize("name", [n for n, s in SUITES.items() if "[not implemented yet]" in s.help])
-def test_unimplemented_suites_say_so_with_exit_3(name, results_file, monkeypatch):
+def test_a_layer_whose_dependencies_are_missing_says_so_with_exit_3(results_file, monkeypatch):
     monkeypatch.delenv("BASE_URL", raising=False)
-    doc, code = run("--suite", name, "--results-file", results_file)
-    assert code == ExitCode.CONFIGURATION and "not implemented yet" in doc["error"]
+    broken = layers.Layer("cloud", "x", ("cloud",), run="llmpyramid_no_such_module:run_suite")
+    monkeypatch.setitem(layers.BY_NAME, "cloud", broken)
+    doc, code = run("--suite", "cloud", "--results-file", results_file)
+    assert code == ExitCode.CONFIGURATION and "needs the cloud dependency group" in doc["error"]
     assert doc["summary"]["passed"] == 0
+
+
+def test_a_malformed_url_still_writes_this_runs_results_file(results_file):
+    Path(results_file).parent.mkdir(parents=True)
+    Path(results_file).write_text('{"stale": true}')
+    doc, code = run("--suite", "smoke", "--base-url", "http://[::1", "--results-file", results_file)
+    assert code == ExitCode.CONFIGURATION
+    assert json.loads(Path(results_file).read_text()) == doc
+
+
+def test_credentials_in_the_url_are_never_shown(results_file):
+    url = f"http://alice:s3cretpw@127.0.0.1:{free_port()}"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--suite", "smoke", "--base-url", url, "--output", "json",
+         "--results-file", results_file],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == ExitCode.INFRASTRUCTURE
+    for text in (proc.stdout, proc.stderr, Path(results_file).read_text()):
+        assert "s3cretpw" not in text
+    assert "***@127.0.0.1" in json.loads(proc.stdout)["error"]
+
+
+def test_suite_names_are_the_nox_sessions():
+    """One table: `run_tests.py --help`, `nox -l` and the CI matrix (built from `nox --json -l`) agree."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "nox", "--json", "-l"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert listed.returncode == 0, listed.stderr
+    matrix = [s["session"] for s in json.loads(listed.stdout)]  # what CI runs: the default sessions
+    assert matrix == layers.default_names()
+    every = subprocess.run(
+        [sys.executable, "-m", "nox", "-l"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    ).stdout
+    sessions = [line.split()[1] for line in every.splitlines() if line[:2] in ("* ", "- ")]
+    assert sessions == layers.names()
+    assert suite_names() == [*sessions, "all"]
+    help_text = runner.build_parser().format_help()
+    assert all(name in help_text for name in sessions)
 
 
 @pytest.mark.parametrize(("env", "value"), [("SMOKE_LATENCY_MS", "fast"), ("INTEGRATION_CONCURRENCY", "1")])
@@ -92,6 +134,7 @@ def test_unreachable_target_exits_2_before_the_suite_runs(url, needle, results_f
     assert code == ExitCode.INFRASTRUCTURE
     assert url in doc["error"] and needle in doc["error"]
     assert doc["tests"] == []
+    assert doc["target"] == url
 
 
 def test_base_url_env_is_the_target(monkeypatch, results_file):
@@ -101,10 +144,12 @@ def test_base_url_env_is_the_target(monkeypatch, results_file):
     assert code == ExitCode.INFRASTRUCTURE and doc["target"] == url
 
 
-def test_abort_inside_the_suite_maps_to_exit_2():
-    """Reachable at preflight, gone when the suite starts: conftest aborts with exit 2 and says why."""
+def test_abort_inside_the_suite_maps_to_exit_2(monkeypatch):
+    """A suite whose target was not probed by a front door probes it itself: conftest aborts with exit 2
+    and says why, and the runner reports that reason."""
     url = closed_port_url()
-    outcome = run_pytest(RunRequest("smoke", Target(url), log=lambda _m: None), ("tests/test_smoke.py", "-m", "smoke"))
+    monkeypatch.setenv("BASE_URL", url)
+    outcome = run_pytest(RunRequest("smoke", None, log=lambda _m: None), ("tests/test_smoke.py", "-m", "smoke"))
     results.validate(outcome.document)
     assert outcome.exit_code == ExitCode.INFRASTRUCTURE
     assert url in outcome.document["error"]

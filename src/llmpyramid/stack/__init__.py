@@ -1,6 +1,22 @@
-"""Local inference stack lifecycle: embedded process (default), docker compose, or an external URL."""
+"""Local inference stack: the embedded server as a managed service, docker compose, and the one target rule."""
 
 from llmpyramid.stack.embedded import EmbeddedStack, StackState
-from llmpyramid.stack.target import Target, check_reachable, normalize_base_url, target_from_env
+from llmpyramid.stack.target import (
+    Target,
+    check_reachable,
+    handoff_env,
+    normalize_base_url,
+    target_from_env,
+    target_session,
+)
 
-__all__ = ["EmbeddedStack", "StackState", "Target", "check_reachable", "normalize_base_url", "target_from_env"]
+__all__ = [
+    "EmbeddedStack",
+    "StackState",
+    "Target",
+    "check_reachable",
+    "handoff_env",
+    "normalize_base_url",
+    "target_from_env",
+    "target_session",
+]

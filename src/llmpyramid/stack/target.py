@@ -1,19 +1,40 @@
-"""Where the suites send requests: the embedded stack, a Docker stack, or any OpenAI-compatible URL."""
+"""THE target rule: which server a run tests, resolved once by the front door and handed down.
+
+    given URL (--base-url / BASE_URL)
+    else, only where a command asks for it (`reuse_running=True`), the running `invoke stack.up` stack
+    else a fresh embedded stack owned by the run (free port, private temp run dir, dies with the run)
+
+The front door probes reachability once and passes the resolved target to child processes through
+the environment (`handoff_env`): BASE_URL, API_KEY, MODEL and a marker that it was probed, so pytest,
+locust and its workers neither probe again nor start a second stack. The API key travels only in the
+environment, never on a command line; URLs are shown redacted (`user:password@` hidden).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from llmpyramid.errors import ConfigError, InfrastructureError
+from llmpyramid.config import env_value, parse_url, redact_url
+from llmpyramid.errors import InfrastructureError
+
+if TYPE_CHECKING:
+    from llmpyramid.stack.embedded import EmbeddedStack
+
+PROBED_ENV = "LLMPYRAMID_TARGET_PROBED"  # = the base URL the front door already found reachable
 
 
 @dataclass(frozen=True)
 class Target:
-    base_url: str  # e.g. http://127.0.0.1:8080 (no trailing slash, no /v1)
+    base_url: str  # e.g. http://127.0.0.1:8080 (no trailing slash, no /v1); may carry user:password@
     api_key: str | None = None
     model: str | None = None  # None: use whatever the server serves
 
@@ -23,28 +44,24 @@ class Target:
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
 
+    @property
+    def display_url(self) -> str:
+        """What is shown or written: the URL without its credentials."""
+        return redact_url(self.base_url)
 
-def normalize_base_url(raw: str) -> str:
+
+def normalize_base_url(raw: str, name: str = "base URL") -> str:
     """Validate a user-given base URL; a bad one is a configuration error (exit 3)."""
-    url = raw.strip().rstrip("/")
-    if url.endswith("/v1"):
-        url = url[: -len("/v1")]
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"invalid base URL {raw!r}: expected http(s)://host[:port]")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise ConfigError(f"invalid base URL {raw!r}: bad port") from None
-    return url
+    return parse_url(name, raw)
 
 
-def target_from_env(base_url: str | None = None) -> Target | None:
-    """The target named by --base-url / BASE_URL (+ API_KEY, MODEL), or None to use the embedded stack."""
-    raw = base_url or os.environ.get("BASE_URL")
+def target_from_env(base_url: str | None = None, environ: Mapping[str, str] | None = None) -> Target | None:
+    """The target named by --base-url / BASE_URL (+ API_KEY, MODEL), or None to use an embedded stack."""
+    name = "--base-url" if base_url else "BASE_URL"
+    raw = base_url or env_value("BASE_URL", environ=environ)
     if not raw:
         return None
-    return Target(normalize_base_url(raw), os.environ.get("API_KEY") or None, os.environ.get("MODEL") or None)
+    return Target(parse_url(name, raw), env_value("API_KEY", environ=environ), env_value("MODEL", environ=environ))
 
 
 def check_reachable(target: Target, timeout: float = 5.0) -> None:
@@ -52,5 +69,54 @@ def check_reachable(target: Target, timeout: float = 5.0) -> None:
     try:
         httpx.get(target.url("/health"), timeout=timeout)
     except httpx.HTTPError as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise InfrastructureError(f"target {target.base_url} is not reachable: {reason}") from None
+        reason = redact_url(" ".join(str(exc).split()) or type(exc).__name__)
+        raise InfrastructureError(f"target {target.display_url} is not reachable: {reason}") from None
+
+
+def handoff_env(target: Target) -> dict[str, str]:
+    """Environment for child processes: the resolved target, marked as already probed."""
+    env = {"BASE_URL": target.base_url, PROBED_ENV: target.base_url}
+    if target.api_key:
+        env["API_KEY"] = target.api_key
+    if target.model:
+        env["MODEL"] = target.model
+    return env
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def target_session(
+    given: Target | str | None = None,
+    *,
+    reuse_running: bool = False,
+    notify: Callable[[str], None] = _stderr,
+    **stack_overrides: Any,
+) -> Iterator[tuple[Target, EmbeddedStack | None]]:
+    """Yield (target, stack-started-for-this-run or None), per the rule in the module docstring.
+
+    `given`: a resolved Target, a URL (--base-url), or None (then BASE_URL, else a stack)."""
+    # Imported here: embedded.py imports Target from this module.
+    from llmpyramid.config import StackSettings
+    from llmpyramid.stack.embedded import EmbeddedStack
+
+    target = given if isinstance(given, Target) else target_from_env(given)
+    if target is not None:
+        if os.environ.get(PROBED_ENV) != target.base_url:
+            check_reachable(target)
+        yield target, None
+        return
+    if reuse_running and (state := EmbeddedStack(StackSettings.from_env()).running()) is not None:
+        notify(f"using the running embedded stack at {state.base_url}")
+        yield state.target(), None
+        return
+    with tempfile.TemporaryDirectory(prefix="llmpyramid-stack-") as run_dir:
+        settings = StackSettings.from_env(port=0, run_dir=Path(run_dir), **stack_overrides)
+        stack = EmbeddedStack(settings)
+        state = stack.up(owner_pid=os.getpid(), notify=notify)
+        try:
+            yield state.target(), stack
+        finally:
+            stack.down()

@@ -1,0 +1,140 @@
+"""THE table of pyramid layers. Everything that names a layer is derived from it:
+
+- nox sessions (noxfile.py: one session per layer, `default=` and tags from here; CI's matrix is
+  `nox --json -l`, so it follows too),
+- `scripts/run_tests.py --suite NAME` (same names, plus `all`),
+- pytest markers (tests/conftest.py registers one per marked layer),
+- invoke pipelines (llmpyramid.pipelines chains layers by name).
+
+A layer is selected either by pytest (paths + marker) or by a command, and `run` names the
+function behind `--suite` for layers that are not plain pytest (`module:function`, imported only
+when that layer runs, so a layer's heavy dependencies never load for the others).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Cost = Literal["free", "cheap", "costs money"]
+
+# What a layer needs; shown by `--dry-run` plans and the README.
+EMBEDDED_STACK = "embedded llama.cpp stack (started by the run unless --base-url/BASE_URL is given)"
+EMULATORS = "moto + fake-gcs-server on loopback (started by the run)"
+TERRAFORM = "terraform on PATH (aws provider from a local mirror)"
+NETNS = "root, to create a loopback-only network namespace (unshare -n)"
+CREDENTIALS = "cloud credentials (sky check)"
+ROUTER = "two embedded stacks behind a router on loopback (or --router-url)"
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str  # nox session == --suite name == pytest marker (when it has one)
+    checks: str  # what it checks (nox -l, --help, README)
+    groups: tuple[str, ...]  # pyproject dependency groups its session installs
+    paths: tuple[str, ...] = ()  # pytest selection
+    marker: str | None = None  # pytest -m
+    pytest_extra: tuple[str, ...] = ()  # further pytest arguments (e.g. --ignore)
+    command: tuple[str, ...] = ()  # a non-pytest layer's command (run inside its session)
+    run: str | None = None  # "module:function(RunRequest) -> SuiteRun" behind --suite, when not plain pytest
+    tags: tuple[str, ...] = ()
+    cost: Cost = "free"
+    needs: tuple[str, ...] = ()
+    default: bool = True  # plain `nox` runs it
+    target: bool = False  # talks to an inference server (--base-url applies)
+    in_all: bool = False  # part of `run_tests.py --suite all`
+    flags: tuple[str, ...] = ()  # extra run_tests flags it reads: duration, cloud, router
+    estimate_s: int = 30  # rough wall time on a quiet 2-core box (pipeline plans)
+
+    @property
+    def pytest_args(self) -> tuple[str, ...]:
+        return (*self.paths, *(("-m", self.marker) if self.marker else ()), *self.pytest_extra)
+
+    @property
+    def is_pytest(self) -> bool:
+        return bool(self.paths)
+
+
+TEST = ("test",)
+
+LAYERS: tuple[Layer, ...] = (
+    Layer("lint", "ruff, mypy, GitHub workflow schema and zizmor", ("dev",),
+          command=("python", "-m", "llmpyramid.lint"), tags=("quality",), estimate_s=40),
+    Layer("unit", "instant, no network: config, mocked endpoints, schemas, math", ("test", "load", "iac", "emulators"),
+          paths=("tests/unit",), tags=("pyramid",), estimate_s=30),
+    Layer("stack", "the embedded llama.cpp stack: lifecycle, failure modes, invoke tasks", TEST,
+          paths=("tests/stack",), tags=("pyramid",), needs=(EMBEDDED_STACK,), estimate_s=60),
+    Layer("smoke", "health, completions, chat, models, latency", TEST, paths=("tests/test_smoke.py",),
+          marker="smoke", tags=("pyramid", "target"), needs=(EMBEDDED_STACK,), target=True, in_all=True,
+          estimate_s=10),
+    Layer("integration", "concurrency, streaming, invalid input, max_tokens/stop, API key, memory", TEST,
+          paths=("tests/test_integration.py",), marker="integration", tags=("pyramid", "target"),
+          needs=(EMBEDDED_STACK,), target=True, in_all=True, estimate_s=20),
+    Layer("contract", "OpenAI schemas for bodies and SSE chunks, headers, error object, official client", TEST,
+          paths=("tests/test_contract.py",), marker="contract", tags=("pyramid", "target"), needs=(EMBEDDED_STACK,),
+          target=True, in_all=True, estimate_s=15),
+    Layer("load", "LLM load (locust): throughput, latency, TTFT/ITL percentiles, SLO gates", ("load",),
+          command=("python", "-m", "llmpyramid.load", "--duration", "20"), run="llmpyramid.load.suite:run_suite",
+          tags=("load", "target"), needs=(EMBEDDED_STACK,), target=True, flags=("duration",), estimate_s=40),
+    Layer("load_faults", "the load layer for real: seed locust command, bad input, dying server, no leftovers",
+          ("test", "load"), paths=("tests/load",), marker="load", tags=("load",), needs=(EMBEDDED_STACK,),
+          estimate_s=150),
+    Layer("static_iac", "terraform fmt, TFLint, Checkov SARIF, Rego policies, broken fixtures caught", ("test", "iac"),
+          paths=("tests/iac",), pytest_extra=("--ignore=tests/iac/test_terraform_native.py",), tags=("iac",),
+          estimate_s=40),
+    Layer("terraform", "terraform test per module (plan-only, mocked providers)", ("test", "iac"),
+          paths=("tests/iac/test_terraform_native.py",), marker="terraform", tags=("iac",), needs=(TERRAFORM,),
+          estimate_s=30),
+    Layer("localstack", "emulated AWS/GCS: terraform/aws applied to moto and destroyed; model storage",
+          ("test", "emulators", "iac"), paths=("tests/integration",), tags=("iac", "emulated"),
+          needs=(EMULATORS, TERRAFORM), estimate_s=90),
+    Layer("cloud_emulated", "SkyPilot spot launch -> teardown -> sweep against moto in a loopback-only netns",
+          ("test", "cloud"), paths=("tests/cloud",), tags=("cloud", "emulated"), needs=(NETNS,), default=False,
+          estimate_s=120),
+    Layer("cloud", "real spot instance via SkyPilot: credentials, launch, health, inference, teardown",
+          ("test", "cloud"), paths=("tests/test_cloud_smoke.py",), run="llmpyramid.cloud.suite:run_suite",
+          tags=("cloud",), cost="costs money", needs=(CREDENTIALS,), default=False, flags=("cloud",),
+          estimate_s=600),
+    Layer("hybrid", "base + burst behind a router: overflow, failover, fail-back, loss per phase", ("test", "hybrid"),
+          paths=("tests/hybrid",), run="llmpyramid.hybrid.suite:run_suite", tags=("hybrid",), needs=(ROUTER,),
+          default=False, flags=("router",), estimate_s=120),
+    Layer("bench_stack", "benchmark: embedded stack up-to-healthy, RSS, tok/s at n_parallel 1/4/8", TEST,
+          command=("python", "-m", "llmpyramid.stack.bench"), tags=("bench",), default=False, estimate_s=120),
+    Layer("bench", "benchmark: load harness fidelity, CPU per 1k tokens, max rps on one core", ("load",),
+          command=("python", "-m", "llmpyramid.load.bench"), tags=("load", "bench"), default=False, estimate_s=180),
+)  # fmt: skip
+
+BY_NAME = {layer.name: layer for layer in LAYERS}
+ALL = "all"  # run_tests.py: every `in_all` layer against one target
+
+
+def names() -> list[str]:
+    return [layer.name for layer in LAYERS]
+
+
+def default_names() -> list[str]:
+    """What plain `nox` runs (and `invoke ci`)."""
+    return [layer.name for layer in LAYERS if layer.default]
+
+
+# Markers that cut across layers (a layer's own marker is its name).
+CROSS_LAYER_MARKERS = {
+    "localstack": "emulated AWS/GCS (moto, fake-gcs-server or LocalStack): `pytest -m localstack`",
+    "terraform": "runs the terraform CLI",
+    "cloud": "SkyPilot against a cloud (emulated or real)",
+    "slow": "takes more than a few seconds",
+}
+
+
+def markers() -> dict[str, str]:
+    """pytest marker -> description: every marked layer, plus the cross-layer markers."""
+    return {**{layer.marker: layer.checks for layer in LAYERS if layer.marker}, **CROSS_LAYER_MARKERS}
+
+
+def get(name: str) -> Layer:
+    from llmpyramid.errors import ConfigError
+
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ConfigError(f"unknown layer {name!r}; choose one of: {', '.join([*names(), ALL])}") from None

@@ -1,0 +1,114 @@
+"""The managed-service lifecycle on real (tiny) processes: identity, private files, no foreign signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+
+from llmpyramid.procs import ManagedService, ProcessIdentity, private_dir, write_private
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = ManagedService("svc", tmp_path / "run", stop_grace=2)
+    yield svc
+    svc.stop()
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_state_and_log_are_0600_in_a_0700_directory(service):
+    with service.locked():
+        proc, _ = service.spawn(SLEEPER, extra={"api_key": "k"})
+    assert _mode(service.run_dir) == 0o700
+    assert _mode(service.state_file) == 0o600
+    assert _mode(service.log_file) == 0o600
+    assert _mode(service.lock_file) == 0o600
+    assert service.running().extra == {"api_key": "k"}
+    assert service.stop() is True
+    assert proc.wait(5) is not None and service.read_state() is None
+
+
+def test_a_foreign_pid_in_the_state_file_is_never_signalled(service):
+    foreign = subprocess.Popen(SLEEPER)
+    time.sleep(0.2)  # a pid reused later has a later start time
+    try:
+        with service.locked():
+            service.spawn(SLEEPER)
+        doc = json.loads(service.state_file.read_text())
+        doc["pid"] = foreign.pid  # same argv, different start time: a reused pid
+        write_private(service.state_file, json.dumps(doc))
+        assert service.running() is None
+        assert service.stop() is False
+        assert foreign.poll() is None, "a process that is not ours was signalled"
+    finally:
+        foreign.kill()
+        foreign.wait()
+
+
+def test_identity_needs_pid_start_time_and_exact_argv():
+    proc = subprocess.Popen(SLEEPER)
+    try:
+        me = ProcessIdentity.of(proc.pid)
+        assert me.alive()
+        assert not ProcessIdentity(me.pid, me.create_time + 5, me.argv).alive()
+        assert not ProcessIdentity(me.pid, me.create_time, (*me.argv, "x")).alive()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not me.alive()
+
+
+def test_a_state_file_naming_a_foreign_directory_deletes_nothing(service, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    private_dir(service.run_dir)
+    write_private(service.state_file, json.dumps({
+        "pid": 1, "create_time": 0.0, "argv": ["x"], "started_at": 0.0,
+        "extra": {"run_dir": str(victim), "log_file": str(victim / "keep.txt")},
+    }))  # fmt: skip
+    assert service.running() is None and service.stop() is False
+    assert (victim / "keep.txt").read_text() == "precious"
+    assert psutil.pid_exists(1)
+
+
+def test_state_is_never_written_through_a_symlink(service, tmp_path):
+    target = tmp_path / "unrelated.txt"
+    target.write_text("untouched")
+    private_dir(service.run_dir)
+    service.state_file.symlink_to(target)
+    assert service.read_state() is None
+    with service.locked():
+        service.spawn(SLEEPER)
+    assert target.read_text() == "untouched"
+    assert not service.state_file.is_symlink()
+
+
+def test_concurrent_starts_under_the_lock_give_one_process(service):
+    started: list[int] = []
+
+    def up() -> None:
+        with service.locked():
+            if service.running() is None:
+                started.append(service.spawn(SLEEPER)[0].pid)
+
+    threads = [threading.Thread(target=up) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(started) == 1
+    assert service.running().pid == started[0]
