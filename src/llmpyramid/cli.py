@@ -15,7 +15,6 @@ from typing import NoReturn
 
 from llmpyramid.errors import ConfigError, ExitCode, PyramidError
 
-
 INTERRUPTED_EXIT = 130  # Ctrl-C or SIGTERM: 128 + SIGINT, as shells report it
 
 
