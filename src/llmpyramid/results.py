@@ -3,6 +3,7 @@
     document = from_pytest_report(json.loads(Path("report.json").read_text()))
     validate(document)                      # against schemas/results.schema.json
     code = exit_code_for(pytest_exitcode)   # 0 / 1 / 2 / 3
+    write_results(Path("results/results.json"), document)  # atomic; ResultsFileError on failure
 
 Every front door emits documents built here, and every document is validated before it leaves.
 Tests attach measurements with pytest's `record_property("metrics", {...})` (the `metrics`
@@ -12,17 +13,21 @@ both travel through pytest-json-report's `user_properties`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
+import tempfile
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-from llmpyramid.errors import ExitCode
+from llmpyramid.errors import ConfigError, ExitCode
 
 SCHEMA_VERSION = 1
 STATUSES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
@@ -248,3 +253,47 @@ def exit_code_for(pytest_exitcode: int, document: Mapping[str, Any] | None = Non
     if pytest_exitcode in (PYTEST_USAGE, PYTEST_NO_TESTS):
         return ExitCode.CONFIGURATION
     return ExitCode.FAILURES
+
+
+# --- writing files ---------------------------------------------------------------------------
+
+
+class ResultsFileError(ConfigError):
+    """The results file could not be written (an unwritable path is a configuration error, exit 3)."""
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Write `data` to `path` through a temp file in the same directory and os.replace.
+
+    Readers see the old file or the new one, never a torn write. The temp file is created with
+    O_EXCL (mkstemp), and os.replace swaps the directory entry, so a symlink planted at `path` is
+    replaced, never followed. Raises OSError; callers turn it into their one-line error.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_results(path: Path | str, document: Mapping[str, Any]) -> None:
+    """Write a results document (indented JSON) atomically, creating missing parent directories.
+
+    Raises ResultsFileError (one line, exit 3) naming the path when it cannot be written, so the
+    caller can report it on stderr and in its exit code instead of leaving a stale file behind.
+    """
+    target = Path(path)
+    data = (json.dumps(document, indent=2) + "\n").encode()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, data)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ResultsFileError(f"cannot write results file {target}: {reason}") from None

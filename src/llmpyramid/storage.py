@@ -10,13 +10,17 @@ GCS); `fetch` downloads to a temp file, verifies the digest and only then moves 
 Endpoints come from the standard variables: `AWS_ENDPOINT_URL` (moto, LocalStack) and
 `STORAGE_EMULATOR_HOST` (fake-gcs-server); without them the real clouds are used.
 Errors are one line: unreachable endpoint or missing bucket/object -> InfrastructureError (exit 2),
-bad URL or missing credentials -> ConfigError (exit 3), checksum mismatch -> ChecksumError (exit 1).
+bad URL, an object name that is no file name ('.', '..', a path separator), an unwritable or
+unreadable local path, or missing credentials -> ConfigError (exit 3), checksum mismatch ->
+ChecksumError (exit 1). Local files are written via temp file + os.replace; a symlink at the
+target name is replaced, never followed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import time
@@ -26,19 +30,16 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from llmpyramid.errors import ConfigError, ExitCode, InfrastructureError, PyramidError
-from llmpyramid.model import _write_sidecar, sha256_of
+from llmpyramid.errors import ConfigError, InfrastructureError
+from llmpyramid.model import ChecksumError, is_regular_file, parse_sha256, sha256_of, write_sidecar
 
 SHA256_KEY = "sha256"  # object metadata key carrying the hex digest
 CONNECT_TIMEOUT_S = 5.0
 TRANSFER_TIMEOUT_S = 300.0
 SCHEMES = ("s3", "gs")
-
-
-class ChecksumError(PyramidError):
-    """The bytes do not match the published sha256: never install them."""
-
-    exit_code = ExitCode.FAILURES
+# S3 and GCS bucket names: lowercase letters, digits, '.', '-' (GCS also '_'), 3..222 characters.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -49,20 +50,39 @@ class ObjectURL:
 
     @classmethod
     def parse(cls, url: str) -> ObjectURL:
-        parsed = urlparse(url.strip())
+        """Parse s3://bucket/key or gs://bucket/key; anything that is not a plain object URL is ConfigError.
+
+        The key's last part becomes a local file name, so it must be one: not '', '.' or '..', and no
+        part of the key may be '.', '..' or empty, or hold a backslash or a control character.
+        """
+        if _CONTROL.search(url.strip()):  # urlparse would silently drop tabs and newlines
+            raise ConfigError(f"storage URL {url!r} contains control characters")
+        try:
+            parsed = urlparse(url.strip())
+        except ValueError as exc:
+            raise ConfigError(f"storage URL {url!r} is malformed ({exc})") from None
         if parsed.scheme not in SCHEMES:
             raise ConfigError(f"storage URL {url!r} must start with s3:// or gs://")
         key = parsed.path.lstrip("/")
         if not parsed.netloc or not key or key.endswith("/"):
             raise ConfigError(f"storage URL {url!r} must name a bucket and an object, e.g. s3://bucket/models/x.gguf")
+        if parsed.query or parsed.fragment or parsed.params:
+            raise ConfigError(f"storage URL {url!r} must not carry '?', '#' or ';' parts")
+        if not _BUCKET.match(parsed.netloc):
+            raise ConfigError(
+                f"storage URL {url!r}: bucket {parsed.netloc!r} is not a valid bucket name "
+                "(3-222 lowercase letters, digits, '.', '-', '_')"
+            )
+        parts = key.split("/")
+        if any(p in ("", ".", "..") for p in parts) or "\\" in key or _CONTROL.search(key):
+            raise ConfigError(
+                f"storage URL {url!r}: object name {parts[-1]!r} in key {key!r} is not a file name "
+                "(no '', '.', '..' parts, backslashes or control characters)"
+            )
         return cls(parsed.scheme, parsed.netloc, key)
 
     def __str__(self) -> str:
         return f"{self.scheme}://{self.bucket}/{self.key}"
-
-    def with_name(self, name: str) -> ObjectURL:
-        """s3://b/prefix/ + name -> the object for that file (used when the URL ends in '/')."""
-        return ObjectURL(self.scheme, self.bucket, f"{self.key.rstrip('/')}/{name}")
 
 
 @dataclass(frozen=True)
@@ -118,11 +138,14 @@ class S3Backend:
             ConnectionError,
             HTTPClientError,
             NoCredentialsError,
+            ParamValidationError,
             PartialCredentialsError,
         )
 
         try:
             yield
+        except ParamValidationError as exc:
+            raise ConfigError(f"S3 rejects {obj}: {exc}") from None
         except (NoCredentialsError, PartialCredentialsError) as exc:
             raise ConfigError(
                 f"no usable AWS credentials for {obj} ({exc}); set AWS_PROFILE or AWS_ACCESS_KEY_ID"
@@ -270,12 +293,11 @@ def publish_url(url: str, name: str) -> ObjectURL:
     Raises ConfigError for a bad URL, so callers can check it before finding the file."""
     if not url.endswith("/"):
         return ObjectURL.parse(url)
-    try:
-        return ObjectURL.parse(url + name)
-    except ConfigError:
-        if urlparse(url.strip()).scheme not in SCHEMES:
-            raise
-        raise ConfigError(f"storage URL {url!r} must name a bucket, e.g. s3://bucket/models/") from None
+    with contextlib.suppress(ValueError):  # a malformed URL is reported by ObjectURL.parse below
+        prefix = urlparse(url.strip())
+        if prefix.scheme in SCHEMES and not prefix.netloc:
+            raise ConfigError(f"storage URL {url!r} must name a bucket, e.g. s3://bucket/models/")
+    return ObjectURL.parse(url + name)
 
 
 def publish(
@@ -290,16 +312,19 @@ def publish(
     obj = publish_url(url, path.name)
     if not path.is_file():
         raise ConfigError(f"cannot publish {path}: no such file")
+    try:
+        digest, size = sha256_of(path), path.stat().st_size
+    except OSError as exc:
+        raise ConfigError(f"cannot publish {path}: {exc.strerror or exc}") from None
     backend = backend or backend_for(obj)
-    digest = sha256_of(path)
     existing = backend.head(obj)
-    if existing and existing.sha256 == digest and existing.size == path.stat().st_size:
+    if existing and existing.sha256 == digest and existing.size == size:
         notify(f"{obj} already holds this file (sha256 {digest[:16]}…) at {backend.endpoint}; not re-uploading")
         return existing
     started = time.monotonic()
     backend.upload(path, obj, digest)
     stored = backend.head(obj)
-    if stored is None or stored.sha256 != digest or stored.size != path.stat().st_size:
+    if stored is None or stored.sha256 != digest or stored.size != size:
         raise InfrastructureError(f"{obj} did not read back as uploaded at {backend.endpoint}")
     notify(
         f"published {path} -> {obj} ({stored.size:,} bytes, sha256 {digest[:16]}…) in {time.monotonic() - started:.1f}s"
@@ -329,26 +354,27 @@ def fetch(
     object's metadata; `expected_sha256` (if given) must agree with it.
     """
     obj = ObjectURL.parse(url)
+    given = parse_sha256("the expected sha256 (--sha256)", expected_sha256) if expected_sha256 else None
     target = _target_path(dest, Path(obj.key).name)
     backend = backend or backend_for(obj)
     stored = backend.head(obj)
     if stored is None:
         raise InfrastructureError(f"{obj} does not exist at {backend.endpoint}")
-    want = (expected_sha256 or "").lower() or stored.sha256
+    want = given or stored.sha256
     if not want:
         raise ChecksumError(f"{obj} has no '{SHA256_KEY}' metadata to verify against; re-publish it or pass a sha256")
-    if expected_sha256 and stored.sha256 and stored.sha256 != want:
-        raise ChecksumError(f"{obj} metadata sha256 {stored.sha256} does not match the expected {want}")
-    if target.is_file() and target.stat().st_size == stored.size and sha256_of(target) == want:
-        fetched = FetchedModel(target, str(obj), stored.size, want, downloaded=False)
-        notify(fetched.describe())
-        return fetched
+    if given and stored.sha256 and stored.sha256 != given:
+        raise ChecksumError(f"{obj} metadata sha256 {stored.sha256} does not match the expected {given}")
     try:
+        if _holds(target, stored.size, want):
+            fetched = FetchedModel(target, str(obj), stored.size, want, downloaded=False)
+            notify(fetched.describe())
+            return fetched
         target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        os.close(fd)
     except OSError as exc:
-        raise ConfigError(f"cannot create {target.parent}: {exc.strerror}") from None
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
+        raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
     tmp = Path(tmp_name)
     try:
         backend.download(obj, tmp)
@@ -356,12 +382,20 @@ def fetch(
         if digest != want:
             raise ChecksumError(f"{obj} downloaded with sha256 {digest}, expected {want}; discarded the download")
         os.replace(tmp, target)
+        write_sidecar(target, digest)
+        size = target.stat().st_size
+    except OSError as exc:
+        raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
-    _write_sidecar(target, digest)
-    fetched = FetchedModel(target, str(obj), target.stat().st_size, digest, downloaded=True)
+    fetched = FetchedModel(target, str(obj), size, digest, downloaded=True)
     notify(fetched.describe())
     return fetched
+
+
+def _holds(target: Path, size: int, sha256: str) -> bool:
+    """A regular file (never a symlink) with this size and digest is already at `target`."""
+    return is_regular_file(target) and target.stat().st_size == size and sha256_of(target) == sha256
 
 
 def describe(obj: StoredObject) -> dict[str, Any]:

@@ -64,6 +64,7 @@ def sha(path: Path) -> str:
     [
         ("s3://bucket/models/x.gguf", ("s3", "bucket", "models/x.gguf")),
         ("gs://b-1/x.gguf", ("gs", "b-1", "x.gguf")),
+        ("gs://my_bucket.example/a b/x y.gguf", ("gs", "my_bucket.example", "a b/x y.gguf")),
     ],
 )
 def test_parse_url(url, parts):
@@ -72,11 +73,64 @@ def test_parse_url(url, parts):
     assert str(obj) == url
 
 
-@pytest.mark.parametrize("url", ["http://b/x", "s3://", "s3://bucket", "s3://bucket/", "gs:///x", "s3://b/dir/"])
+@pytest.mark.parametrize(
+    "url", ["http://bucket/x", "s3://", "s3://bucket", "s3://bucket/", "gs:///x", "s3://bucket/dir/", "s3://[::1/x"]
+)
 def test_bad_urls_are_config_errors(url):
     with pytest.raises(ConfigError) as err:
         ObjectURL.parse(url)
     assert err.value.exit_code == ExitCode.CONFIGURATION
+
+
+# Object names that are no file name: the last key part becomes a local file, so '..' would be the
+# destination's parent and '.' the destination itself (main crashed with an OSError traceback).
+@pytest.mark.parametrize(
+    "url",
+    [
+        "s3://bucket/models/..",
+        "s3://bucket/..",
+        "s3://bucket/.",
+        "s3://bucket/models/.",
+        "s3://bucket/../x.gguf",
+        "s3://bucket/models/./x.gguf",
+        "s3://bucket/a//x.gguf",
+        "s3://bucket/a\\b.gguf",
+    ],
+)
+def test_object_names_that_are_not_file_names_are_config_errors(url):
+    with pytest.raises(ConfigError, match="is not a file name") as err:
+        ObjectURL.parse(url)
+    assert err.value.exit_code == ExitCode.CONFIGURATION
+
+
+@pytest.mark.parametrize("url", ["gs://bucket/x\x00.gguf", "gs://bucket/x\n.gguf", "s3://bucket/x\t.gguf"])
+def test_control_characters_are_refused_not_dropped(url):
+    with pytest.raises(ConfigError, match="contains control characters"):
+        ObjectURL.parse(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("s3://b/x.gguf", "not a valid bucket name"),
+        ("s3://Bucket/x.gguf", "not a valid bucket name"),
+        ("s3://user@bucket/x.gguf", "not a valid bucket name"),
+        ("s3://bucket:9000/x.gguf", "not a valid bucket name"),
+        ("s3://bucket/x.gguf?versionId=1", "must not carry"),
+        ("s3://bucket/x.gguf#frag", "must not carry"),
+    ],
+)
+def test_bucket_names_and_url_extras_are_checked_locally(url, message):
+    with pytest.raises(ConfigError, match=message):
+        ObjectURL.parse(url)
+
+
+def test_fetch_of_a_dot_dot_object_is_refused_before_any_request(backend, tmp_path):
+    """The issue's reproduction (`invoke model.fetch s3://bucket/models/..`), minus the network."""
+    backend.objects["s3://bucket/models/.."] = (b"GGUF", hashlib.sha256(b"GGUF").hexdigest())
+    with pytest.raises(ConfigError, match="is not a file name"):
+        storage.fetch("s3://bucket/models/..", tmp_path / "dest/", backend=backend, **QUIET)
+    assert not (tmp_path / "dest").exists()
 
 
 # --- publish / fetch ------------------------------------------------------------------------------
@@ -108,8 +162,13 @@ def test_publish_bad_url_is_config_error_naming_it_before_the_file_is_read(backe
 
 
 def test_publish_url_to_a_prefix_keeps_the_file_name():
-    assert str(storage.publish_url("gs://b/models/", "m.gguf")) == "gs://b/models/m.gguf"
-    assert str(storage.publish_url("gs://b/x.gguf", "m.gguf")) == "gs://b/x.gguf"
+    assert str(storage.publish_url("gs://bkt/models/", "m.gguf")) == "gs://bkt/models/m.gguf"
+    assert str(storage.publish_url("gs://bkt/x.gguf", "m.gguf")) == "gs://bkt/x.gguf"
+
+
+def test_publish_of_a_file_called_dot_dot_is_refused(backend):
+    with pytest.raises(ConfigError, match="is not a file name"):
+        storage.publish(Path(".."), "s3://bucket/models/", backend=backend, **QUIET)
 
 
 def test_publish_missing_file_is_config_error(backend, tmp_path):
@@ -179,6 +238,63 @@ def test_fetch_missing_object_is_infrastructure_error(backend, tmp_path):
         storage.fetch("s3://bucket/none.gguf", tmp_path, backend=backend, **QUIET)
 
 
+@pytest.mark.parametrize("dest", ["/proc/llmpyramid-test/", "/proc/self/status/x/"])
+def test_fetch_into_an_impossible_path_is_one_line_config_error(backend, model, dest):
+    storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
+    with pytest.raises(ConfigError, match="cannot write") as err:
+        storage.fetch("s3://bucket/m.gguf", dest, backend=backend, **QUIET)
+    assert "\n" not in str(err.value)
+
+
+def test_fetch_onto_an_existing_directory_name_is_one_line_config_error(backend, model, tmp_path):
+    storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
+    (tmp_path / "node" / "m.gguf").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"cannot write .*node/m\.gguf"):
+        storage.fetch("s3://bucket/m.gguf", tmp_path / "node", backend=backend, **QUIET)
+
+
+@pytest.mark.parametrize("sha", ["xyz", "a" * 63, "g" * 64])
+def test_malformed_expected_sha256_is_config_error(backend, model, tmp_path, sha):
+    storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
+    with pytest.raises(ConfigError, match="must be a sha256 hex digest"):
+        storage.fetch("s3://bucket/m.gguf", tmp_path, expected_sha256=sha, backend=backend, **QUIET)
+
+
+def test_publish_of_an_unreadable_file_is_config_error(backend, model, monkeypatch):
+    def denied(_path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(storage, "sha256_of", denied)
+    with pytest.raises(ConfigError, match=r"cannot publish .*: Permission denied"):
+        storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
+
+
+def test_fetch_replaces_planted_symlinks_and_never_writes_through_them(backend, model, tmp_path):
+    """A link at the model or sidecar name must not redirect the write to another file."""
+    storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
+    dest = tmp_path / "node"
+    dest.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (dest / "m.gguf").symlink_to(victim)
+    (dest / "m.gguf.sha256").symlink_to(victim)
+    got = storage.fetch("s3://bucket/m.gguf", dest, backend=backend, **QUIET)
+    assert victim.read_text() == "precious"
+    assert got.downloaded
+    assert not (dest / "m.gguf").is_symlink() and not (dest / "m.gguf.sha256").is_symlink()
+    assert sha(dest / "m.gguf") == sha(model)
+
+
+def test_a_symlink_to_a_good_copy_is_not_taken_as_already_present(backend, model, tmp_path):
+    storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
+    dest = tmp_path / "node"
+    dest.mkdir()
+    (dest / "m.gguf").symlink_to(model)
+    got = storage.fetch("s3://bucket/m.gguf", dest, backend=backend, **QUIET)
+    assert got.downloaded and not (dest / "m.gguf").is_symlink()
+    assert model.read_bytes() == (dest / "m.gguf").read_bytes()
+
+
 @pytest.mark.parametrize(
     ("dest", "expected"),
     [("existing", "existing/x.gguf"), ("new/", "new/x.gguf"), ("newdir", "newdir/x.gguf"), ("file.gguf", "file.gguf")],
@@ -192,7 +308,7 @@ def test_target_path(tmp_path, dest, expected):
 
 
 @pytest.mark.parametrize(
-    ("url", "var"), [("s3://b/x.gguf", "AWS_ENDPOINT_URL"), ("gs://b/x.gguf", "STORAGE_EMULATOR_HOST")]
+    ("url", "var"), [("s3://bkt/x.gguf", "AWS_ENDPOINT_URL"), ("gs://bkt/x.gguf", "STORAGE_EMULATOR_HOST")]
 )
 def test_unreachable_emulator_endpoint_fails_fast_naming_it(monkeypatch, url, var):
     from llmpyramid.ports import free_port
