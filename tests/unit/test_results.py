@@ -169,3 +169,60 @@ def test_exit_code_mapping(pytest_code, failed, expected):
 def test_test_entry_rejects_unknown_status():
     with pytest.raises(ValueError):
         results.test_entry("x", "great", 0.1)
+
+
+# --- write_results: atomic, and a failure is a one-line error, never silence (issue 13, item 8) ----
+
+
+def _document() -> dict:
+    return results.error_document("smoke", None, ExitCode.INFRASTRUCTURE, "target is not reachable")
+
+
+def test_write_results_writes_valid_json_and_creates_parent_directories(tmp_path):
+    target = tmp_path / "new dir" / "results.json"
+    results.write_results(target, _document())
+    assert json.loads(target.read_text()) == _document()
+    assert [p.name for p in target.parent.iterdir()] == ["results.json"]  # no temp file left behind
+
+
+def test_write_results_replaces_the_previous_file_in_one_step(tmp_path):
+    target = tmp_path / "results.json"
+    target.write_text('{"stale": true}')
+    inode = target.stat().st_ino
+    results.write_results(target, _document())
+    assert json.loads(target.read_text())["exit_code"] == int(ExitCode.INFRASTRUCTURE)
+    assert target.stat().st_ino != inode  # a new file renamed into place, not the old one rewritten
+
+
+@pytest.mark.parametrize("where", ["/proc/x", "/proc/self/status/results.json", "directory", "nul\x00byte.json"])
+def test_an_unwritable_results_file_is_a_one_line_config_error(tmp_path, where):
+    """On main the runner's write failure was dropped when the run had already failed."""
+    target = tmp_path if where == "directory" else Path(where)
+    with pytest.raises(results.ResultsFileError, match="cannot write results file") as err:
+        results.write_results(target, _document())
+    assert err.value.exit_code == ExitCode.CONFIGURATION
+    assert "\n" not in str(err.value)
+
+
+def test_a_symlink_at_the_results_path_is_replaced_not_written_through(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    link = tmp_path / "results.json"
+    link.symlink_to(victim)
+    results.write_results(link, _document())
+    assert victim.read_text() == "precious"
+    assert not link.is_symlink() and json.loads(link.read_text())["suite"] == "smoke"
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temp_file(tmp_path, monkeypatch):
+    target = tmp_path / "results.json"
+    target.write_text('{"previous": true}')
+
+    def full_disk(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(results.os, "replace", full_disk)
+    with pytest.raises(results.ResultsFileError, match="No space left on device"):
+        results.write_results(target, _document())
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+    assert target.read_text() == '{"previous": true}'
