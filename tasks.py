@@ -15,12 +15,16 @@ Tasks are thin: they parse arguments and call `llmpyramid`; every error is one l
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from invoke import Collection, Context, task
 
 from llmpyramid.cli import guarded
-from llmpyramid.config import ModelSettings, StackSettings
+from llmpyramid.config import ModelSettings, StackSettings, parse_int
+from llmpyramid.errors import ConfigError
 from llmpyramid.model import ensure_model
 from llmpyramid.stack import EmbeddedStack
 from llmpyramid.tasks_emulators import emulators, fetch, publish
@@ -38,28 +42,49 @@ def download(c: Context, path: str | None = None, offline: bool = False) -> None
 
 
 # --- stack ------------------------------------------------------------------------------------
+# Typed flags are declared as strings and parsed by the project (StackSettings, parse_int), so a
+# bad value is one line and exit 3, never invoke's own traceback.
 
 STACK_HELP = {
     "port": "port on 127.0.0.1 (STACK_PORT, default 8080; 0 picks a free port)",
     "threads": "CPU threads (STACK_THREADS)",
     "parallel": "server slots (STACK_PARALLEL)",
     "ctx_size": "total context tokens, split across slots (STACK_CTX_SIZE)",
-    "api_key": "require this API key (API_KEY)",
+    "api_key_file": "require the API key read from this file (else API_KEY)",
+    "api_key": "require this API key -- visible to other users in the process list: prefer API_KEY or --api-key-file",
     "docker": "use docker-compose.test.yml instead of the embedded server",
 }
 
 
 def _stack(**overrides: object) -> EmbeddedStack:
-    return EmbeddedStack(StackSettings.from_env(**{k: v for k, v in overrides.items() if v is not None}))
+    return EmbeddedStack(StackSettings.from_env(**overrides))
+
+
+def _api_key(api_key: str | None, api_key_file: str | None) -> str | None:
+    if api_key and api_key_file:
+        raise ConfigError("give --api-key or --api-key-file, not both")
+    if api_key:
+        print("warning: --api-key is visible in the process list; prefer API_KEY or --api-key-file", file=sys.stderr)
+        return api_key
+    if api_key_file:
+        try:
+            key = Path(api_key_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --api-key-file {api_key_file!r}: {exc.strerror or exc}") from None
+        if not key:
+            raise ConfigError(f"--api-key-file {api_key_file!r} is empty")
+        return key
+    return None
 
 
 @task(help=STACK_HELP)
 def up(
     c: Context,
-    port: int | None = None,
-    threads: int | None = None,
-    parallel: int | None = None,
-    ctx_size: int | None = None,
+    port: str | None = None,
+    threads: str | None = None,
+    parallel: str | None = None,
+    ctx_size: str | None = None,
+    api_key_file: str | None = None,
     api_key: str | None = None,
     docker: bool = False,
 ) -> None:
@@ -69,11 +94,11 @@ def up(
             from llmpyramid.stack import docker as docker_stack
 
             docker_stack.up()
-            c.run(f"scripts/wait_healthy.sh {docker_stack.DOCKER_URL} 120")
+            subprocess.run(["scripts/wait_healthy.sh", docker_stack.DOCKER_URL, "120"], check=True)
             return
-        state = _stack(port=port, threads=threads, parallel=parallel, ctx_size=ctx_size, api_key=api_key).up(
-            notify=print
-        )
+        key = _api_key(api_key, api_key_file)
+        stack = _stack(port=port, threads=threads, parallel=parallel, ctx_size=ctx_size, api_key=key)
+        state = stack.up(notify=print)
         print(f"{state.base_url}  (stop with: invoke stack.down)")
 
 
@@ -106,14 +131,15 @@ def status_(c: Context, json_: bool = False) -> None:
             )
 
 
-@task(help={"lines": "how many lines", "follow": "keep printing new lines"})
-def logs(c: Context, lines: int = 50, follow: bool = False) -> None:
+@task(help={"lines": "how many lines (default 50)", "follow": "keep printing new lines"})
+def logs(c: Context, lines: str = "50", follow: bool = False) -> None:
     """The server's log (last lines, or follow)."""
     with guarded():
+        count = parse_int("--lines", lines, minimum=1, maximum=1_000_000)
         stack = _stack()
-        print(stack.logs(lines))
-        if follow:
-            c.run(f"tail -n 0 -f {stack.log_file}", pty=False)
+        print(stack.logs(count), flush=True)
+        if follow:  # an argument list: the run directory never reaches a shell
+            subprocess.run(["tail", "-n", "0", "-f", "--", str(stack.log_file)], check=False)
 
 
 # --- pipelines: chains of nox sessions --------------------------------------------------------

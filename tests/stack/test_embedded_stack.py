@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -224,3 +225,112 @@ def test_invoke_stack_up_docker_without_engine_says_so():
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "Docker" in last and "embedded stack" in last
     assert "Traceback" not in r.stderr
+
+
+# --- one managed-service lifecycle: lock, identity, private files -----------------------------
+
+
+def test_two_concurrent_invoke_stack_up_give_one_server_and_one_already_running(tmp_path):
+    port = free_port()
+    env = {**os.environ, "STACK_RUN_DIR": str(tmp_path / "run"), "STACK_PORT": str(port)}
+    ups = [
+        subprocess.Popen([sys.executable, "-m", "invoke", "stack.up"], cwd=ROOT, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]  # fmt: skip
+    try:
+        outs = [p.communicate(timeout=120) for p in ups]
+        assert [p.returncode for p in ups] == [0, 0], outs
+        said = " ".join(out + err for out, err in outs)
+        assert said.count("already running") == 1, said
+        assert len(_server_pids(port)) == 1
+    finally:
+        _run([sys.executable, "-m", "invoke", "stack.down"], {"STACK_RUN_DIR": env["STACK_RUN_DIR"]})
+    assert not _server_pids(port)
+
+
+def test_state_and_log_are_private(stack):
+    stack.up(notify=lambda _: None)
+    assert stat.S_IMODE(stack.run_dir.stat().st_mode) == 0o700
+    for path in (stack.state_file, stack.log_file):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_down_never_signals_a_foreign_process_named_by_the_state_file(stack):
+    """A state file whose pid now belongs to another process (same marker in its command line)."""
+    state = stack.up(notify=lambda _: None)
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "llmpyramid.stack.server"])
+    try:
+        doc = json.loads(stack.state_file.read_text())
+        doc["pid"] = decoy.pid
+        stack.state_file.write_text(json.dumps(doc))
+        assert stack.down() is False
+        assert decoy.poll() is None, "stack.down signalled a process that is not its server"
+    finally:
+        decoy.kill()
+        decoy.wait()
+        os.kill(state.pid, signal.SIGTERM)
+        psutil.Process(state.pid).wait(10)
+
+
+# --- invoke front door: bad input and secrets --------------------------------------------------
+
+
+def test_logs_follow_never_hands_the_run_dir_to_a_shell(tmp_path):
+    pwned = tmp_path / "PWNED"
+    run_dir = tmp_path / f"with space;touch {pwned};echo"
+    run_dir.mkdir(parents=True)
+    (run_dir / "server.log").write_text("line one\n")
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "stack.logs", "--follow"], cwd=ROOT,
+                            env={**os.environ, "STACK_RUN_DIR": str(run_dir)}, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "line one"  # a path with spaces works
+        time.sleep(1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert not pwned.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["stack.logs", "--lines", "abc"], "error: --lines must be an integer, got 'abc'"),
+        (["stack.logs", "--lines", "-1"], "error: --lines must be between 1 and 1000000, got -1"),
+        (["stack.up", "--port", "nan"], "error: STACK_PORT must be an integer, got 'nan'"),
+        (["stack.up", "--api-key-file", "/nonexistent/key"], "error: cannot read --api-key-file"),
+    ],
+)
+def test_invoke_typed_flags_are_parsed_by_the_project(tmp_path, args, message):
+    r = _run([sys.executable, "-m", "invoke", *args], {"STACK_RUN_DIR": str(tmp_path / "run")})
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in r.stderr
+
+
+def test_api_key_from_a_file_stays_off_the_command_line(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-from-file\n")
+    env = {"STACK_RUN_DIR": str(tmp_path / "run"), "STACK_PORT": str(free_port())}
+    up = _run([sys.executable, "-m", "invoke", "stack.up", "--api-key-file", str(key_file)], env)
+    try:
+        assert up.returncode == 0, up.stderr
+        info = json.loads(_run([sys.executable, "-m", "invoke", "stack.status", "--json"], env).stdout)
+        assert info["api_key_required"] is True
+        assert "sk-from-file" not in " ".join(psutil.Process(info["pid"]).cmdline())
+        body = {"prompt": "Hi", "max_tokens": 2}
+        assert httpx.post(f"{info['url']}/v1/completions", json=body, timeout=30).status_code == 401
+        headers = {"Authorization": "Bearer sk-from-file"}
+        assert httpx.post(f"{info['url']}/v1/completions", json=body, headers=headers, timeout=30).status_code == 200
+    finally:
+        _run([sys.executable, "-m", "invoke", "stack.down"], env)
+
+
+def test_api_key_flag_warns(tmp_path):
+    env = {"STACK_RUN_DIR": str(tmp_path / "run"), "STACK_PORT": str(free_port())}
+    up = _run([sys.executable, "-m", "invoke", "stack.up", "--api-key", "sk-flag"], env)
+    try:
+        assert up.returncode == 0, up.stderr
+        assert "warning: --api-key is visible in the process list" in up.stderr
+    finally:
+        _run([sys.executable, "-m", "invoke", "stack.down"], env)
