@@ -127,18 +127,18 @@ variable "inference_allowed_cidrs" {
   default     = []
 
   validation {
-    condition     = alltrue([for c in var.inference_allowed_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0"])
-    error_message = "inference_allowed_cidrs must be valid CIDRs and never 0.0.0.0/0."
+    condition     = alltrue([for c in var.inference_allowed_cidrs : can(cidrhost(c, 0)) && try(tonumber(split("/", c)[1]) >= (strcontains(c, ":") ? 32 : 8), false)])
+    error_message = "inference_allowed_cidrs must be valid CIDRs no wider than /8 (IPv4) or /32 (IPv6); wider ranges such as 0.0.0.0/1 or ::/0 open the port to the internet."
   }
 }
 
 variable "admin_cidrs" {
-  description = "CIDRs allowed to SSH to burst nodes; never 0.0.0.0/0."
+  description = "CIDRs allowed to SSH to burst nodes; each no wider than /8 (IPv4) or /32 (IPv6)."
   type        = list(string)
   default     = []
 
   validation {
-    condition     = alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && c != "0.0.0.0/0" && c != "::/0"])
-    error_message = "admin_cidrs must be valid CIDRs and never 0.0.0.0/0 or ::/0."
+    condition     = alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && try(tonumber(split("/", c)[1]) >= (strcontains(c, ":") ? 32 : 8), false)])
+    error_message = "admin_cidrs must be valid CIDRs no wider than /8 (IPv4) or /32 (IPv6); wider ranges such as 0.0.0.0/1 or ::/0 open the port to the internet."
   }
 }

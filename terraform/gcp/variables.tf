@@ -169,19 +169,19 @@ variable "inference_allowed_cidrs" {
   default     = []
 
   validation {
-    condition     = alltrue([for c in var.inference_allowed_cidrs : can(cidrhost(c, 0)) && !contains(["0.0.0.0/0", "::/0"], c)])
-    error_message = "inference_allowed_cidrs must be valid CIDRs and never 0.0.0.0/0 or ::/0."
+    condition     = alltrue([for c in var.inference_allowed_cidrs : can(cidrhost(c, 0)) && try(tonumber(split("/", c)[1]) >= (strcontains(c, ":") ? 32 : 8), false)])
+    error_message = "inference_allowed_cidrs must be valid CIDRs no wider than /8 (IPv4) or /32 (IPv6); wider ranges such as 0.0.0.0/1 or ::/0 open the port to the internet."
   }
 }
 
 variable "admin_cidrs" {
-  description = "CIDRs allowed to SSH to burst VMs; never 0.0.0.0/0 (IAP range 35.235.240.0/20 is typical)."
+  description = "CIDRs allowed to SSH to burst VMs; each no wider than /8 (IPv4) or /32 (IPv6) (IAP range 35.235.240.0/20 is typical)."
   type        = list(string)
   default     = ["35.235.240.0/20"]
 
   validation {
-    condition     = alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && !contains(["0.0.0.0/0", "::/0"], c)])
-    error_message = "admin_cidrs must be valid CIDRs and never 0.0.0.0/0 or ::/0."
+    condition     = alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && try(tonumber(split("/", c)[1]) >= (strcontains(c, ":") ? 32 : 8), false)])
+    error_message = "admin_cidrs must be valid CIDRs no wider than /8 (IPv4) or /32 (IPv6); wider ranges such as 0.0.0.0/1 or ::/0 open the port to the internet."
   }
 }
 

@@ -92,12 +92,12 @@ variable "ssh_public_keys" {
 }
 
 variable "admin_cidrs" {
-  description = "CIDRs allowed to SSH to the nodes; never 0.0.0.0/0 or ::/0."
+  description = "CIDRs allowed to SSH to the nodes; each no wider than /8 (IPv4) or /32 (IPv6)."
   type        = list(string)
 
   validation {
-    condition     = length(var.admin_cidrs) > 0 && alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && !contains(["0.0.0.0/0", "::/0"], c)])
-    error_message = "admin_cidrs must be a non-empty list of valid CIDRs and never 0.0.0.0/0 or ::/0."
+    condition     = length(var.admin_cidrs) > 0 && alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0)) && try(tonumber(split("/", c)[1]) >= (strcontains(c, ":") ? 32 : 8), false)])
+    error_message = "admin_cidrs must be a non-empty list of valid CIDRs no wider than /8 (IPv4) or /32 (IPv6); wider ranges such as 0.0.0.0/1 or ::/0 open SSH to the internet."
   }
 }
 
@@ -107,8 +107,8 @@ variable "inference_allowed_cidrs" {
   default     = []
 
   validation {
-    condition     = alltrue([for c in var.inference_allowed_cidrs : can(cidrhost(c, 0)) && !contains(["0.0.0.0/0", "::/0"], c)])
-    error_message = "inference_allowed_cidrs must be valid CIDRs and never 0.0.0.0/0 or ::/0."
+    condition     = alltrue([for c in var.inference_allowed_cidrs : can(cidrhost(c, 0)) && try(tonumber(split("/", c)[1]) >= (strcontains(c, ":") ? 32 : 8), false)])
+    error_message = "inference_allowed_cidrs must be valid CIDRs no wider than /8 (IPv4) or /32 (IPv6); wider ranges such as 0.0.0.0/1 or ::/0 open the port to the internet."
   }
 }
 

@@ -16,7 +16,23 @@ blocks(values, name) := object.get(values, name, [])
 
 finding(rule, r, msg) := {"rule": rule, "resource": r.address, "msg": msg}
 
-world_cidrs := {"0.0.0.0/0", "::/0"}
+# World-open: a CIDR wider than the minimum prefix (/8 IPv4, /32 IPv6; the same bound as the
+# modules' variable validations). Decided by prefix length, not spelling, so "::0/0", "0::/0",
+# "1.2.3.4/0" and a split such as 0.0.0.0/1 + 128.0.0.0/1 are all caught.
+min_prefix_ipv4 := 8
+
+min_prefix_ipv6 := 32
+
+min_prefix(cidr) := min_prefix_ipv6 if contains(cidr, ":")
+
+min_prefix(cidr) := min_prefix_ipv4 if not contains(cidr, ":")
+
+world_open(cidr) if {
+	is_string(cidr)
+	net.cidr_is_valid(cidr)
+	prefix := regex.find_all_string_submatch_n(`/([0-9]{1,3})$`, cidr, 1)[0][1]
+	to_number(prefix) < min_prefix(cidr)
+}
 
 as_list(v) := v if is_array(v)
 

@@ -40,7 +40,7 @@ deny contains lib.finding("ssh_world_open", r, "SSH (port 22) is open to the who
 	some rule in lib.blocks(r.values, "ingress")
 	aws_ssh_rule(rule)
 	some cidr in array.concat(lib.as_list(object.get(rule, "cidr_blocks", [])), lib.as_list(object.get(rule, "ipv6_cidr_blocks", [])))
-	cidr in lib.world_cidrs
+	lib.world_open(cidr)
 }
 
 deny contains lib.finding("ssh_world_open", r, "SSH (port 22) is open to the whole internet") if {
@@ -49,7 +49,7 @@ deny contains lib.finding("ssh_world_open", r, "SSH (port 22) is open to the who
 	object.get(r.values, "type", "ingress") == "ingress"
 	aws_ssh_rule({"protocol": object.get(r.values, "protocol", object.get(r.values, "ip_protocol", "")), "from_port": r.values.from_port, "to_port": r.values.to_port})
 	some cidr in array.concat(lib.as_list(object.get(r.values, "cidr_blocks", [])), [object.get(r.values, "cidr_ipv4", ""), object.get(r.values, "cidr_ipv6", "")])
-	cidr in lib.world_cidrs
+	lib.world_open(cidr)
 }
 
 hcloud_port_22(port) if port == "22"
@@ -69,7 +69,7 @@ deny contains lib.finding("ssh_world_open", r, "firewall rule opens SSH (port 22
 	rule.protocol == "tcp"
 	hcloud_port_22(object.get(rule, "port", "any"))
 	some cidr in lib.as_list(object.get(rule, "source_ips", []))
-	cidr in lib.world_cidrs
+	lib.world_open(cidr)
 }
 
 gcp_ssh_allow(allow) if {
@@ -94,7 +94,7 @@ deny contains lib.finding("ssh_world_open", r, "firewall allows SSH (port 22) fr
 	some allow in lib.blocks(r.values, "allow")
 	gcp_ssh_allow(allow)
 	some cidr in lib.as_list(object.get(r.values, "source_ranges", []))
-	cidr in lib.world_cidrs
+	lib.world_open(cidr)
 }
 
 # --- labels and naming ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 package terraform.security_test
 
+import data.terraform.lib
 import data.terraform.security
 
 labels := {"project": "p", "environment": "test", "layer": "burst", "managed-by": "terraform", "cost-center": "c"}
@@ -46,6 +47,58 @@ test_hcloud_firewall_unknown_sources_not_judged if {
 test_gcp_firewall_world_ssh_denied if {
 	fw := res("google_compute_firewall", {"name": "fw-base", "source_ranges": ["0.0.0.0/0"], "allow": [{"protocol": "tcp", "ports": ["22"]}]})
 	"ssh_world_open" in rules(security.deny) with input as {"resources": [fw]}
+}
+
+# World-open by prefix length, not by spelling (minimum /8 IPv4, /32 IPv6; see lib.rego).
+world_open_forms := ["0.0.0.0/0", "::/0", "0.0.0.0/1", "128.0.0.0/1", "::0/0", "0::/0", "1.2.3.4/0", "10.0.0.0/7", "2000::/3"]
+
+test_world_open_forms_recognised if {
+	every cidr in world_open_forms {
+		lib.world_open(cidr)
+	}
+}
+
+test_narrow_and_unknown_networks_not_world_open if {
+	every cidr in ["203.0.113.0/24", "10.0.0.0/8", "198.51.100.7/32", "2001:db8::/32", "${var.admin_cidrs}", "10.1.2.3", 8] {
+		not lib.world_open(cidr)
+	}
+}
+
+hcloud_ssh_from(cidrs) := {"resources": [res("hcloud_firewall", {"name": "fw-base", "labels": labels, "rule": [{"direction": "in", "protocol": "tcp", "port": "22", "source_ips": cidrs}]})]}
+
+test_hcloud_split_halves_denied if {
+	"ssh_world_open" in rules(security.deny) with input as hcloud_ssh_from(["203.0.113.0/24", "0.0.0.0/1", "128.0.0.0/1"])
+}
+
+test_hcloud_ipv6_spelled_out_denied if {
+	"ssh_world_open" in rules(security.deny) with input as hcloud_ssh_from(["::0/0"])
+}
+
+test_hcloud_ipv6_leading_zero_denied if {
+	"ssh_world_open" in rules(security.deny) with input as hcloud_ssh_from(["0::/0"])
+}
+
+test_hcloud_prefix_zero_with_host_bits_denied if {
+	"ssh_world_open" in rules(security.deny) with input as hcloud_ssh_from(["1.2.3.4/0"])
+}
+
+test_aws_sg_split_halves_denied if {
+	sg := res("aws_security_group", {"name": "ok-sg", "tags": labels, "ingress": [{"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_blocks": ["0.0.0.0/1", "128.0.0.0/1"]}]})
+	"ssh_world_open" in rules(security.deny) with input as {"resources": [sg]}
+}
+
+test_aws_rule_ipv6_spelled_out_denied if {
+	r := res("aws_vpc_security_group_ingress_rule", {"ip_protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_ipv6": "0::/0"})
+	"ssh_world_open" in rules(security.deny) with input as {"resources": [r]}
+}
+
+test_gcp_firewall_prefix_zero_denied if {
+	fw := res("google_compute_firewall", {"name": "fw-base", "source_ranges": ["1.2.3.4/0"], "allow": [{"protocol": "tcp", "ports": ["22"]}]})
+	"ssh_world_open" in rules(security.deny) with input as {"resources": [fw]}
+}
+
+test_hcloud_admin_slash8_allowed if {
+	count(security.deny) == 0 with input as hcloud_ssh_from(["10.0.0.0/8", "2001:db8::/32"])
 }
 
 test_gcp_firewall_egress_ignored if {

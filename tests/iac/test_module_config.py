@@ -16,6 +16,8 @@ ROOT = repo_root()
 TF = ROOT / "terraform"
 REQUIRED_FILES = ("versions.tf", "variables.tf", "main.tf", "outputs.tf", "README.md")
 LAYERS = {"fmt", "tflint", "checkov", "rego", "terraform-test"}
+# Minimum prefix /8 (IPv4) and /32 (IPv6), whatever the spelling of the address.
+WORLD_OPEN_CHECK = 'can(cidrhost(c, 0)) && try(tonumber(split("/", c)[1]) >= (strcontains(c, ":") ? 32 : 8), false)'
 
 
 def variables(module: str) -> dict[str, dict]:
@@ -47,9 +49,11 @@ class TestModuleConfig:
         extra = "extra_tags" if module == "aws" else "extra_labels"
         assert any("managed-by" in c or "managed-by" in json.dumps(vars_[extra]) for c in validations(vars_[extra]))
 
-    def test_admin_cidrs_reject_the_world(self, module: str) -> None:
-        conditions = " ".join(validations(variables(module)["admin_cidrs"]))
-        assert "0.0.0.0/0" in conditions
+    @pytest.mark.parametrize("variable", ["admin_cidrs", "inference_allowed_cidrs"])
+    def test_cidrs_reject_the_world_by_prefix_length(self, module: str, variable: str) -> None:
+        """One contract in every module (behaviour: tests/iac/test_cidr_validation.py)."""
+        conditions = " ".join(validations(variables(module)[variable]))
+        assert WORLD_OPEN_CHECK in conditions, f"{variable} does not check the prefix length"
 
     def test_one_naming_convention_and_label_set(self, module: str) -> None:
         text = (TF / module / "main.tf").read_text()

@@ -125,6 +125,47 @@ run "rejects_world_open_ssh" {
   expect_failures = [var.admin_cidrs]
 }
 
+# World-open by prefix length (< /8 IPv4, < /32 IPv6), however it is spelled.
+run "rejects_split_world_ssh" {
+  command = plan
+
+  variables {
+    admin_cidrs = ["0.0.0.0/1", "128.0.0.0/1"]
+  }
+
+  expect_failures = [var.admin_cidrs]
+}
+
+run "rejects_ipv6_world_spelled_out" {
+  command = plan
+
+  variables {
+    admin_cidrs = ["::0/0"]
+  }
+
+  expect_failures = [var.admin_cidrs]
+}
+
+run "rejects_prefix_zero_with_host_bits" {
+  command = plan
+
+  variables {
+    admin_cidrs = ["1.2.3.4/0"]
+  }
+
+  expect_failures = [var.admin_cidrs]
+}
+
+run "rejects_world_open_inference" {
+  command = plan
+
+  variables {
+    inference_allowed_cidrs = ["0::/0"]
+  }
+
+  expect_failures = [var.inference_allowed_cidrs]
+}
+
 run "rejects_invalid_environment" {
   command = plan
 
