@@ -281,8 +281,9 @@ def test_logs_follow_never_hands_the_run_dir_to_a_shell(tmp_path):
     run_dir = tmp_path / f"with space;touch {pwned};echo"
     run_dir.mkdir(parents=True)
     (run_dir / "server.log").write_text("line one\n")
-    proc = subprocess.Popen([sys.executable, "-m", "invoke", "stack.logs", "--follow"], cwd=ROOT,
-                            env={**os.environ, "STACK_RUN_DIR": str(run_dir)}, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    env = {**os.environ, "STACK_RUN_DIR": str(run_dir)}
+    cmd = [sys.executable, "-m", "invoke", "stack.logs", "--follow"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "line one"  # a path with spaces works
         time.sleep(1)
