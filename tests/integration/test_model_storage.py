@@ -127,3 +127,34 @@ def test_publish_of_a_missing_file_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="no such file"):
         storage.publish(Path(tmp_path / "nope.gguf"), "s3://bucket-x/models/")
+
+
+# --- issue 13, item 4: an object named like a directory entry, through the real front door ---------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("key", ["models/..", ".", "models/."])
+def test_fetch_of_an_object_that_is_no_file_name_is_exit_3_in_one_line(cloud, key, tmp_path):
+    """`invoke model.fetch s3://bucket/models/..` crashed with an OSError traceback on main."""
+    import hashlib
+    import subprocess
+    import sys
+
+    scheme, bucket = cloud
+    if scheme == "s3":  # S3 stores such keys; the object exists, so only the name check stops the fetch
+        obj = storage.ObjectURL(scheme, bucket, key)  # built directly: ObjectURL.parse refuses this key
+        payload = tmp_path / "payload.gguf"
+        payload.write_bytes(b"GGUF" + b"\0" * 64)
+        storage.backend_for(obj).upload(payload, obj, hashlib.sha256(payload.read_bytes()).hexdigest())
+    dest = tmp_path / "dest"
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "-r", str(ROOT), "model.fetch", f"{scheme}://{bucket}/{key}",
+         "--dest", f"{dest}/"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == int(ExitCode.CONFIGURATION), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error: ") and "\n" not in proc.stderr.strip()
+    assert "is not a file name" in proc.stderr
+    assert not dest.exists()
