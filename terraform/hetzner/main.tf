@@ -14,6 +14,10 @@ locals {
     "cost-center" = var.cost_center
   }
   labels = merge(var.extra_labels, local.required_labels)
+
+  # Hetzner load balancers take no firewall, so a public one would bypass inference_allowed_cidrs:
+  # it is public only with TLS terminated on it (managed certificate), else private-network only.
+  load_balancer_public = length(var.tls_domain_names) > 0
 }
 
 resource "hcloud_network" "base" {
@@ -90,17 +94,35 @@ resource "hcloud_load_balancer" "inference" {
 }
 
 resource "hcloud_load_balancer_network" "inference" {
-  load_balancer_id = hcloud_load_balancer.inference.id
-  network_id       = hcloud_network.base.id
+  load_balancer_id        = hcloud_load_balancer.inference.id
+  network_id              = hcloud_network.base.id
+  enable_public_interface = local.load_balancer_public
 
   depends_on = [hcloud_network_subnet.cloud]
 }
 
+resource "hcloud_managed_certificate" "inference" {
+  count        = local.load_balancer_public ? 1 : 0
+  name         = "${local.name}-tls"
+  domain_names = var.tls_domain_names
+  labels       = local.labels
+}
+
+# Public: HTTPS on 443 with the managed certificate, plain HTTP only from the load balancer to the
+# nodes. Private: plain HTTP on 80, reachable from the private network only.
 resource "hcloud_load_balancer_service" "inference" {
   load_balancer_id = hcloud_load_balancer.inference.id
-  protocol         = "tcp"
-  listen_port      = 443
+  protocol         = local.load_balancer_public ? "https" : "http"
+  listen_port      = local.load_balancer_public ? 443 : 80
   destination_port = var.inference_port
+
+  dynamic "http" {
+    for_each = local.load_balancer_public ? [1] : []
+    content {
+      certificates  = hcloud_managed_certificate.inference[*].id
+      redirect_http = false
+    }
+  }
 
   health_check {
     protocol = "http"

@@ -19,8 +19,18 @@ output "firewall_id" {
 }
 
 output "load_balancer_ipv4" {
-  description = "Public IPv4 of the inference load balancer."
-  value       = hcloud_load_balancer.inference.ipv4
+  description = "Public IPv4 of the inference load balancer, or null when it is private (no tls_domain_names)."
+  value       = local.load_balancer_public ? hcloud_load_balancer.inference.ipv4 : null
+}
+
+output "load_balancer_private_ip" {
+  description = "Private-network IP of the inference load balancer."
+  value       = hcloud_load_balancer_network.inference.ip
+}
+
+output "inference_url" {
+  description = "URL clients use: https://<first TLS domain> when public, http://<private IP> otherwise."
+  value       = local.load_balancer_public ? "https://${var.tls_domain_names[0]}" : "http://${hcloud_load_balancer_network.inference.ip}"
 }
 
 output "staging_ipv4" {

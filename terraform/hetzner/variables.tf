@@ -175,3 +175,14 @@ variable "load_balancer_type" {
     error_message = "load_balancer_type must be lb11, lb21 or lb31."
   }
 }
+
+variable "tls_domain_names" {
+  description = "Domain names (in a Hetzner DNS zone) for the load balancer's managed TLS certificate. Set: the load balancer is public and serves HTTPS on 443. Empty: it has no public interface and serves HTTP on 80 inside the private network only."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for d in var.tls_domain_names : can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", d))])
+    error_message = "tls_domain_names must be lowercase DNS names such as inference.example.com."
+  }
+}

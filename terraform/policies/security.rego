@@ -97,6 +97,26 @@ deny contains lib.finding("ssh_world_open", r, "firewall allows SSH (port 22) fr
 	lib.world_open(cidr)
 }
 
+# --- load balancers -------------------------------------------------------------------------------
+
+# A Hetzner load balancer takes no firewall: unless its public interface is disabled on an attached
+# network, anyone on the internet reaches its services, whatever inference_allowed_cidrs says.
+hcloud_lb_private(lb) if {
+	some n in lib.resources_of("hcloud_load_balancer_network")
+	lib.references(n, lb.address)
+	object.get(n.values, "enable_public_interface", true) == false
+}
+
+deny contains lib.finding("lb_plaintext_public", s, sprintf("public load balancer %s forwards %s without TLS: use protocol https with a certificate, or disable its public interface", [lb.address, proto])) if {
+	some s in lib.resources_of("hcloud_load_balancer_service")
+	some lb in lib.resources_of("hcloud_load_balancer")
+	lib.references(s, lb.address)
+	proto := object.get(s.values, "protocol", "")
+	lib.known(proto)
+	proto != "https"
+	not hcloud_lb_private(lb)
+}
+
 # --- labels and naming ----------------------------------------------------------------------------
 
 deny contains lib.finding("required_labels_missing", r, msg) if {

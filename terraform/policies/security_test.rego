@@ -101,6 +101,32 @@ test_hcloud_admin_slash8_allowed if {
 	count(security.deny) == 0 with input as hcloud_ssh_from(["10.0.0.0/8", "2001:db8::/32"])
 }
 
+lb := {"address": "hcloud_load_balancer.x", "type": "hcloud_load_balancer", "name": "x", "values": {"name": "lb-base", "labels": labels}, "refs": []}
+
+lb_service(protocol) := {"address": "hcloud_load_balancer_service.x", "type": "hcloud_load_balancer_service", "name": "x", "values": {"protocol": protocol, "listen_port": 443}, "refs": ["hcloud_load_balancer.x"]}
+
+lb_network(public) := {"address": "hcloud_load_balancer_network.x", "type": "hcloud_load_balancer_network", "name": "x", "values": {"enable_public_interface": public}, "refs": ["hcloud_load_balancer.x"]}
+
+test_public_lb_plain_tcp_denied if {
+	"lb_plaintext_public" in rules(security.deny) with input as {"resources": [lb, lb_service("tcp")]}
+}
+
+test_public_lb_plain_http_on_network_denied if {
+	"lb_plaintext_public" in rules(security.deny) with input as {"resources": [lb, lb_service("http"), lb_network(true)]}
+}
+
+test_public_lb_https_allowed if {
+	count(security.deny) == 0 with input as {"resources": [lb, lb_service("https")]}
+}
+
+test_private_lb_plain_http_allowed if {
+	count(security.deny) == 0 with input as {"resources": [lb, lb_service("http"), lb_network(false)]}
+}
+
+test_lb_unknown_protocol_not_judged if {
+	count(security.deny) == 0 with input as {"resources": [lb, lb_service("${local.load_balancer_public ? \"https\" : \"http\"}")]}
+}
+
 test_gcp_firewall_egress_ignored if {
 	fw := res("google_compute_firewall", {"name": "fw-base", "direction": "EGRESS", "source_ranges": ["0.0.0.0/0"], "allow": [{"protocol": "tcp", "ports": ["22"]}]})
 	count(security.deny) == 0 with input as {"resources": [fw]}

@@ -1,6 +1,24 @@
 # Plan-only tests with a mocked hcloud provider: no token, no network.
 mock_provider "hcloud" {
   override_during = plan
+
+  # hcloud ids are numeric strings; the generated mock strings would not convert to the number
+  # attributes that reference them (load_balancer_id, network_id, firewall_ids, certificates).
+  mock_resource "hcloud_network" {
+    defaults = { id = "101" }
+  }
+  mock_resource "hcloud_firewall" {
+    defaults = { id = "102" }
+  }
+  mock_resource "hcloud_load_balancer" {
+    defaults = { id = "103" }
+  }
+  mock_resource "hcloud_server" {
+    defaults = { id = "104" }
+  }
+  mock_resource "hcloud_managed_certificate" {
+    defaults = { id = "105" }
+  }
 }
 
 run "setup" {
@@ -100,6 +118,53 @@ run "load_balancer_targets_dedicated_nodes" {
     condition     = one(hcloud_load_balancer_service.inference.health_check).http[0].path == "/health"
     error_message = "the load balancer must health-check /health"
   }
+}
+
+run "load_balancer_private_without_tls" {
+  command = plan
+
+  assert {
+    condition     = hcloud_load_balancer_network.inference.enable_public_interface == false
+    error_message = "without tls_domain_names the load balancer must have no public interface"
+  }
+
+  assert {
+    condition     = hcloud_load_balancer_service.inference.protocol == "http" && hcloud_load_balancer_service.inference.listen_port == 80 && length(hcloud_managed_certificate.inference) == 0
+    error_message = "a private load balancer serves HTTP on 80 and has no certificate"
+  }
+}
+
+run "load_balancer_terminates_tls_when_public" {
+  command = plan
+
+  variables {
+    tls_domain_names = ["inference.example.com"]
+  }
+
+  assert {
+    condition     = hcloud_load_balancer_network.inference.enable_public_interface == true
+    error_message = "with tls_domain_names the load balancer is public"
+  }
+
+  assert {
+    condition     = hcloud_load_balancer_service.inference.protocol == "https" && hcloud_load_balancer_service.inference.listen_port == 443
+    error_message = "a public load balancer must terminate TLS on 443"
+  }
+
+  assert {
+    condition     = length(one(hcloud_load_balancer_service.inference.http).certificates) == 1 && contains(hcloud_managed_certificate.inference[0].domain_names, "inference.example.com")
+    error_message = "the HTTPS service must use the managed certificate for tls_domain_names"
+  }
+}
+
+run "rejects_bad_tls_domain" {
+  command = plan
+
+  variables {
+    tls_domain_names = ["Not A Domain"]
+  }
+
+  expect_failures = [var.tls_domain_names]
 }
 
 run "staging_is_optional" {
