@@ -143,6 +143,7 @@ class TestFixtureConfig:
             "terraform.security.required_labels_missing",
             "terraform.security.invalid_name",
             "terraform.cost.autoscaler_ceiling",
+            "terraform.security.lb_plaintext_public",
         ):
             assert rule in rules, f"no broken fixture proves {rule}"
 
