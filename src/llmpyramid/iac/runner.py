@@ -15,6 +15,7 @@ from llmpyramid.iac import inputs, paths
 from llmpyramid.iac.checkov import run_checkov
 from llmpyramid.iac.policy import PolicySet
 from llmpyramid.iac.report import Check, Finding, FixtureVerdict, Report
+from llmpyramid.iac.sarif import write_rego_sarif
 from llmpyramid.iac.terraform import REGISTRY, Terraform, required_providers
 from llmpyramid.iac.tflint import TFLint, tflint_bin
 from llmpyramid.iac.tools import ensure_checkov
@@ -145,6 +146,8 @@ def run_static(ctx: Context, report: Report, modules: Iterable[str], layers: Ite
                 check.findings.extend(ctx.policies.evaluate(data))
 
             _timed(report, "rego", paths.rel(d), rego)
+        rego_findings = [f for c in report.checks if c.layer == "rego" for f in c.findings]
+        write_rego_sarif(rego_findings, ctx.root, ctx.results_dir / "rego.sarif")
 
 
 # --- terraform native tests -----------------------------------------------------------------------
