@@ -333,6 +333,8 @@ def publish(
 
 
 def _target_path(dest: Path | str, name: str) -> Path:
+    if "\x00" in str(dest):
+        raise ConfigError(f"destination {str(dest)!r} contains a NUL byte")
     path = Path(dest)
     if path.is_dir() or str(dest).endswith(("/", os.sep)) or (not path.exists() and not path.suffix):
         return path / name

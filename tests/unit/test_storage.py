@@ -246,6 +246,12 @@ def test_fetch_into_an_impossible_path_is_one_line_config_error(backend, model, 
     assert "\n" not in str(err.value)
 
 
+def test_fetch_to_a_destination_with_a_nul_byte_is_config_error(backend, model):
+    storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
+    with pytest.raises(ConfigError, match="contains a NUL byte"):
+        storage.fetch("s3://bucket/m.gguf", "models/te\x00st/", backend=backend, **QUIET)
+
+
 def test_fetch_onto_an_existing_directory_name_is_one_line_config_error(backend, model, tmp_path):
     storage.publish(model, "s3://bucket/m.gguf", backend=backend, **QUIET)
     (tmp_path / "node" / "m.gguf").mkdir(parents=True)
