@@ -13,6 +13,7 @@ Sessions only isolate and install; the logic lives in `src/llmpyramid`. Dependen
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,13 +53,22 @@ def checkov_venv(session: nox.Session) -> None:
 PREPARE: dict[str, Callable[[nox.Session], None]] = {"static_iac": checkov_venv}
 
 
+def report_args(layer: Layer) -> list[str]:
+    """Under a pipeline (llmpyramid.pipelines), pytest also writes a JSON report for its results document."""
+    report_dir = os.environ.get("LLMPYRAMID_REPORT_DIR")
+    if not report_dir:
+        return []
+    return ["--json-report", f"--json-report-file={report_dir}/{layer.name}.pytest.json", "--json-report-omit",
+            "keywords", "streams", "log", "collectors_passed"]  # fmt: skip
+
+
 def make_session(layer: Layer) -> None:
     def body(session: nox.Session) -> None:
         install(session, *layer.groups)
         if prepare := PREPARE.get(layer.name):
             prepare(session)
         if layer.is_pytest:
-            session.run("python", "-m", "pytest", *layer.pytest_args, *session.posargs)
+            session.run("python", "-m", "pytest", *layer.pytest_args, *report_args(layer), *session.posargs)
         else:
             session.run(*layer.command, *session.posargs)
 

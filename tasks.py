@@ -7,7 +7,7 @@
     invoke emulators.up / status / down   # moto + fake-gcs-server in the background
     invoke model.publish / model.fetch    # distribute the GGUF through s3:// or gs://
     invoke load [--workers N]             # locust load test (master + N workers on loopback)
-    invoke local | ci | preprod           # pipelines
+    invoke local | ci | staging | preprod --base-url URL   # pipelines [--dry-run] [--output json]
 
 Tasks are thin: they parse arguments and call `llmpyramid`; every error is one line + exit code.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from invoke import Collection, Context, task
@@ -142,42 +141,56 @@ def logs(c: Context, lines: str = "50", follow: bool = False) -> None:
             subprocess.run(["tail", "-n", "0", "-f", "--", str(stack.log_file)], check=False)
 
 
-# --- pipelines: chains of nox sessions --------------------------------------------------------
+# --- pipelines: chains of layers with one combined report (llmpyramid.pipelines) ---------------
+
+PIPELINE_HELP = {
+    "dry_run": "print the plan (layers in order, needs, estimated time and money) and run nothing",
+    "output": "text (default) or json: the combined report on stdout",
+}
 
 
-def _nox(c: Context, *sessions: str) -> None:
-    started = time.monotonic()
-    c.run(f"nox -s {' '.join(sessions)}", pty=False)
-    print(f"pipeline finished in {time.monotonic() - started:.0f}s")
+def _pipeline(name: str, dry_run: bool, output: str, base_url: str | None = None) -> None:
+    from llmpyramid import pipelines
+
+    with guarded():
+        if output not in ("text", "json"):
+            raise ConfigError(f"--output must be text or json, got {output!r}")
+        if dry_run:
+            plan = pipelines.plan(name)
+            print(json.dumps(plan, indent=2) if output == "json" else pipelines.plan_text(plan))
+            return
+        if name == "ci":
+            ensure_model(ModelSettings.from_env(), notify=lambda m: print(m, file=sys.stderr))
+        report = pipelines.run(name, base_url=base_url)
+        print(json.dumps(report, indent=2) if output == "json" else pipelines.report_text(report))
+        if report["exit_code"]:
+            raise SystemExit(report["exit_code"])
 
 
-@task
-def local(c: Context) -> None:
-    """Developer loop: lint, unit, stack lifecycle, then the inference suites on the embedded stack."""
-    download(c)
-    _nox(c, "lint", "unit", "stack", "smoke", "integration", "contract")
+@task(help=PIPELINE_HELP)
+def local(c: Context, dry_run: bool = False, output: str = "text") -> None:
+    """Developer loop: lint, unit, smoke, integration, contract (embedded stack)."""
+    _pipeline("local", dry_run, output)
 
 
-@task
-def ci(c: Context) -> None:
-    """What CI runs: every session that needs no cloud account and no Docker."""
-    download(c)
-    _nox(c, *_default_sessions())
+@task(help=PIPELINE_HELP)
+def ci(c: Context, dry_run: bool = False, output: str = "text") -> None:
+    """Exactly what plain `nox` runs, with one combined report."""
+    _pipeline("ci", dry_run, output)
 
 
-@task
-def preprod(c: Context) -> None:
-    """Before a release: the full local pyramid, then the load test at full length."""
-    ci(c)
-    _nox(c, "load", "--", "--duration", "60")
+@task(help=PIPELINE_HELP)
+def staging(c: Context, dry_run: bool = False, output: str = "text") -> None:
+    """Provision the CPX31 staging VM (HCLOUD_TOKEN; offline: a local stand-in), test it, destroy it."""
+    _pipeline("staging", dry_run, output)
 
 
-def _default_sessions() -> list[str]:
-    import noxfile
-
-    return list(noxfile.nox.options.sessions or [])
+@task(help={**PIPELINE_HELP, "base_url": "the pre-production server (else BASE_URL); required"})
+def preprod(c: Context, base_url: str | None = None, dry_run: bool = False, output: str = "text") -> None:
+    """Pre-production: suites, load sweep + sustained run at the knee (SLO, regression), cloud smoke."""
+    _pipeline("preprod", dry_run, output, base_url)
 
 
 model = Collection("model", download, publish, fetch)
 stack = Collection("stack", up, down, status_, logs)
-ns = Collection(model, stack, emulators, load, local, ci, preprod)
+ns = Collection(model, stack, emulators, load, local, ci, staging, preprod)

@@ -1,0 +1,413 @@
+"""Pipelines: named chains of layers from the table, each run as its nox session, one combined report.
+
+    invoke local | ci | staging | preprod --base-url URL   [--dry-run] [--output json]
+
+A pipeline runs its steps in order. Each step is a layer's nox session (the same isolation CI
+uses) and leaves its own results document; the pipeline report (`results/pipeline-<name>.json`,
+schema `schemas/pipeline.schema.json`) lists per step: status, exit code, duration, cost and the
+path of that document. The pipeline's exit code is the worst step's (seed codes). A step is
+skipped only where it cannot mean anything: its `requires` failed (no load test against a target
+that failed smoke), and the report says so.
+
+Targets follow THE target rule: `staging` provisions one (the Hetzner VM with terraform, or offline
+an embedded stack standing in for it), `preprod` is given one, and both hand it to every step
+through the environment, probed once. Whatever a pipeline provisions is torn down in `finally`,
+so also on failure, Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jsonschema
+
+from llmpyramid import layers, results
+from llmpyramid.config import PROJECT_ROOT, Settings, knob, parse_float, parse_path, parse_str
+from llmpyramid.errors import ConfigError, ExitCode
+from llmpyramid.stack.target import Target, check_reachable, handoff_env, target_from_env, target_session
+from llmpyramid.suites import ABORT_FILE_ENV, run_child
+
+REPORT_DIR_ENV = "LLMPYRAMID_REPORT_DIR"  # noxfile: pytest layers write their pytest-json-report here
+SCHEMA_VERSION = 1
+ORDER = [ExitCode.OK, ExitCode.FAILURES, ExitCode.CONFIGURATION, ExitCode.INFRASTRUCTURE]
+
+
+@dataclass(frozen=True)
+class PipelineSettings(Settings):
+    section: ClassVar[str] = "pipeline setting"
+    results_dir: Path = knob(PROJECT_ROOT / "results", "PIPELINE_RESULTS_DIR", parse_path)
+    staging_provisioner: str = knob("auto", "STAGING_PROVISIONER", parse_str, choices=("auto", "hetzner", "local"))
+    # Seed: "Staging (€0.03/hour) Hetzner Cloud CPX31"; "Pre-Production (~€5/test run) Hetzner AX42".
+    staging_eur_per_hour: float = knob(0.03, "STAGING_EUR_PER_HOUR", parse_float, minimum=0, maximum=100)
+    preprod_eur_per_run: float = knob(5.0, "PREPROD_EUR_PER_RUN", parse_float, minimum=0, maximum=10_000)
+    preprod_slo_file: Path = knob(PROJECT_ROOT / "slo" / "preprod.toml", "PREPROD_SLO_FILE", parse_path)
+    preprod_baseline: Path | None = knob(None, "PREPROD_BASELINE", parse_path)  # previous sustained-run results
+
+
+# --- what a pipeline is -----------------------------------------------------------------------
+
+PosArgs = Callable[["RunContext"], tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Step:
+    layer: str
+    name: str = ""  # the step's name in the report (default: the layer's)
+    posargs: tuple[str, ...] | PosArgs = ()  # passed to the session after `--`
+    requires: tuple[str, ...] = ()  # earlier steps that must pass for this one to mean anything
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.layer
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    about: str
+    steps: Callable[[PipelineSettings], tuple[Step, ...]]
+    target: str = "none"  # none: each session starts its own stack; staging: provisioned; given: --base-url
+    needs: tuple[str, ...] = ()
+
+
+@dataclass
+class RunContext:
+    pipeline: str
+    out_dir: Path
+    settings: PipelineSettings
+    target: Target | None = None
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # step label -> its entry
+
+
+def _local_steps(_s: PipelineSettings) -> tuple[Step, ...]:
+    return (
+        Step("lint"), Step("unit"), Step("smoke"),
+        Step("integration", requires=("smoke",)), Step("contract", requires=("smoke",)),
+    )  # fmt: skip
+
+
+def _ci_steps(_s: PipelineSettings) -> tuple[Step, ...]:
+    return tuple(Step(name) for name in layers.default_names())
+
+
+def _staging_steps(_s: PipelineSettings) -> tuple[Step, ...]:
+    suites = tuple(Step(n, requires=("smoke",) if n != "smoke" else ()) for n in ("smoke", "integration", "contract"))
+    return (*suites, Step("load", posargs=("--duration", "30s", "--users", "4"), requires=("smoke",)))
+
+
+def _knee_users(ctx: RunContext) -> tuple[str, ...]:
+    """Users at the knee the sweep step found (its load_results.json), for the sustained run."""
+    sweep = ctx.out_dir / "load_sweep" / "load_results.json"
+    try:
+        knee = json.loads(sweep.read_text())["load_test"]["sweep"]["knee"]["users"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"the sweep left no knee in {sweep}") from None
+    return ("--users", str(int(knee)))
+
+
+def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
+    sustained: tuple[str, ...] = ("--duration", "2m", "--slo-file", str(s.preprod_slo_file))
+    if s.preprod_baseline is not None:
+        sustained += ("--baseline", str(s.preprod_baseline))
+    gate = ("smoke",)
+    return (
+        Step("smoke"), Step("integration", requires=gate), Step("contract", requires=gate),
+        Step("load", name="load_sweep", posargs=("--shape", "sweep"), requires=gate),
+        Step("load", name="load_sustained", posargs=lambda ctx: (*_knee_users(ctx), *sustained),
+             requires=("load_sweep",)),
+        *(Step("cloud", name=f"cloud_{cloud}", posargs=("--cloud", cloud)) for cloud in ("aws", "gcp", "azure")),
+    )  # fmt: skip
+
+
+PIPELINES: dict[str, Pipeline] = {
+    p.name: p
+    for p in (
+        Pipeline("local", "the fast developer loop: lint, unit, smoke, integration, contract", _local_steps),
+        Pipeline("ci", "exactly what plain `nox` runs (the default sessions of the layer table)", _ci_steps),
+        Pipeline("staging", "Hetzner Cloud CPX31 VM, provisioned for the run and destroyed after: suites + short load",
+                 _staging_steps, target="staging",
+                 needs=("HCLOUD_TOKEN and the hcloud terraform provider (else the offline local provisioner)",)),
+        Pipeline("preprod", "the dedicated pre-production server: suites, load sweep, sustained run at the knee "
+                 "with SLO gates and a regression check, cloud smoke per cloud with credentials",
+                 _preprod_steps, target="given", needs=("--base-url of the pre-production server",)),
+    )
+}  # fmt: skip
+
+
+def get(name: str) -> Pipeline:
+    try:
+        return PIPELINES[name]
+    except KeyError:
+        raise ConfigError(f"unknown pipeline {name!r}; choose one of: {', '.join(PIPELINES)}") from None
+
+
+# --- the plan (--dry-run) ---------------------------------------------------------------------
+
+
+def plan(name: str, settings: PipelineSettings | None = None) -> dict[str, Any]:
+    """Layers in order, what each needs, estimated time and money, without running anything."""
+    settings = settings or PipelineSettings.from_env()
+    pipe = get(name)
+    steps = []
+    total_s = 0
+    for step in pipe.steps(settings):
+        layer = layers.get(step.layer)
+        total_s += layer.estimate_s
+        needs = [n for n in layer.needs if not (pipe.target != "none" and n == layers.EMBEDDED_STACK)]
+        posargs = step.posargs if isinstance(step.posargs, tuple) else ("(computed from earlier steps)",)
+        steps.append({
+            "step": step.label, "layer": layer.name, "checks": layer.checks, "needs": needs,
+            "requires": list(step.requires), "cost_class": layer.cost, "estimated_seconds": layer.estimate_s,
+            "command": " ".join(["nox", "-s", layer.name, *(("--", *posargs) if posargs else ())]),
+        })  # fmt: skip
+    cost = _estimated_cost(pipe, settings, total_s)
+    return {
+        "pipeline": name, "about": pipe.about, "needs": list(pipe.needs), "steps": steps,
+        "estimated_seconds": total_s, "estimated_cost": cost,
+    }  # fmt: skip
+
+
+def _estimated_cost(pipe: Pipeline, settings: PipelineSettings, seconds: float) -> dict[str, Any]:
+    if pipe.name == "staging":
+        eur = settings.staging_eur_per_hour * seconds / 3600
+        return {"eur": round(eur, 4), "basis": f"CPX31 at €{settings.staging_eur_per_hour}/h x estimated time"}
+    if pipe.name == "preprod":
+        return {
+            "eur": settings.preprod_eur_per_run,
+            "basis": "dedicated AX42 share per run (PREPROD_EUR_PER_RUN); cloud smoke priced from the SkyPilot "
+            "catalog when it runs, only for clouds with credentials",
+        }
+    return {"eur": 0.0, "basis": "local: free"}
+
+
+def plan_text(plan: Mapping[str, Any]) -> str:
+    lines = [f"pipeline {plan['pipeline']}: {plan['about']}"]
+    lines += [f"  needs: {need}" for need in plan["needs"]]
+    for i, step in enumerate(plan["steps"], 1):
+        after = f"  (only if {', '.join(step['requires'])} passed)" if step["requires"] else ""
+        lines.append(f"  {i}. {step['step']}: {step['command']}  ~{step['estimated_seconds']}s, {step['cost_class']}")
+        if after:
+            lines.append(f"     {after.strip()}")
+        lines += [f"       needs {need}" for need in step["needs"]]
+    cost = plan["estimated_cost"]
+    lines.append(f"  estimated: ~{plan['estimated_seconds'] / 60:.0f} min, €{cost['eur']:.2f} ({cost['basis']})")
+    return "\n".join(lines)
+
+
+def report_text(report: Mapping[str, Any]) -> str:
+    lines = [f"pipeline {report['pipeline']}" + (f" against {report['target']}" if report["target"] else "")]
+    for step in report["steps"]:
+        why = f" -- {step['reason']}" if step.get("reason") else ""
+        lines.append(f"  {step['step']:<16} {step['status']:<8} exit {step['exit_code']}  "
+                     f"{step['duration_seconds']:7.1f}s  {step['results_file'] or '-'}{why}")  # fmt: skip
+    lines.append(
+        f"pipeline {report['pipeline']}: exit {report['exit_code']} in {report['duration_seconds']:.0f}s, "
+        f"cost €{report['cost']['eur']:.2f}; report: {report['report_file']}"
+    )
+    return "\n".join(lines)
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def _worst(codes: list[int]) -> ExitCode:
+    return max((ExitCode(c) for c in codes), key=ORDER.index, default=ExitCode.OK)
+
+
+def run(name: str, *, base_url: str | None = None, notify: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the pipeline; returns its report (also written to results/pipeline-<name>.json)."""
+    log = notify or (lambda m: print(m, file=sys.stderr, flush=True))
+    settings = PipelineSettings.from_env()
+    pipe = get(name)
+    if pipe.target == "given" and not (base_url or os.environ.get("BASE_URL")):
+        raise ConfigError(f"invoke {name} needs --base-url (or BASE_URL): the server it tests")
+    if pipe.target != "given" and base_url:
+        raise ConfigError(f"--base-url does not apply to invoke {name}")
+    out_dir = settings.results_dir / f"pipeline-{name}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(name, out_dir, settings)
+    started = time.monotonic()
+    report: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "pipeline": name, "target": None, "steps": []}
+    provision: dict[str, Any] | None = None
+    try:
+        with _target_for(pipe, base_url, settings, log) as (target, provision):
+            ctx.target = target
+            report["target"] = target.display_url if target else None
+            for step in pipe.steps(settings):
+                report["steps"].append(_run_step(step, ctx, log))
+    finally:
+        report["provision"] = provision
+        report["duration_seconds"] = round(time.monotonic() - started, 3)
+        report["exit_code"] = int(_worst([s["exit_code"] for s in report["steps"]]))
+        report["cost"] = _actual_cost(pipe, settings, report)
+        report["report_file"] = str(settings.results_dir / f"pipeline-{name}.json")
+    validate(report)
+    results.write_results(Path(report["report_file"]), report)
+    return report
+
+
+def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None]) -> dict[str, Any]:
+    layer = layers.get(step.layer)
+    entry: dict[str, Any] = {"step": step.label, "layer": layer.name, "status": "skipped", "exit_code": 0,
+                             "duration_seconds": 0.0, "cost_class": layer.cost, "results_file": None}  # fmt: skip
+    failed = [r for r in step.requires if ctx.reports.get(r, {}).get("status") != "passed"]
+    if failed:
+        entry["reason"] = f"not run: {', '.join(failed)} did not pass, so {step.label} could not mean anything"
+        log(f"pipeline {ctx.pipeline}: skip {step.label} ({entry['reason']})")
+        ctx.reports[step.label] = entry
+        return entry
+    step_dir = ctx.out_dir / step.label
+    step_dir.mkdir(parents=True, exist_ok=True)
+    abort_file = step_dir / "abort.json"
+    abort_file.unlink(missing_ok=True)
+    try:
+        posargs = step.posargs(ctx) if callable(step.posargs) else step.posargs
+    except ConfigError as exc:
+        entry.update(status="error", exit_code=int(exc.exit_code), reason=str(exc))
+        ctx.reports[step.label] = entry
+        return entry
+    env = {
+        **os.environ, **step.env, REPORT_DIR_ENV: str(step_dir), ABORT_FILE_ENV: str(abort_file),
+        "LOAD_RESULTS_DIR": str(step_dir), **(handoff_env(ctx.target) if ctx.target and layer.target else {}),
+    }  # fmt: skip
+    argv = [sys.executable, "-m", "nox", "-s", layer.name, *(("--", *posargs) if posargs else ())]
+    log(f"pipeline {ctx.pipeline}: {step.label}: {' '.join(argv[2:])}")
+    started = time.monotonic()
+    rc = run_child(argv, env)
+    elapsed = time.monotonic() - started
+    code = _step_exit_code(rc, abort_file)
+    doc_path = _step_document(layer, step_dir, code)
+    entry.update(
+        status="passed" if code == ExitCode.OK else "failed",
+        exit_code=int(code),
+        duration_seconds=round(elapsed, 3),
+        results_file=doc_path,
+    )
+    if code == ExitCode.OK and (why := _all_skipped(doc_path)):
+        entry.update(status="skipped", reason=why)  # e.g. cloud smoke without credentials: never "passed"
+    ctx.reports[step.label] = entry
+    log(f"pipeline {ctx.pipeline}: {step.label}: {entry['status']} (exit {code}) in {elapsed:.0f}s")
+    return entry
+
+
+def _step_exit_code(rc: int, abort_file: Path) -> ExitCode:
+    """nox says 0 or 1; a suite that could not run records why (2 or 3) in its abort file."""
+    if rc == 0:
+        return ExitCode.OK
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return ExitCode(int(json.loads(abort_file.read_text())["exit_code"]))
+    return ExitCode.FAILURES
+
+
+def _step_document(layer: layers.Layer, step_dir: Path, code: ExitCode) -> str | None:
+    """The step's own results document: the seed schema from pytest's report, or the layer's own file."""
+    if layer.is_pytest:
+        with contextlib.suppress(OSError, ValueError):
+            report = json.loads((step_dir / f"{layer.name}.pytest.json").read_text())
+            doc = results.from_pytest_report(report, suite=layer.name)
+            doc["exit_code"] = int(code)
+            path = step_dir / "results.json"
+            results.write_results(path, doc)
+            return str(path)
+        return None
+    own = step_dir / "load_results.json"
+    return str(own) if own.exists() else None
+
+
+def _all_skipped(doc_path: str | None) -> str | None:
+    """The skip reason when every test of a step's document was skipped (a skip is not a pass)."""
+    if doc_path is None:
+        return None
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        doc = json.loads(Path(doc_path).read_text())
+        summary = doc["summary"]
+        if summary["total"] and summary["skipped"] == summary["total"]:
+            reasons = sorted({t.get("reason", "") for t in doc["tests"]} - {""})
+            return "skipped: " + ("; ".join(reasons) or "every test was skipped")
+    return None
+
+
+def _actual_cost(pipe: Pipeline, settings: PipelineSettings, report: dict[str, Any]) -> dict[str, Any]:
+    provision = report.get("provision") or {}
+    if pipe.name == "staging" and provision.get("kind") == "hetzner":
+        hours = provision.get("seconds", 0) / 3600
+        return {"eur": round(settings.staging_eur_per_hour * hours, 4), "basis": "CPX31 hourly price x measured time"}
+    if pipe.name == "staging":
+        return {"eur": 0.0, "basis": "offline local provisioner: no VM was billed"}
+    return _estimated_cost(pipe, settings, report["duration_seconds"])
+
+
+# --- targets: given, or provisioned for the run -------------------------------------------------
+
+
+@contextlib.contextmanager
+def _target_for(
+    pipe: Pipeline, base_url: str | None, settings: PipelineSettings, log: Callable[[str], None]
+) -> Iterator[tuple[Target | None, dict[str, Any] | None]]:
+    if pipe.target == "given":
+        target = target_from_env(base_url)
+        assert target is not None  # checked by run()
+        check_reachable(target)  # probed once here; steps are told through handoff_env
+        yield target, None
+    elif pipe.target == "staging":
+        with staging_target(settings, log) as pair:
+            yield pair
+    else:
+        yield None, None
+
+
+@contextlib.contextmanager
+def staging_target(settings: PipelineSettings, log: Callable[[str], None]) -> Iterator[tuple[Target, dict[str, Any]]]:
+    """The staging server for one run, destroyed afterwards whatever happens.
+
+    hetzner: `terraform/hetzner` applied in staging mode (CPX31), its cloud-init installs and starts the
+    llama.cpp server with the test model; destroyed in `finally`. local (offline): an embedded stack
+    in a private temporary directory stands in for the VM: a real process, really started and stopped."""
+    kind = settings.staging_provisioner
+    if kind == "auto":
+        kind = "hetzner" if os.environ.get("HCLOUD_TOKEN") else "local"
+    started = time.monotonic()
+    info: dict[str, Any] = {"kind": kind}
+    if kind == "hetzner":
+        from llmpyramid.staging import hetzner_staging  # terraform path: imported only when used
+
+        with hetzner_staging(log) as (target, details):
+            info.update(details)
+            try:
+                yield target, info
+            finally:
+                info["seconds"] = round(time.monotonic() - started, 3)
+        return
+    log("staging: offline local provisioner (no HCLOUD_TOKEN): an embedded stack stands in for the CPX31 VM")
+    with target_session(notify=log) as (target, stack):
+        state = stack.read_state() if stack else None
+        info["pid"] = state.pid if state else None
+        try:
+            yield target, info
+        finally:
+            info["seconds"] = round(time.monotonic() - started, 3)
+            log("staging: tearing down the local stand-in")
+
+
+# --- the report schema ----------------------------------------------------------------------------
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("llmpyramid.schemas").joinpath("pipeline.schema.json").read_text()
+    return dict(json.loads(text))
+
+
+def validate(report: Mapping[str, Any]) -> None:
+    jsonschema.Draft202012Validator(schema()).validate(report)

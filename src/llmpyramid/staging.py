@@ -1,0 +1,87 @@
+"""The staging VM for `invoke staging`: terraform/hetzner applied in staging mode, destroyed after.
+
+Needs HCLOUD_TOKEN (missing -> exit 3 naming it) and the hetznercloud/hcloud provider (from the
+registry; not obtainable offline, where `invoke staging` uses the local provisioner instead). The VM
+is a CPX31 whose cloud-init installs and starts the llama.cpp server with the test model on the
+inference port; the run waits until /health answers, hands the URL to the pipeline's steps, and
+destroys everything in `finally` (bounded), so also on failure, Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from llmpyramid.config import PROJECT_ROOT, env_value, parse_duration
+from llmpyramid.errors import ConfigError, InfrastructureError
+from llmpyramid.iac.terraform import Terraform
+from llmpyramid.stack.target import Target
+
+MODULE = PROJECT_ROOT / "terraform" / "hetzner"
+STAGING_VARS = {"environment": "staging", "staging_enabled": "true", "staging_server_type": "cpx31"}
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def hetzner_staging(log: Callable[[str], None]) -> Iterator[tuple[Target, dict[str, Any]]]:
+    if not env_value("HCLOUD_TOKEN"):
+        raise ConfigError("HCLOUD_TOKEN is not set: the staging VM needs a Hetzner Cloud API token")
+    timeout = parse_duration("STAGING_HEALTH_TIMEOUT", env_value("STAGING_HEALTH_TIMEOUT", "15m"), minimum=10)
+    api_key = secrets.token_urlsafe(24)  # per run; reaches the VM through cloud-init, never printed
+    with tempfile.TemporaryDirectory(prefix="llmpyramid-staging-") as tmp:
+        workdir = Path(tmp) / "hetzner"
+        shutil.copytree(MODULE, workdir, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "tests"))
+        tf = Terraform(run_dir=Path(tmp) / "tf")
+        var_args = [f"-var={k}={v}" for k, v in STAGING_VARS.items()]
+        # The provider reads HCLOUD_TOKEN itself; the per-run key goes through TF_VAR_*, never argv.
+        env_vars = {"TF_VAR_staging_api_key": api_key}
+        os.environ.update(env_vars)
+        try:
+            init = tf.run("init", "-input=false", cwd=workdir)
+            if not init.ok:
+                raise InfrastructureError(f"terraform init failed for terraform/hetzner: {init.first_error()}")
+            log("staging: terraform apply (CPX31 staging VM)")
+            applied = tf.run("apply", "-auto-approve", "-input=false", *var_args, cwd=workdir)
+            try:
+                if not applied.ok:
+                    raise InfrastructureError(f"terraform apply failed: {applied.first_error()}")
+                out = tf.run("output", "-json", cwd=workdir)
+                ip = json.loads(out.stdout or "{}").get("staging_ipv4", {}).get("value")
+                port = json.loads(out.stdout or "{}").get("inference_port", {}).get("value", 8080)
+                if not ip:
+                    raise InfrastructureError("terraform/hetzner gave no staging_ipv4 output")
+                url = f"http://{ip}:{port}"
+                log(f"staging: waiting up to {timeout:.0f}s for {url}/health")
+                ready = Retrying(
+                    stop=stop_after_delay(timeout),
+                    wait=wait_fixed(5),
+                    retry=retry_if_result(lambda ok: not ok),
+                    retry_error_callback=lambda _: False,
+                )(_healthy, url)
+                if not ready:
+                    raise InfrastructureError(f"staging VM {url} not healthy after {timeout:.0f}s")
+                yield Target(url, api_key), {"ipv4": ip, "server_type": "cpx31"}
+            finally:
+                log("staging: terraform destroy")
+                destroyed = tf.run("destroy", "-auto-approve", "-input=false", *var_args, cwd=workdir)
+                if not destroyed.ok:
+                    log(f"staging: DESTROY FAILED, remove it by hand: {destroyed.first_error()}")
+        finally:
+            for name in env_vars:
+                os.environ.pop(name, None)
