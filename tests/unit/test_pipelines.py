@@ -1,0 +1,78 @@
+"""Pipelines: plans from the layer table, combined report, worst exit code, skips that say why."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from llmpyramid import layers, pipelines
+from llmpyramid.errors import ConfigError, ExitCode
+
+
+@pytest.mark.parametrize("name", list(pipelines.PIPELINES))
+def test_every_pipeline_has_a_plan_made_of_known_layers(name):
+    plan = pipelines.plan(name)
+    assert plan["steps"] and all(step["layer"] in layers.names() for step in plan["steps"])
+    assert plan["estimated_seconds"] == sum(step["estimated_seconds"] for step in plan["steps"])
+    assert plan["estimated_cost"]["eur"] >= 0
+    assert pipelines.plan_text(plan).startswith(f"pipeline {name}")
+
+
+def test_ci_is_exactly_what_plain_nox_runs():
+    assert [s["layer"] for s in pipelines.plan("ci")["steps"]] == layers.default_names()
+
+
+def test_staging_cost_is_the_hourly_price_times_the_time():
+    plan = pipelines.plan("staging", pipelines.PipelineSettings(staging_eur_per_hour=3.6))
+    assert plan["estimated_cost"]["eur"] == pytest.approx(plan["estimated_seconds"] / 1000, abs=1e-4)
+
+
+def test_unknown_pipeline_and_missing_url_are_configuration_errors(monkeypatch):
+    with pytest.raises(ConfigError, match="unknown pipeline"):
+        pipelines.plan("nightly")
+    monkeypatch.delenv("BASE_URL", raising=False)
+    with pytest.raises(ConfigError, match="needs --base-url"):
+        pipelines.run("preprod")
+    with pytest.raises(ConfigError, match="does not apply"):
+        pipelines.run("local", base_url="http://127.0.0.1:1")
+
+
+def _fake_nox(codes: dict[str, int]):
+    """run_child stand-in: `nox -s LAYER` exits with codes[LAYER]; an abort file carries 2/3."""
+
+    def run_child(argv, env, **_kw):
+        layer = argv[argv.index("-s") + 1]
+        code = codes.get(layer, 0)
+        if code in (2, 3):
+            with open(env["LLMPYRAMID_ABORT_FILE"], "w") as fh:
+                json.dump({"exit_code": code, "message": "x"}, fh)
+            return 1
+        return code
+
+    return run_child
+
+
+def test_worst_exit_code_and_dependent_steps_skipped_with_reason(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIPELINE_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setattr(pipelines, "run_child", _fake_nox({"smoke": 2, "lint": 1}))
+    report = pipelines.run("local", notify=lambda _m: None)
+    pipelines.validate(report)
+    by_step = {s["step"]: s for s in report["steps"]}
+    assert report["exit_code"] == ExitCode.INFRASTRUCTURE  # worst: 2 over 1
+    assert by_step["lint"]["status"] == "failed" and by_step["smoke"]["exit_code"] == 2
+    for dependent in ("integration", "contract"):
+        assert by_step[dependent]["status"] == "skipped"
+        assert "smoke did not pass" in by_step[dependent]["reason"]
+    assert json.loads((tmp_path / "pipeline-local.json").read_text()) == report
+
+
+def test_report_schema_rejects_a_bad_status():
+    report = {"schema_version": 1, "pipeline": "x", "target": None, "steps": [], "exit_code": 0,
+              "duration_seconds": 0, "cost": {"eur": 0, "basis": ""}, "report_file": "x"}  # fmt: skip
+    pipelines.validate(report)
+    report["steps"] = [{"step": "a", "layer": "a", "status": "green", "exit_code": 0, "duration_seconds": 0,
+                        "cost_class": "free", "results_file": None}]  # fmt: skip
+    with pytest.raises(jsonschema.ValidationError):
+        pipelines.validate(report)
