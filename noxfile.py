@@ -14,6 +14,7 @@ Sessions only isolate and install; the logic lives in `src/llmpyramid`. Dependen
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,18 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
+# On Ctrl-C or SIGTERM nox interrupts its session's command; give it time to stop what it started
+# (fixture teardowns: servers, emulators, a bounded terraform destroy) before nox escalates.
+INTERRUPT_TIMEOUT_S = 5.0  # for the child to act on a terminal Ctrl-C by itself
+TERMINATE_TIMEOUT_S = 120.0  # after nox's SIGTERM, before SIGKILL
+
+
+def _sigterm_as_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# nox exits 130 on KeyboardInterrupt; make SIGTERM take the same path (else: exit 143, children orphaned).
+signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 
 def install(session: nox.Session, *groups: str) -> None:
@@ -67,10 +80,11 @@ def make_session(layer: Layer) -> None:
         install(session, *layer.groups)
         if prepare := PREPARE.get(layer.name):
             prepare(session)
+        timeouts = {"interrupt_timeout": INTERRUPT_TIMEOUT_S, "terminate_timeout": TERMINATE_TIMEOUT_S}
         if layer.is_pytest:
-            session.run("python", "-m", "pytest", *layer.pytest_args, *report_args(layer), *session.posargs)
+            session.run("python", "-m", "pytest", *layer.pytest_args, *report_args(layer), *session.posargs, **timeouts)
         else:
-            session.run(*layer.command, *session.posargs)
+            session.run(*layer.command, *session.posargs, **timeouts)
 
     body.__doc__ = layer.checks
     nox.session(body, name=layer.name, python=PYTHON, tags=list(layer.tags), default=layer.default)
