@@ -6,12 +6,12 @@
     uv run python scripts/run_tests.py --help
 
 Exit codes: 0 all passed, 1 test failures, 2 infrastructure error, 3 configuration error.
-All logic lives in llmpyramid.runner; this file only calls it.
+All logic lives in llmpyramid.run_tests; this file only calls it.
 """
 
 import sys
 
-from llmpyramid.runner import main
+from llmpyramid.run_tests import main
 
 if __name__ == "__main__":
     sys.exit(main())

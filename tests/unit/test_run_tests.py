@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from fake_openai import FakeOpenAI
 
-from llmpyramid import layers, results, runner
+from llmpyramid import layers, results
+from llmpyramid import run_tests as runner
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.errors import ExitCode
 from llmpyramid.ports import free_port
