@@ -201,7 +201,7 @@ class ModelSettings(Settings):
 
     section: ClassVar[str] = "model setting"
     path: str | None = knob(None, "MODEL_PATH")  # an explicit GGUF file
-    model_dir: Path = knob(DEFAULT_MODEL_DIR, "MODEL_DIR", parse_path)  # noqa: RUF009 (a field(); Path is immutable)
+    model_dir: Path = knob(DEFAULT_MODEL_DIR, "MODEL_DIR", parse_path)
     hf_repo: str = knob("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", "HF_REPO", parse_str)
     hf_file: str = knob("smollm2-135m-instruct-q8_0.gguf", "HF_FILE", parse_str)
     hf_timeout: float = knob(5.0, "HF_TIMEOUT", parse_float, minimum=0.1, maximum=600)  # per hub request, s
@@ -220,7 +220,7 @@ class StackSettings(Settings):
     ctx_size: int = knob(8192, "STACK_CTX_SIZE", parse_int, minimum=256, maximum=1 << 20)
     api_key: str | None = knob(None, "API_KEY")  # when set, the server requires it (Bearer)
     model_alias: str = knob("SmolLM2-135M-Instruct", "MODEL", parse_str)  # the model name the server reports
-    run_dir: Path = knob(DEFAULT_STACK_RUN_DIR, "STACK_RUN_DIR", parse_path)  # noqa: RUF009
+    run_dir: Path = knob(DEFAULT_STACK_RUN_DIR, "STACK_RUN_DIR", parse_path)
     startup_timeout: float = knob(60.0, "STACK_STARTUP_TIMEOUT", parse_duration, minimum=0.1, maximum=3600)
     stop_grace: float = knob(5.0, "STACK_STOP_GRACE", parse_duration, minimum=0, maximum=600)
 

@@ -31,3 +31,11 @@ class ConfigError(PyramidError):
 
 class InfrastructureError(PyramidError):
     exit_code = ExitCode.INFRASTRUCTURE
+
+
+# Which verdict wins when several layers or steps report: infrastructure > configuration > failures > ok.
+SEVERITY = (ExitCode.OK, ExitCode.FAILURES, ExitCode.CONFIGURATION, ExitCode.INFRASTRUCTURE)
+
+
+def worst(*codes: int) -> ExitCode:
+    return max((ExitCode(c) for c in codes), key=SEVERITY.index, default=ExitCode.OK)

@@ -33,13 +33,12 @@ import jsonschema
 
 from llmpyramid import layers, results
 from llmpyramid.config import PROJECT_ROOT, Settings, knob, parse_float, parse_path, parse_str
-from llmpyramid.errors import ConfigError, ExitCode
+from llmpyramid.errors import ConfigError, ExitCode, worst
 from llmpyramid.stack.target import Target, check_reachable, handoff_env, target_from_env, target_session
 from llmpyramid.suites import ABORT_FILE_ENV, run_child
 
 REPORT_DIR_ENV = "LLMPYRAMID_REPORT_DIR"  # noxfile: pytest layers write their pytest-json-report here
 SCHEMA_VERSION = 1
-ORDER = [ExitCode.OK, ExitCode.FAILURES, ExitCode.CONFIGURATION, ExitCode.INFRASTRUCTURE]
 
 
 @dataclass(frozen=True)
@@ -221,10 +220,6 @@ def report_text(report: Mapping[str, Any]) -> str:
 # --- running ----------------------------------------------------------------------------------
 
 
-def _worst(codes: list[int]) -> ExitCode:
-    return max((ExitCode(c) for c in codes), key=ORDER.index, default=ExitCode.OK)
-
-
 def run(name: str, *, base_url: str | None = None, notify: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the pipeline; returns its report (also written to results/pipeline-<name>.json)."""
     log = notify or (lambda m: print(m, file=sys.stderr, flush=True))
@@ -249,7 +244,7 @@ def run(name: str, *, base_url: str | None = None, notify: Callable[[str], None]
     finally:
         report["provision"] = provision
         report["duration_seconds"] = round(time.monotonic() - started, 3)
-        report["exit_code"] = int(_worst([s["exit_code"] for s in report["steps"]]))
+        report["exit_code"] = int(worst(*(s["exit_code"] for s in report["steps"])))
         report["cost"] = _actual_cost(pipe, settings, report)
         report["report_file"] = str(settings.results_dir / f"pipeline-{name}.json")
     validate(report)

@@ -20,7 +20,7 @@ from typing import Any
 from llmpyramid import layers, results
 from llmpyramid.cli import ArgumentParser, guarded
 from llmpyramid.config import PROJECT_ROOT, Thresholds, parse_duration
-from llmpyramid.errors import ConfigError, ExitCode, PyramidError
+from llmpyramid.errors import ConfigError, ExitCode, PyramidError, worst
 from llmpyramid.stack import check_reachable, target_from_env
 from llmpyramid.suites import CLOUDS, RunRequest, SuiteRun, run_layer, suite_names
 
@@ -73,14 +73,6 @@ def _results_path(raw: str) -> Path:
     if path.is_dir():
         raise ConfigError(f"--results-file {raw!r} is a directory; give a file name")
     return path
-
-
-def _write(path: Path, document: dict[str, Any]) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(document, indent=2) + "\n")
-    except OSError as exc:
-        raise ConfigError(f"cannot write results file {path}: {exc.strerror or exc}") from None
 
 
 def _text_report(doc: dict[str, Any]) -> str:
@@ -153,13 +145,16 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, st
         document = results.error_document(suite_name, target_url, exc.exit_code, str(exc))
         code = exc.exit_code
     results.validate(document)
-    for path in (results_file,):
-        try:
-            _write(path, document)
-        except ConfigError as exc:
-            if code == ExitCode.OK:
-                document = results.error_document(suite_name, target_url, exc.exit_code, str(exc))
-                code = exc.exit_code
+    try:
+        results.write_results(results_file, document)
+    except PyramidError as exc:
+        # No stale verdict may stand in for this run: say so, and let the exit code say it too
+        # (the worse of the run's verdict and 3, so a failed run stays visible as unreported).
+        print(f"error: {exc}", file=sys.stderr)
+        previous = document.get("error")
+        document["error"] = results.one_line(f"{previous}; {exc}" if previous else str(exc))
+        code = worst(code, exc.exit_code)
+        document["exit_code"] = int(code)
     return document, code, output
 
 

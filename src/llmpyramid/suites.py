@@ -24,7 +24,7 @@ from typing import Any
 
 from llmpyramid import layers, results
 from llmpyramid.config import PROJECT_ROOT, Thresholds
-from llmpyramid.errors import ConfigError, ExitCode, PyramidError
+from llmpyramid.errors import ConfigError, ExitCode, PyramidError, worst
 from llmpyramid.layers import Layer
 from llmpyramid.model import ensure_model
 from llmpyramid.procs import die_with_parent
@@ -81,11 +81,6 @@ def runner_for(layer: Layer) -> SuiteFn:
 # --- running ----------------------------------------------------------------------------------
 
 
-def _worst(codes: list[ExitCode]) -> ExitCode:
-    order = [ExitCode.OK, ExitCode.FAILURES, ExitCode.CONFIGURATION, ExitCode.INFRASTRUCTURE]
-    return max(codes, key=order.index, default=ExitCode.OK)
-
-
 def run_layer(name: str, req: RunRequest) -> SuiteRun:
     return run_all(req) if name == layers.ALL else runner_for(layers.get(name))(req)
 
@@ -102,7 +97,7 @@ def run_all(req: RunRequest) -> SuiteRun:
     docs = [r.document for r in runs]
     tests = [t for d in docs for t in d["tests"]]
     duration = sum(d["summary"]["duration_seconds"] for d in docs)
-    code = _worst([r.exit_code for r in runs])
+    code = worst(*(r.exit_code for r in runs))
     errors = [d["error"] for d in docs if d.get("error")]
     load = next((d["load_test"] for d in docs if "load_test" in d), None)
     doc = results.build_document(

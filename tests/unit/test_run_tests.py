@@ -188,3 +188,17 @@ def test_failures_exit_1_with_one_line_errors_and_metrics(results_file, monkeypa
     assert "'data' must be a non-empty list" in failed["test_models_lists_served_model"]["error"]
     passed = [t for t in doc["tests"] if t["status"] == "passed"]
     assert all("metrics" in t for t in passed)
+
+
+def test_an_unwritable_results_file_is_reported_even_when_the_run_failed(capsys):
+    doc, code = run("--suite", "smoke", "--base-url", closed_port_url(), "--results-file", "/proc/x/results.json")
+    assert code == ExitCode.INFRASTRUCTURE  # the worse verdict stays: infrastructure beats configuration
+    assert "cannot write results file /proc/x/results.json" in doc["error"]
+    assert "error: cannot write results file /proc/x/results.json" in capsys.readouterr().err
+
+
+def test_an_unwritable_results_file_after_a_pass_is_exit_3(capsys):
+    with FakeOpenAI() as fake:
+        _doc, code = run("--suite", "smoke", "--base-url", fake.url, "--results-file", "/proc/x/results.json")
+    assert code == ExitCode.CONFIGURATION
+    assert "cannot write results file" in capsys.readouterr().err
