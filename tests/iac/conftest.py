@@ -1,6 +1,6 @@
 """Shared fixtures for the IaC suites: one static-analysis run per session, a results directory.
 
-RESULTS_DIR (default results/) receives iac-static.json, checkov.sarif and checkov-fixtures.sarif.
+RESULTS_DIR (default results/) receives iac-static.json, checkov.sarif, rego.sarif and checkov-fixtures.sarif.
 """
 
 from __future__ import annotations
