@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from llmpyramid.errors import ConfigError, ExitCode
-from llmpyramid.load.cli import build_parser, config_from_args, main, parse_duration
+from llmpyramid.load.cli import build_parser, config_from_args, main
 from llmpyramid.load.config import SLO, LoadConfig
 
 LOAD_VARS = ["LOAD_SHAPE", "LOAD_USERS", "LOAD_DURATION", "LOAD_SLO_FILE", "LOAD_MIX", "LOAD_MAX_TOKENS",
-             "SLO_P95_LATENCY_MS", "SLO_ERROR_RATE", "BASE_URL"]  # fmt: skip
+             "SLO_P95_LATENCY_MS", "SLO_ERROR_RATE", "BASE_URL", "LOAD_MIN_REQUESTS", "LOAD_MAX_DURATION",
+             "LOAD_PLOTS", "LOAD_RESULTS_DIR", "API_KEY"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -65,15 +66,28 @@ def test_bad_values_raise_config_error(overrides: dict, message: str) -> None:
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(("raw", "seconds"), [("60", 60), ("60s", 60), ("2m", 120), ("1h30m", 5400), ("1.5", 1.5)])
-def test_duration_spans(raw: str, seconds: float) -> None:
-    assert parse_duration(raw) == seconds
+@pytest.mark.parametrize(("raw", "seconds"), [("60", 60), ("60s", 60), ("2m", 120), ("1h", 3600), ("1.5", 1.5)])
+def test_duration_spans(raw: str, seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config_from_args(build_parser().parse_args(["-t", raw])).duration == seconds
+    monkeypatch.setenv("LOAD_DURATION", raw)  # the environment takes the same spans
+    assert LoadConfig.from_env().duration == seconds
 
 
-@pytest.mark.parametrize("raw", ["-5s", "0", "abc", "", "5x"])
+@pytest.mark.parametrize("raw", ["-5s", "0", "abc", "5x", "nan", "inf"])
 def test_bad_duration_spans(raw: str) -> None:
     with pytest.raises(ConfigError):
-        parse_duration(raw)
+        config_from_args(build_parser().parse_args([f"--duration={raw}"]))
+
+
+def test_min_requests_and_max_duration() -> None:
+    cfg = LoadConfig.from_env()
+    assert cfg.min_requests == 20 and cfg.effective_max_duration == 180  # max(120 s, 3 x 60 s)
+    assert LoadConfig.from_env(duration=20).effective_max_duration == 120
+    assert LoadConfig.from_env(duration=20, max_duration="2m", min_requests=5).effective_max_duration == 120
+    with pytest.raises(ConfigError, match="LOAD_MIN_REQUESTS .* must be >= 1"):
+        LoadConfig.from_env(min_requests=0)
+    with pytest.raises(ConfigError, match="LOAD_MAX_DURATION 10s is shorter than the run's duration 20s"):
+        LoadConfig.from_env(duration=20, max_duration=10)
 
 
 def test_slo_from_toml_and_env_override(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -159,12 +159,13 @@ def test_locust_command_for_master_and_workers(tmp_path) -> None:
     from llmpyramid.load.runner import locust_command
 
     cfg = LoadConfig(users=10, spawn_rate=2, duration=60, results_dir=tmp_path)
-    master, workers = locust_command(cfg, "http://127.0.0.1:8080", tmp_path / "lf.py", workers=2, master_port=5557)
+    master, workers = locust_command(cfg, tmp_path / "lf.py", workers=2, master_port=5557)
     joined = " ".join(master)
-    assert "-u 10 -r 2 -t 60s" in joined and "--headless" in master and "--host http://127.0.0.1:8080" in joined
+    assert "-u 10 -r 2" in joined and "--headless" in master
+    # the target (maybe with user:password@) and the run time travel in the environment, not argv
+    assert "--host" not in master and "-t" not in master and "--run-time" not in master
     assert "--master --master-bind-host 127.0.0.1 --master-bind-port 5557 --expect-workers 2" in joined
     assert f"--html {tmp_path / 'locust_report.html'}" in joined and "--stop-timeout" in master
     assert len(workers) == 2 and workers[0][-5:] == ["--worker", "--master-host", "127.0.0.1", "--master-port", "5557"]
-    sweep, _ = locust_command(LoadConfig(shape="sweep", results_dir=tmp_path), "http://h", tmp_path, workers=0,
-                              master_port=None)  # fmt: skip
+    sweep, _ = locust_command(LoadConfig(shape="sweep", results_dir=tmp_path), tmp_path, workers=0, master_port=None)
     assert "-u" not in sweep and "--master" not in sweep  # the shape drives the users

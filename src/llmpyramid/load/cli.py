@@ -13,30 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from llmpyramid.cli import guarded
-from llmpyramid.errors import ConfigError
+from llmpyramid.config import env_value, parse_duration, parse_float, parse_path, parse_url
+from llmpyramid.errors import ConfigError, PyramidError
 from llmpyramid.load.config import SHAPES, LoadConfig
-from llmpyramid.load.runner import run_load
-from llmpyramid.stack import target_from_env
+from llmpyramid.load.report import RESULTS_FILE, write_json
 
-_SPAN = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
-
-
-def parse_duration(raw: str) -> float:
-    """Seconds from '60', '60s', '2m', '1h30m'; negative or malformed -> ConfigError."""
-    text = str(raw).strip()
-    m = _SPAN.match(text)
-    if not text or m is None or not any(m.groups()):
-        raise ConfigError(f"duration must be a positive time span like 60, 60s or 2m, got {raw!r}")
-    h, mi, s = m.groups()
-    seconds = int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
-    if seconds <= 0:
-        raise ConfigError(f"duration must be positive, got {raw!r}")
-    return seconds
+if TYPE_CHECKING:
+    from llmpyramid.stack import Target
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +37,9 @@ def build_parser(prog: str = "python -m llmpyramid.load") -> argparse.ArgumentPa
     ap.add_argument("--shape", help=f"one of {', '.join(SHAPES)} (LOAD_SHAPE; default constant)")
     ap.add_argument("-u", "--users", help="concurrent users for the constant shape (LOAD_USERS; default 10)")
     ap.add_argument("-r", "--spawn-rate", help="users started per second (LOAD_SPAWN_RATE; default 2)")
-    ap.add_argument("-t", "--duration", help="run time: 60, 60s, 2m (LOAD_DURATION; default 60s)")
+    ap.add_argument("-t", "--duration", help="minimum run time: 60, 60s, 2m (LOAD_DURATION; default 60s)")
+    ap.add_argument("--min-requests", help="completed requests a verdict needs (LOAD_MIN_REQUESTS; default 20)")
+    ap.add_argument("--max-duration", help="run on to reach --min-requests, up to this (LOAD_MAX_DURATION)")
     ap.add_argument("--rate", help="requests/s for the rate shape (LOAD_RATE)")
     ap.add_argument("--max-inflight", help="in-flight cap for the rate shape (LOAD_MAX_INFLIGHT)")
     ap.add_argument("--sweep-max-users", help="top level of the sweep (LOAD_SWEEP_MAX_USERS; default 32)")
@@ -58,7 +48,8 @@ def build_parser(prog: str = "python -m llmpyramid.load") -> argparse.ArgumentPa
     ap.add_argument("--mix", help="request mix, e.g. chat_stream=6,completion=1 (LOAD_MIX)")
     ap.add_argument("--slo-file", help="TOML/JSON file with an [slo] table (LOAD_SLO_FILE)")
     ap.add_argument("--results-dir", help="where reports go (LOAD_RESULTS_DIR; default results/load)")
-    ap.add_argument("--base-url", help="target server (BASE_URL); default: the embedded stack")
+    ap.add_argument("--no-plots", action="store_true", help="skip the PNG plots and LLM HTML report (LOAD_PLOTS=0)")
+    ap.add_argument("--base-url", help="target server (BASE_URL; API_KEY from the environment); default: embedded")
     ap.add_argument("--workers", default="0", help="locust worker processes on loopback (0 = single process)")
     ap.add_argument("--baseline", help="a stored load_results.json (or run_tests.py results) to compare with")
     ap.add_argument("--tolerance", default="0.10", help="allowed regression vs the baseline (fraction)")
@@ -69,32 +60,79 @@ def build_parser(prog: str = "python -m llmpyramid.load") -> argparse.ArgumentPa
 def config_from_args(args: argparse.Namespace) -> LoadConfig:
     overrides: dict[str, Any] = {
         "shape": args.shape, "users": args.users, "spawn_rate": args.spawn_rate,
-        "duration": parse_duration(args.duration) if args.duration is not None else None,
+        "duration": parse_duration("--duration", args.duration, minimum=None) if args.duration else None,
+        "min_requests": args.min_requests, "max_duration": args.max_duration,
         "rate": args.rate, "max_inflight": args.max_inflight, "sweep_max_users": args.sweep_max_users,
         "sweep_step": args.sweep_step, "max_tokens": args.max_tokens, "mix": args.mix,
-        "results_dir": args.results_dir,
+        "results_dir": args.results_dir, "plots": False if args.no_plots else None,
     }  # fmt: skip
     return LoadConfig.from_env(slo_file=args.slo_file, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def target_from_args(raw_flag: str | None) -> Target | None:
+    """--base-url / BASE_URL (+ API_KEY, MODEL), or None for the embedded stack. A malformed URL is
+    exit 3 naming the variable, with any password redacted."""
+    raw = raw_flag or env_value("BASE_URL")
+    if not raw:
+        return None
+    url = parse_url("--base-url" if raw_flag else "BASE_URL", raw)
+    from llmpyramid.stack.target import Target
+
+    return Target(url, env_value("API_KEY"), env_value("MODEL"))
+
+
+def _results_file(args: argparse.Namespace | None) -> Path | None:
+    raw = (args.results_dir if args is not None else None) or env_value("LOAD_RESULTS_DIR")
+    try:
+        return (parse_path("LOAD_RESULTS_DIR", raw) if raw else LoadConfig().results_dir) / RESULTS_FILE
+    except ConfigError:
+        return None
+
+
+def _record(path: Path | None, verdict: str, exit_code: int, message: str) -> str:
+    """Write this run's results file for a run that ended before locust produced one; say where (or why not)."""
+    if path is None:
+        return "no results file written (no usable results directory)"
+    doc = {"verdict": verdict, "exit_code": exit_code, "findings": [message], "load_test": None, "artifacts": {}}
+    try:
+        write_json(path, doc)
+    except OSError as exc:
+        return f"no results file written ({path}: {exc.strerror or exc})"
+    return f"results {path}"
+
+
 def main(argv: list[str] | None = None) -> int:
     with guarded():
-        args = build_parser().parse_args(argv)
-        config = config_from_args(args)
-        from llmpyramid.config import parse_float
-
-        tolerance = parse_float("--tolerance", args.tolerance)
-        target = target_from_env(args.base_url)
-        run = run_load(config, target, workers=args.workers, baseline=args.baseline, tolerance=tolerance)
-        if args.output == "json":
-            print(json.dumps(run.to_dict(), indent=2))
-        else:
-            lt = run.load_test
-            print(f"load {'PASSED' if run.exit_code == 0 else 'FAILED'}: {lt.get('requests')} requests, "
-                  f"{lt.get('requests_per_second')} req/s, error rate {lt.get('error_rate')}; "
-                  f"results {run.artifacts.get('results')}")  # fmt: skip
-        return run.exit_code
+        args: argparse.Namespace | None = None
+        try:
+            args = build_parser().parse_args(argv)
+            return _run(args)
+        except PyramidError as exc:
+            where = _record(_results_file(args), f"error: {exc}", int(exc.exit_code), str(exc))
+            exc.args = (f"{exc}; {where}",)
+            raise
+        except KeyboardInterrupt:
+            _record(_results_file(args), "interrupted", 130, "interrupted before the run finished")
+            raise
     return 130  # pragma: no cover - guarded() exits
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    tolerance = parse_float("--tolerance", args.tolerance)
+    target = target_from_args(args.base_url)
+    from llmpyramid.load.runner import run_load  # here: --help and bad input stay fast
+
+    run = run_load(config, target, workers=args.workers, baseline=args.baseline, tolerance=tolerance)
+    if args.output == "json":
+        print(json.dumps(run.to_dict(), indent=2))
+    else:
+        lt = run.load_test
+        print(f"load: {lt.get('completed')} of {lt.get('requests')} requests completed, "
+              f"{lt.get('requests_per_second')} req/s, error rate {lt.get('error_rate')}; "
+              f"results {run.artifacts.get('results')}")  # fmt: skip
+        print(run.verdict)  # the last line: passed | inconclusive: ... | failed: ...
+    return run.exit_code
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 
 @dataclass
 class Sample:
@@ -83,7 +81,40 @@ class Collector:
         self._unsent = 0
 
 
-def _pct(values: Sequence[float] | np.ndarray, q: float) -> float | None:
+class Arrivals:
+    """The open-loop schedule as the generator kept it: slots due, requests issued (or dropped at
+    the in-flight cap), how late each was issued, and what was still in flight at the end."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.scheduled = self.issued = self.dropped = self.in_flight_at_end = 0
+        self.lags_ms: list[float] = []  # how late each slot was issued
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scheduled": self.scheduled, "issued": self.issued, "dropped": self.dropped,
+                "in_flight_at_end": self.in_flight_at_end, "lags_ms": self.lags_ms}  # fmt: skip
+
+    def merge(self, other: dict[str, Any]) -> None:
+        for key in ("scheduled", "issued", "dropped", "in_flight_at_end"):
+            setattr(self, key, getattr(self, key) + other.get(key, 0))
+        self.lags_ms.extend(other.get("lags_ms") or [])
+
+    def summary(self) -> dict[str, Any]:
+        lags = sorted(self.lags_ms)
+
+        def pct(q: float) -> float | None:
+            return round(lags[min(len(lags) - 1, int(q * len(lags)))], 2) if lags else None
+
+        return {"scheduled": self.scheduled, "issued": self.issued, "dropped": self.dropped,
+                "in_flight_at_end": self.in_flight_at_end, "issue_lag_p50_ms": pct(0.5),
+                "issue_lag_p95_ms": pct(0.95), "issue_lag_max_ms": pct(1.0)}  # fmt: skip
+
+
+def _pct(values: Sequence[float], q: float) -> float | None:
+    import numpy as np  # here, not at import: the front door and locust's start-up do not need it
+
     arr = np.asarray(values, dtype=float)
     return None if arr.size == 0 else round(float(np.percentile(arr, q)), 2)
 
@@ -92,7 +123,7 @@ def summarize(samples: Sequence[Sample], duration_s: float | None = None) -> dic
     """The seed's `load_test` metrics for these samples. duration_s defaults to first start -> last end."""
     n = len(samples)
     if n == 0:
-        return {"requests": 0, "failures": 0, "error_rate": None, "requests_per_second": 0.0,
+        return {"requests": 0, "completed": 0, "failures": 0, "error_rate": None, "requests_per_second": 0.0,
                 "output_tokens_per_second": 0.0}  # fmt: skip
     if duration_s is None:
         duration_s = max(s.end for s in samples) - min(s.start for s in samples)
@@ -111,6 +142,7 @@ def summarize(samples: Sequence[Sample], duration_s: float | None = None) -> dic
             errors[key] = errors.get(key, 0) + 1
     return {
         "requests": n,
+        "completed": len(ok),
         "failures": failures,
         "error_rate": round(failures / n, 4),
         "requests_per_second": round(len(ok) / duration_s, 3),
@@ -132,26 +164,77 @@ def summarize(samples: Sequence[Sample], duration_s: float | None = None) -> dic
     }
 
 
-def time_series(samples: Sequence[Sample], bucket_s: float = 1.0) -> dict[str, list[float | None]]:
-    """Per-bucket throughput and latency percentiles (by completion time), for the plots."""
+def rolling_window(samples: Sequence[Sample]) -> float:
+    """A window that holds ~10 completions at the run's mean rate (5-60 s): 1 s bins of a ~2 req/s
+    LLM run are mostly empty and draw zig-zags to zero."""
     if not samples:
-        return {"t": [], "rps": [], "tokens_per_s": [], "p50_ms": [], "p95_ms": [], "ttft_p50_ms": [],
-                "errors_per_s": [], "users": []}  # fmt: skip
+        return 5.0
+    span = max(s.end for s in samples) - min(s.start for s in samples)
+    return min(60.0, max(5.0, 10 * span / len(samples)))
+
+
+def time_series(samples: Sequence[Sample], window_s: float | None = None, points: int = 120) -> dict[str, Any]:
+    """Rolling-window throughput and percentiles over time, for the plots.
+
+    At each of `points` times t, the window (t - window_s, t] holds the requests that completed in
+    it (throughput, latency), the first tokens that arrived in it (TTFT) and the token gaps that
+    ended in it (ITL, timed from each request's start + TTFT + its gaps). Windows cut by the start
+    of the run are divided by the part they cover, not by window_s."""
+    import numpy as np
+
+    series: dict[str, Any] = {"window_s": window_s or rolling_window(samples)}
+    if not samples:
+        return series
+    window = series["window_s"]
     t0 = min(s.start for s in samples)
-    nb = int((max(s.end for s in samples) - t0) // bucket_s) + 1
-    buckets: list[list[Sample]] = [[] for _ in range(nb)]
-    for s in samples:
-        buckets[int((s.end - t0) // bucket_s)].append(s)
-    series: dict[str, list[float | None]] = {k: [] for k in
-              ("t", "rps", "tokens_per_s", "p50_ms", "p95_ms", "ttft_p50_ms", "errors_per_s", "users")}  # fmt: skip
-    for i, b in enumerate(buckets):
-        ok = [s for s in b if s.ok]
-        series["t"].append(round((i + 1) * bucket_s, 3))
-        series["rps"].append(len(ok) / bucket_s)
-        series["tokens_per_s"].append(sum(s.output_tokens or 0 for s in ok) / bucket_s)
-        series["p50_ms"].append(_pct([s.latency_ms for s in ok], 50))
-        series["p95_ms"].append(_pct([s.latency_ms for s in ok], 95))
-        series["ttft_p50_ms"].append(_pct([s.ttft_ms for s in ok if s.ttft_ms is not None], 50))
-        series["errors_per_s"].append((len(b) - len(ok)) / bucket_s)
-        series["users"].append(max((s.users or 0 for s in b), default=None))
-    return series
+
+    def by_time(pairs: list[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+        arr = np.array(sorted(pairs), dtype=float).reshape(-1, 2)
+        return arr[:, 0], arr[:, 1]
+
+    ok = [s for s in samples if s.ok]
+    done_t, done_ok = by_time([(s.end - t0, float(s.ok)) for s in samples])
+    lat_t, lat = by_time([(s.end - t0, s.latency_ms) for s in ok])
+    tok_t, tok = by_time([(s.end - t0, float(s.output_tokens or 0)) for s in ok])
+    firsts = [(s, s.ttft_ms) for s in ok if s.ttft_ms is not None]
+    ttft_t, ttft = by_time([(s.start - t0 + ms / 1000, ms) for s, ms in firsts])
+    gap_pairs = []
+    for s, ms in firsts:
+        at = s.start - t0 + ms / 1000
+        for g in s.itl_ms:
+            at += g / 1000
+            gap_pairs.append((at, g))
+    itl_t, itl = by_time(gap_pairs)
+    users_t, users = by_time([(s.end - t0, float(s.users or 0)) for s in samples])
+
+    def window_of(times: np.ndarray, values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        return values[np.searchsorted(times, lo, side="right") : np.searchsorted(times, hi, side="right")]
+
+    def pct(values: np.ndarray, q: float) -> float | None:
+        return round(float(np.percentile(values, q)), 2) if values.size else None
+
+    t_end = float(done_t[-1])
+    cols: dict[str, list[float | None]] = {k: [] for k in (
+        "t", "rps", "tokens_per_s", "errors_per_s", "p50_ms", "p95_ms", "ttft_p50_ms", "ttft_p95_ms",
+        "itl_p50_ms", "itl_p95_ms", "users")}  # fmt: skip
+    for i in range(1, points + 1):
+        t = t_end * i / points
+        lo, covered = t - window, max(min(window, t), 1e-9)
+        done = window_of(done_t, done_ok, lo, t)
+        n_ok = float(done.sum())
+        cols["t"].append(round(t, 2))
+        cols["rps"].append(n_ok / covered)
+        cols["tokens_per_s"].append(float(window_of(tok_t, tok, lo, t).sum()) / covered)
+        cols["errors_per_s"].append((done.size - n_ok) / covered)
+        latencies = window_of(lat_t, lat, lo, t)
+        cols["p50_ms"].append(pct(latencies, 50))
+        cols["p95_ms"].append(pct(latencies, 95))
+        first = window_of(ttft_t, ttft, lo, t)
+        cols["ttft_p50_ms"].append(pct(first, 50))
+        cols["ttft_p95_ms"].append(pct(first, 95))
+        gaps = window_of(itl_t, itl, lo, t)
+        cols["itl_p50_ms"].append(pct(gaps, 50))
+        cols["itl_p95_ms"].append(pct(gaps, 95))
+        active = window_of(users_t, users, lo, t)
+        cols["users"].append(float(active.max()) if active.size else None)
+    return {**series, **cols}

@@ -5,10 +5,15 @@ sweep shape when LOAD_SHAPE=sweep) in the locustfile's namespace and registers e
 
 - init (master/local): validate flags (-u 0 -> exit 3), find the target (--host, BASE_URL, a
   running embedded stack, else start one owned by this process), fail fast if unreachable (exit 2);
+  credentials (API_KEY, or `user:password@` in the URL) become request headers, and locust only
+  ever sees the URL without them (its report, its command line);
+- test_start (master/local): the run ends when LOAD_DURATION is up and LOAD_MIN_REQUESTS requests
+  are done, or at LOAD_MAX_DURATION (this replaces locust's own -t timer, which only counts time);
 - worker -> master: LLM samples ride on locust's periodic worker reports, and the tail is sent as
   a custom message when the worker stops, so the master's test_stop sees every sample;
-- test_stop (master/local): summarise, evaluate SLOs, write the results JSON, samples and plots,
-  and set the process exit code (1 on an SLO violation).
+- test_stop (master/local): summarise, evaluate SLOs, write the results JSON and samples, print the
+  verdict, set the process exit code (1 on an SLO violation or an inconclusive run); plots and the
+  LLM HTML report come after the verdict, in a low-priority child (see report.render_reports).
 """
 
 from __future__ import annotations
@@ -20,21 +25,33 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gevent
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
+from llmpyramid.config import env_value, parse_url, redact_url
 from llmpyramid.errors import ConfigError, InfrastructureError, PyramidError
 from llmpyramid.load.config import LoadConfig, evaluate_slo
 from llmpyramid.load.knee import find_knee, score_levels
 from llmpyramid.load.metrics import summarize
-from llmpyramid.load.report import RESULTS_FILE, SAMPLES_FILE, plot_run, write_json, write_samples
+from llmpyramid.load.protocol import auth_headers, without_userinfo
+from llmpyramid.load.report import (
+    RESULTS_FILE,
+    SAMPLES_FILE,
+    inconclusive,
+    render_reports,
+    verdict_of,
+    write_json,
+    write_samples,
+)
 from llmpyramid.load.shapes import ScalingSweep
-from llmpyramid.load.users import COLLECTOR, ArrivalRateUser, LLMUser
+from llmpyramid.load.users import ARRIVALS, COLLECTOR, ArrivalRateUser, LLMUser
 
 LOAD_TEST_KEYS = (
     "requests_per_second", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "ttft_p50_ms", "ttft_p95_ms",
     "ttft_p99_ms", "itl_p50_ms", "itl_p95_ms", "itl_p99_ms", "tpot_p50_ms", "tpot_p95_ms",
-    "output_tokens_per_second", "output_tokens", "error_rate", "requests", "failures", "duration_seconds", "errors",
+    "output_tokens_per_second", "output_tokens", "error_rate", "requests", "completed", "failures",
+    "duration_seconds", "errors",
 )  # fmt: skip
 
 
@@ -55,6 +72,8 @@ class _State:
         self.tails: set[str] = set()  # workers whose final samples have arrived (master)
         self.cpu_at_start: float | None = None  # this process's CPU seconds when the test started
         self.worker_cpu = 0.0  # CPU seconds the workers spent during the test (master)
+        self.target_shown: str | None = None  # the target as reports show it (credentials redacted)
+        self.ended_by: str | None = None  # why the run ended (duration, request count, cap)
 
 
 STATE = _State()
@@ -67,6 +86,8 @@ def install(namespace: dict[str, Any]) -> None:
         _die(exc)
     STATE.config = config
     LLMUser.config = ArrivalRateUser.config = config
+    # every process (workers too) builds the credentials from its own environment
+    _set_credentials(env_value("API_KEY"), env_value("BASE_URL"))
     LLMUser.network_timeout = ArrivalRateUser.network_timeout = config.request_timeout
     if config.shape == "rate":
         namespace["ArrivalRate"] = type("ArrivalRate", (ArrivalRateUser,), {"__module__": namespace["__name__"]})
@@ -75,6 +96,11 @@ def install(namespace: dict[str, Any]) -> None:
     if config.shape == "sweep":
         namespace["Sweep"] = type("Sweep", (ScalingSweep,), {"config": config, "samples_source": COLLECTOR})
     _register()
+
+
+def _set_credentials(api_key: str | None, url: str | None) -> None:
+    headers = auth_headers(api_key, url)
+    LLMUser.default_headers = ArrivalRateUser.default_headers = headers or None
 
 
 def _strict_parser(parser: Any, **_: Any) -> None:
@@ -97,23 +123,28 @@ def _register() -> None:
 
 
 def _resolve_host(environment: Any) -> str:
-    from llmpyramid.stack import EmbeddedStack, Target, check_reachable, normalize_base_url
-
-    raw = environment.host or os.environ.get("BASE_URL")
+    """The target without credentials (what locust may show); the credentials go into headers."""
+    raw = environment.host or env_value("BASE_URL")
     if raw:
-        host = normalize_base_url(raw)
+        url = parse_url("--host" if environment.host else "BASE_URL", raw)
+        _set_credentials(env_value("API_KEY"), url)
     else:
+        from llmpyramid.stack import EmbeddedStack
+
         stack = EmbeddedStack()
         state = stack.running()
         if state is None:
             print("no --host or BASE_URL: starting the embedded llama.cpp stack", file=sys.stderr, flush=True)
             state = stack.up(owner_pid=os.getpid())
             STATE.stack = stack
-        host = state.base_url
-        if state.api_key and not os.environ.get("API_KEY"):
-            os.environ["API_KEY"] = state.api_key
-    check_reachable(Target(host))
-    return host
+        url = state.base_url
+        _set_credentials(env_value("API_KEY") or state.api_key, url)
+    STATE.target_shown = redact_url(url)
+    from llmpyramid.stack.target import PROBED_ENV, Target, check_reachable
+
+    if os.environ.get(PROBED_ENV) != url:  # the front door has not probed it: raw `locust -f ...`
+        check_reachable(Target(url))
+    return without_userinfo(url)
 
 
 def _on_init(environment: Any, **_: Any) -> None:
@@ -135,6 +166,8 @@ def _on_init(environment: Any, **_: Any) -> None:
                     overrides["duration"] = float(opts.run_time)
                 if overrides:
                     STATE.config = LoadConfig.from_env(slo=STATE.config.slo, **overrides)
+            if opts is not None and STATE.config.shape != "sweep":
+                opts.run_time = None  # _end_when_conclusive decides when the run ends
             if opts is not None and not opts.stop_timeout and STATE.config.shape != "rate":
                 # LLM requests are long: let the one in flight finish at the end so it is counted
                 environment.stop_timeout = IN_FLIGHT_GRACE_S
@@ -147,8 +180,22 @@ def _on_init(environment: Any, **_: Any) -> None:
             _die(InfrastructureError(f"{type(exc).__name__}: {exc}"))
     if isinstance(runner, MasterRunner):
         runner.register_message("llm_samples", _on_samples_message)
+        _stop_workers_before_quitting(runner)
     if isinstance(runner, WorkerRunner):
         events.test_stop.add_listener(_send_tail)
+
+
+def _stop_workers_before_quitting(runner: MasterRunner) -> None:
+    """Locust's master quits without stopping its workers first, so test_stop fires on the master
+    before the workers have finished their in-flight requests and sent their last samples (a short
+    distributed run on a busy box then counted 0 requests). Stop them first, then quit."""
+    quit_now = runner.quit
+
+    def stop_then_quit() -> None:
+        runner.stop()
+        quit_now()
+
+    runner.quit = stop_then_quit  # type: ignore[method-assign]
 
 
 def _cpu_seconds() -> float:
@@ -158,7 +205,8 @@ def _cpu_seconds() -> float:
 
 def _send_tail(environment: Any, **_: Any) -> None:
     cpu = _cpu_seconds() - STATE.cpu_at_start if STATE.cpu_at_start is not None else None
-    environment.runner.send_message("llm_samples", {"samples": COLLECTOR.drain_wire(), "cpu": cpu})
+    tail = {"samples": COLLECTOR.drain_wire(), "cpu": cpu, "arrivals": ARRIVALS.to_dict()}
+    environment.runner.send_message("llm_samples", tail)
 
 
 def _on_samples_message(environment: Any, msg: Any, **_: Any) -> None:
@@ -166,13 +214,13 @@ def _on_samples_message(environment: Any, msg: Any, **_: Any) -> None:
     COLLECTOR.extend_wire(data.get("samples") or [])
     if data.get("cpu") is not None:
         STATE.worker_cpu += float(data["cpu"])
+    if data.get("arrivals"):
+        ARRIVALS.merge(data["arrivals"])
     STATE.tails.add(msg.node_id)
 
 
 def _wait_for_tails(runner: MasterRunner, timeout: float = 10.0) -> None:
     """Workers send their last samples when they stop; the master's test_stop can race ahead of them."""
-    import gevent
-
     expected = {c.id for c in runner.clients.all}
     deadline = time.monotonic() + timeout
     while expected - STATE.tails and time.monotonic() < deadline:
@@ -189,12 +237,42 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
 
 def _on_test_start(environment: Any, **_: Any) -> None:
     STATE.cpu_at_start = _cpu_seconds()
+    ARRIVALS.clear()
     if not isinstance(environment.runner, WorkerRunner):
         COLLECTOR.clear()
         STATE.tails = set()
         STATE.worker_cpu = 0.0
         STATE.started_at = time.time()
         STATE.shape = environment.shape_class
+        STATE.ended_by = None
+        if STATE.config.shape != "sweep":
+            gevent.spawn(_end_when_conclusive, environment.runner)
+
+
+def _end_when_conclusive(runner: Any) -> None:
+    """Stop after the duration once min_requests are done (answered, ok or not), at the latest at the cap.
+
+    Counting answered requests rather than wall time keeps the verdict meaningful on a slow or busy
+    machine; failures count too, so a failing server ends the run at its duration, not at the cap."""
+    cfg = STATE.config
+    started = time.monotonic()
+    gevent.sleep(cfg.duration)
+    announced = False
+    while (done := _answered()) < cfg.min_requests and time.monotonic() - started < cfg.effective_max_duration:
+        if not announced:
+            print(f"LLM load: {done} of {cfg.min_requests} requests done after {cfg.duration:g}s; running on, "
+                  f"up to {cfg.effective_max_duration:g}s", file=sys.stderr, flush=True)  # fmt: skip
+            announced = True
+        gevent.sleep(0.5)
+    elapsed = time.monotonic() - started
+    STATE.ended_by = (f"duration {cfg.duration:g}s" if not announced else
+                      f"{done} requests done after {elapsed:.0f}s" if done >= cfg.min_requests else
+                      f"maximum duration {cfg.effective_max_duration:g}s")  # fmt: skip
+    runner.quit()
+
+
+def _answered() -> int:
+    return sum(1 for s in COLLECTOR.samples if not (s.error or "").startswith("dropped"))
 
 
 def _on_test_stop(environment: Any, **_: Any) -> None:
@@ -206,9 +284,12 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
         _wait_for_tails(runner)
         workers = len(STATE.tails) or len(runner.clients)
     cpu = _cpu_seconds() - (STATE.cpu_at_start or 0.0) + STATE.worker_cpu
-    result = finalize(STATE.config, environment.host, STATE.started_at, time.time(), workers, STATE.shape, cpu)
+    target = STATE.target_shown or environment.host
+    result = finalize(STATE.config, target, STATE.started_at, time.time(), workers, STATE.shape, cpu)
     environment.process_exit_code = 1 if result["findings"] else 0
     STATE.started_at = None
+    if STATE.config.plots:  # after the verdict; the front door sets LOAD_PLOTS=0 and renders itself
+        render_reports(STATE.config.results_dir)
 
 
 def _on_quitting(environment: Any, **_: Any) -> None:
@@ -237,10 +318,14 @@ def finalize(
     load_test["shape"] = config.shape_description()
     load_test["target"] = host
     load_test["workers"] = workers
+    load_test["min_requests"] = config.min_requests
+    load_test["ended_by"] = STATE.ended_by
     # CPU seconds locust (master + workers) spent while the test ran: the harness's own cost
     load_test["generator_cpu_seconds"] = round(generator_cpu, 3) if generator_cpu is not None else None
     tokens_from = sorted({s.tokens_source for s in samples if s.tokens_source})
     load_test["output_tokens_source"] = ",".join(tokens_from) or None
+    if config.shape == "rate":
+        load_test["arrivals"] = ARRIVALS.summary()
     if isinstance(shape, ScalingSweep) and shape.level_starts:
         n = len(shape.level_starts)
         levels = score_levels(samples, config.sweep_levels[:n], shape.level_starts, config.sweep_step)
@@ -249,21 +334,17 @@ def finalize(
     if not samples:
         load_test["error_rate"] = 1.0  # nothing completed: as bad as every request failing
     findings = evaluate_slo(load_test, config.slo)
-    if not samples:
-        findings.insert(0, "no request completed during the run (server too slow, or not answering)")
+    if (load_test["completed"] or 0) < config.min_requests:
+        findings.insert(0, inconclusive(load_test["completed"] or 0, config.min_requests))
     out = Path(config.results_dir)
-    plots: list[str] = []
-    try:
-        plots = plot_run(samples, out, load_test.get("sweep"))
-    except Exception as exc:  # a report must never hide the run's verdict
-        findings.append(f"plots not written: {type(exc).__name__}: {exc}")
     write_samples(out / SAMPLES_FILE, samples)
     doc = {
+        "verdict": verdict_of(findings),
         "load_test": load_test,
         "findings": findings,
         "slo": config.slo.active(),
         "exit_code": 1 if findings else 0,
-        "artifacts": {"results": str(out / RESULTS_FILE), "samples": str(out / SAMPLES_FILE), "plots": plots},
+        "artifacts": {"results": str(out / RESULTS_FILE), "samples": str(out / SAMPLES_FILE)},
         "started_at": started,
         "finished_at": stopped,
     }
@@ -291,3 +372,4 @@ def _print_summary(lt: dict[str, Any], findings: list[str]) -> None:
         print(f"LLM load sweep: {where} ({knee['reason']})", file=sys.stderr, flush=True)
     for line in findings:
         print(f"FAIL: {line}", file=sys.stderr, flush=True)
+    print(f"LLM load verdict: {verdict_of(findings)}", file=sys.stderr, flush=True)

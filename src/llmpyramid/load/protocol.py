@@ -8,8 +8,10 @@ SSE fields are decoded by httpx-sse's SSEDecoder, the decoder httpx-sse itself r
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from httpx_sse._decoders import SSEDecoder  # the incremental SSE field decoder httpx-sse itself uses
 
@@ -26,6 +28,24 @@ PROMPTS: tuple[str, ...] = (
     "The health check only tested that the port was open. Summarise the root cause, the user impact, "
     "and propose two concrete changes to the health checking and the rollout procedure.",
 )
+
+
+def without_userinfo(url: str) -> str:
+    """The URL without `user:password@`: what locust is given (it shows its host in reports)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def auth_headers(api_key: str | None, url: str | None) -> dict[str, str]:
+    """Authorization for every request: the API key as a Bearer token, else the URL's user:password
+    as HTTP Basic (what a browser or httpx would send for such a URL)."""
+    if api_key:
+        return {"Authorization": f"Bearer {api_key}"}
+    parts = urlsplit(url or "")
+    if parts.username is None:
+        return {}
+    pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
 
 
 class RequestFailed(Exception):

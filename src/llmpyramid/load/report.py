@@ -1,18 +1,45 @@
-"""Reports of a load run: the results JSON, PNG plots, and the comparison with a baseline run."""
+"""Reports of a load run: the results JSON and its verdict, the baseline comparison, PNG plots and
+the self-contained LLM HTML report (`python -m llmpyramid.load.report RESULTS_DIR` re-renders them).
+
+Plots cost more CPU than the test itself (matplotlib's import alone is seconds on a busy box), so
+they are made after the verdict is out, in a child process at the lowest CPU priority.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from llmpyramid.errors import ConfigError
-from llmpyramid.load.metrics import Sample, time_series
+from llmpyramid.load.metrics import Sample, summarize, time_series
 
 RESULTS_FILE = "load_results.json"
 SAMPLES_FILE = "llm_samples.jsonl"
+HTML_FILE = "llm_report.html"
+LOCUST_HTML_FILE = "locust_report.html"
+RENDER_TIMEOUT_S = 300.0
+
+
+def inconclusive(completed: int, needed: int) -> str:
+    return f"inconclusive: only {completed} requests completed (need {needed})"
+
+
+def verdict_of(findings: Sequence[str]) -> str:
+    """One line: passed, inconclusive: ..., or failed: <first finding> (+N more)."""
+    if not findings:
+        return "passed"
+    if findings[0].startswith("inconclusive:"):
+        return findings[0]
+    more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
+    return f"failed: {findings[0]}{more}"
+
 
 # metric -> (direction, label, unit); "up" means higher is better
 BASELINE_METRICS: dict[str, tuple[str, str, str]] = {
@@ -93,55 +120,100 @@ def compare_baseline(current: dict[str, Any], baseline: dict[str, Any], toleranc
     return findings
 
 
-# --- plots -----------------------------------------------------------------------------------
+# --- plots and the LLM HTML report ------------------------------------------------------------
+
+
+def render_reports(out_dir: Path, timeout: float = RENDER_TIMEOUT_S) -> str | None:
+    """Plots + HTML report in a child at nice 19 (the server under test keeps the CPU); waits for it.
+    Returns None, or why nothing was rendered (a report never changes the verdict)."""
+    from llmpyramid.procs import die_with_parent
+
+    def low_priority() -> None:
+        os.nice(19)
+        die_with_parent()
+
+    cmd = [sys.executable, "-m", "llmpyramid.load.report", str(out_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            preexec_fn=low_priority)  # fmt: skip
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except BaseException:  # timeout, Ctrl-C: the child goes with us
+        proc.kill()
+        proc.wait()
+        return f"no plots: rendering did not finish within {timeout:.0f}s"
+    if proc.returncode:
+        last = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
+        return f"no plots: {last[-1] if last else f'renderer exited {proc.returncode}'}"
+    return None
+
+
+def render(out_dir: Path) -> list[str]:
+    """Write load_over_time.png (+ sweep.png) and llm_report.html from a finished run's files; record
+    them in the results document. Returns the files written."""
+    results_path = out_dir / RESULTS_FILE
+    doc = json.loads(results_path.read_text())
+    samples = read_samples(out_dir / SAMPLES_FILE)
+    pngs = plot_run(samples, out_dir, (doc.get("load_test") or {}).get("sweep"))
+    page = write_html(out_dir / HTML_FILE, doc, samples, pngs)
+    doc.setdefault("artifacts", {}).update(plots=pngs, llm_report=str(page))
+    write_json(results_path, doc)
+    return [*pngs, str(page)]
 
 
 def plot_run(samples: Sequence[Sample], out_dir: Path, sweep: dict[str, Any] | None = None) -> list[str]:
-    """PNG plots (matplotlib, Agg backend): latency percentiles and throughput over time; for a
-    sweep also throughput and TTFT vs concurrency. Returns the file paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """PNG plots (matplotlib's object API, Agg): rolling-window latency, TTFT, ITL percentiles and
+    throughput over time; for a sweep also throughput and TTFT vs concurrency."""
+    from matplotlib.figure import Figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    ts = time_series(samples, bucket_s=1.0 if len(samples) < 20_000 else 5.0)
-    if ts["t"]:
-        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
-        ax1.plot(ts["t"], ts["p50_ms"], label="latency p50")
-        ax1.plot(ts["t"], ts["p95_ms"], label="latency p95")
-        ax1.plot(ts["t"], ts["ttft_p50_ms"], label="TTFT p50")
-        ax1.set_ylabel("ms")
-        ax1.legend(loc="upper left")
-        ax1.grid(alpha=0.3)
-        ax2.plot(ts["t"], ts["tokens_per_s"], label="output tokens/s", color="tab:green")
-        ax2.set_ylabel("tokens/s")
-        ax2b = ax2.twinx()
-        ax2b.plot(ts["t"], ts["rps"], label="requests/s", color="tab:blue", alpha=0.6)
-        ax2b.plot(ts["t"], ts["errors_per_s"], label="errors/s", color="tab:red", alpha=0.8)
-        ax2b.set_ylabel("requests/s")
-        ax2.set_xlabel("seconds since start (by completion)")
-        ax2.legend(loc="upper left")
-        ax2b.legend(loc="upper right")
-        ax2.grid(alpha=0.3)
-        fig.suptitle("Load run: latency and throughput over time")
+    ts = time_series(samples)
+    if ts.get("t"):
+        fig = Figure(figsize=(9, 10))
+        axes = fig.subplots(4, 1, sharex=True)
+        panels = [
+            (axes[0], "end-to-end latency (ms)", [("p50_ms", "p50"), ("p95_ms", "p95")]),
+            (axes[1], "TTFT (ms)", [("ttft_p50_ms", "p50"), ("ttft_p95_ms", "p95")]),
+            (axes[2], "ITL (ms)", [("itl_p50_ms", "p50"), ("itl_p95_ms", "p95")]),
+        ]
+        for ax, label, lines in panels:
+            for key, name in lines:
+                ax.plot(ts["t"], [float("nan") if v is None else v for v in ts[key]], label=name)
+            ax.set_ylabel(label)
+            ax.set_ylim(bottom=0)
+            ax.legend(loc="upper left")
+            ax.grid(alpha=0.3)
+        ax = axes[3]
+        ax.plot(ts["t"], ts["tokens_per_s"], label="output tokens/s", color="tab:green")
+        ax.set_ylabel("output tokens/s")
+        ax.set_ylim(bottom=0)
+        twin = ax.twinx()
+        twin.plot(ts["t"], ts["rps"], label="requests/s", color="tab:blue", alpha=0.7)
+        twin.plot(ts["t"], ts["errors_per_s"], label="errors/s", color="tab:red", alpha=0.8)
+        twin.set_ylabel("requests/s")
+        twin.set_ylim(bottom=0)
+        ax.set_xlabel("seconds since the first request")
+        ax.legend(loc="upper left")
+        twin.legend(loc="upper right")
+        ax.grid(alpha=0.3)
+        fig.suptitle(f"Load run over time (rolling {ts['window_s']:.0f} s window)")
         fig.tight_layout()
         path = out_dir / "load_over_time.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        fig.savefig(path, dpi=80)
         written.append(str(path))
     if sweep and sweep.get("levels"):
         levels = [lv for lv in sweep["levels"] if lv.get("requests")]
         users = [lv["users"] for lv in levels]
-        fig, ax1 = plt.subplots(figsize=(8, 4.5))
+        fig = Figure(figsize=(8, 4.5))
+        ax1 = fig.subplots()
         ax1.plot(users, [lv["output_tokens_per_second"] for lv in levels], "o-", color="tab:green",
                  label="output tokens/s")  # fmt: skip
         ax1.set_xscale("log", base=2)
         ax1.set_xlabel("concurrent users")
         ax1.set_ylabel("output tokens/s")
         ax2 = ax1.twinx()
-        ax2.plot(users, [lv["ttft_p95_ms"] for lv in levels], "s--", color="tab:orange", label="TTFT p95 (ms)")
+        ttft = [float("nan") if lv["ttft_p95_ms"] is None else lv["ttft_p95_ms"] for lv in levels]
+        ax2.plot(users, ttft, "s--", color="tab:orange", label="TTFT p95 (ms)")
         ax2.set_ylabel("TTFT p95 (ms)")
         knee = (sweep.get("knee") or {}).get("users")
         if knee:
@@ -152,7 +224,96 @@ def plot_run(samples: Sequence[Sample], out_dir: Path, sweep: dict[str, Any] | N
         fig.suptitle("Scaling sweep: throughput and TTFT vs concurrency")
         fig.tight_layout()
         path = out_dir / "sweep.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
+        fig.savefig(path, dpi=80)
         written.append(str(path))
     return written
+
+
+_SUMMARY_ROWS = (
+    ("completed", "completed requests", ""), ("requests", "requests (incl. failed)", ""),
+    ("error_rate", "error rate", ""), ("requests_per_second", "requests/s", ""),
+    ("output_tokens_per_second", "output tokens/s", ""), ("p50_latency_ms", "latency p50", "ms"),
+    ("p95_latency_ms", "latency p95", "ms"), ("p99_latency_ms", "latency p99", "ms"),
+    ("ttft_p50_ms", "TTFT p50", "ms"), ("ttft_p95_ms", "TTFT p95", "ms"), ("ttft_p99_ms", "TTFT p99", "ms"),
+    ("itl_p50_ms", "ITL p50", "ms"), ("itl_p95_ms", "ITL p95", "ms"), ("itl_p99_ms", "ITL p99", "ms"),
+    ("tpot_p50_ms", "TPOT p50", "ms"), ("tpot_p95_ms", "TPOT p95", "ms"), ("duration_seconds", "duration", "s"),
+    ("ended_by", "ended by", ""), ("workers", "worker processes", ""),
+    ("generator_cpu_seconds", "generator CPU during the test", "s"),
+)  # fmt: skip
+
+
+def _table(rows: Sequence[Sequence[Any]], head: Sequence[str] | None = None) -> str:
+    def cell(v: Any) -> str:
+        return html.escape("-" if v is None else f"{v:g}" if isinstance(v, float) else str(v))
+
+    th = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" if head else ""
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table>{th}{body}</table>"
+
+
+def write_html(path: Path, doc: dict[str, Any], samples: Sequence[Sample], pngs: Sequence[str]) -> Path:
+    """One self-contained page (plots inlined) with the LLM metrics locust's own report lacks."""
+    lt = doc.get("load_test") or {}
+    verdict = doc.get("verdict") or "?"
+    colour = "#1a7f37" if verdict == "passed" else "#b35900" if verdict.startswith("inconclusive") else "#cf222e"
+    parts = [f"<h1>LLM load report</h1><p class=verdict style='color:{colour}'>{html.escape(verdict)}</p>",
+             f"<p>target {html.escape(str(lt.get('target')))} &middot; shape "
+             f"{html.escape(json.dumps(lt.get('shape')))} &middot; locust's own report: "
+             f"<a href='{LOCUST_HTML_FILE}'>{LOCUST_HTML_FILE}</a></p>"]  # fmt: skip
+    if doc.get("findings"):
+        parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in doc["findings"]) + "</ul>")
+    rows = [(label, lt.get(key), unit) for key, label, unit in _SUMMARY_ROWS]
+    parts.append("<h2>Summary</h2>" + _table(rows, ("metric", "value", "unit")))
+    if doc.get("slo"):
+        parts.append("<h2>SLO thresholds</h2>" + _table(sorted(doc["slo"].items()), ("gate", "threshold")))
+    kinds = sorted({s.kind for s in samples})
+    per_kind = []
+    for kind in kinds:
+        m = summarize([s for s in samples if s.kind == kind])
+        per_kind.append((kind, m["requests"], m["failures"], m.get("p50_latency_ms"), m.get("p95_latency_ms"),
+                         m.get("ttft_p50_ms"), m.get("itl_p50_ms")))  # fmt: skip
+    if per_kind:
+        head = ("request kind", "requests", "failures", "latency p50 ms", "latency p95 ms", "TTFT p50 ms", "ITL p50 ms")
+        parts.append("<h2>By request kind</h2>" + _table(per_kind, head))
+    if lt.get("arrivals"):
+        parts.append("<h2>Arrival schedule (open loop)</h2>" + _table(sorted(lt["arrivals"].items())))
+    if lt.get("sweep"):
+        knee = lt["sweep"].get("knee") or {}
+        parts.append(f"<h2>Scaling sweep</h2><p>{html.escape(str(knee.get('reason')))}</p>")
+        levels = lt["sweep"].get("levels") or []
+        sweep_head = ("users", "requests", "error rate", "output tokens/s", "TTFT p95 ms", "latency p95 ms")
+        parts.append(_table([(lv["users"], lv["requests"], lv["error_rate"], lv["output_tokens_per_second"],
+                              lv["ttft_p95_ms"], lv["p95_latency_ms"]) for lv in levels], sweep_head))  # fmt: skip
+    if lt.get("errors"):
+        parts.append("<h2>Errors</h2>" + _table(list(lt["errors"].items()), ("error", "count")))
+    for png in pngs:
+        data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+        name = Path(png)
+        parts.append(f"<h2>{html.escape(name.stem.replace('_', ' '))}</h2><img alt='{html.escape(name.name)}' "
+                     f"src='data:image/png;base64,{data}'>")  # fmt: skip
+    style = ("body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
+             ".verdict{font-size:1.4em;font-weight:bold}img{max-width:100%}")  # fmt: skip
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>LLM load report</title><style>{style}</style>"
+            f"</head><body>{''.join(parts)}</body></html>\n")  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(page)
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m llmpyramid.load.report RESULTS_DIR", file=sys.stderr)
+        return 3
+    try:
+        render(Path(args[0]))
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

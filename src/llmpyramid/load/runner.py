@@ -5,6 +5,10 @@ scripts/run_tests.py), distributed mode needs processes anyway, and the generato
 can be measured exactly (rusage of the reaped children). Every process started here is in its
 own session and is stopped in `finally` - on success, failure, Ctrl-C or SIGTERM alike - and gets
 SIGTERM from the kernel if the process that started it dies without cleaning up (SIGKILL).
+
+Credentials (API_KEY, `user:password@` in BASE_URL) reach locust through its environment, never
+its command line, and every line shown or written names the target with them redacted. The
+verdict is printed before the plots are made (report.render_reports: a child at nice 19).
 """
 
 from __future__ import annotations
@@ -20,21 +24,36 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from llmpyramid.config import PROJECT_ROOT, StackSettings, parse_int
+from llmpyramid.config import PROJECT_ROOT, parse_int
 from llmpyramid.errors import ConfigError, ExitCode, InfrastructureError
 from llmpyramid.load.config import LoadConfig
-from llmpyramid.load.report import RESULTS_FILE, compare_baseline, load_baseline, write_json
+from llmpyramid.load.report import (
+    HTML_FILE,
+    LOCUST_HTML_FILE,
+    RESULTS_FILE,
+    SAMPLES_FILE,
+    compare_baseline,
+    load_baseline,
+    render_reports,
+    verdict_of,
+    write_json,
+)
 from llmpyramid.ports import free_port
 from llmpyramid.procs import die_with_parent
-from llmpyramid.stack import EmbeddedStack, Target, check_reachable, target_from_env
+
+if TYPE_CHECKING:
+    from llmpyramid.stack.target import Target
 
 DEFAULT_LOCUSTFILE = PROJECT_ROOT / "tests" / "locustfile.py"
 STOP_GRACE_S = 10.0
 STOP_IN_FLIGHT_S = 15.0  # at the end of a run, wait this long for in-flight requests to finish
+# locust start-up (imports, workers connecting) on a busy 2-core box; only a safety net
+START_SLACK_S = 120.0
+STALE_FILES = (RESULTS_FILE, SAMPLES_FILE, HTML_FILE, LOCUST_HTML_FILE, "load_over_time.png", "sweep.png")
 
 
 def _notify_stderr(message: str) -> None:
@@ -52,10 +71,14 @@ class LoadRun:
     generator_cpu_seconds: float | None = None
     wall_seconds: float | None = None
 
+    @property
+    def verdict(self) -> str:
+        return verdict_of(self.findings)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"load_test": self.load_test, "findings": self.findings, "exit_code": self.exit_code,
-                "artifacts": self.artifacts, "generator_cpu_seconds": self.generator_cpu_seconds,
-                "wall_seconds": self.wall_seconds}  # fmt: skip
+        return {"verdict": self.verdict, "load_test": self.load_test, "findings": self.findings,
+                "exit_code": self.exit_code, "artifacts": self.artifacts,
+                "generator_cpu_seconds": self.generator_cpu_seconds, "wall_seconds": self.wall_seconds}  # fmt: skip
 
 
 def _children_cpu() -> float:
@@ -92,21 +115,23 @@ def stop_processes(procs: list[subprocess.Popen[bytes]], grace: float = STOP_GRA
 
 
 def locust_command(
-    config: LoadConfig, host: str, locustfile: Path, *, workers: int, master_port: int | None
+    config: LoadConfig, locustfile: Path, *, workers: int, master_port: int | None
 ) -> tuple[list[str], list[list[str]]]:
     """argv of the master (or the single local process) and of each worker."""
     out = config.results_dir
     base = [sys.executable, "-m", "locust", "-f", str(locustfile)]
-    cmd = [*base, "--headless", "--host", host, "--only-summary", "--exit-code-on-error", "1",
-           "--html", str(out / "locust_report.html"), "--json-file", str(out / "locust_stats"),
+    # no --host (it may carry user:password@) and no -t: BASE_URL and LOAD_DURATION /
+    # LOAD_MIN_REQUESTS / LOAD_MAX_DURATION come through the environment
+    cmd = [*base, "--headless", "--only-summary", "--exit-code-on-error", "1",
+           "--html", str(out / LOCUST_HTML_FILE), "--json-file", str(out / "locust_stats"),
            "--csv", str(out / "locust")]  # fmt: skip
     if config.shape != "rate":
         # closed-loop users finish the request in flight when the time is up, so it is counted
         cmd += ["--stop-timeout", f"{STOP_IN_FLIGHT_S:g}"]
     if config.shape == "constant":
-        cmd += ["-u", str(config.users), "-r", f"{config.spawn_rate:g}", "-t", f"{round(config.duration)}s"]
+        cmd += ["-u", str(config.users), "-r", f"{config.spawn_rate:g}"]
     elif config.shape == "rate":
-        cmd += ["-u", str(config.users), "-r", str(config.users), "-t", f"{round(config.duration)}s"]
+        cmd += ["-u", str(config.users), "-r", str(config.users)]
     worker_cmds: list[list[str]] = []
     if workers:
         assert master_port is not None
@@ -116,20 +141,6 @@ def locust_command(
             [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(master_port)] for _ in range(workers)
         ]
     return cmd, worker_cmds
-
-
-def _resolve_target(target: Target | None, notify: Callable[[str], None]) -> tuple[Target, EmbeddedStack | None]:
-    target = target or target_from_env()
-    if target is not None:
-        check_reachable(target)
-        return target, None
-    stack = EmbeddedStack(StackSettings.from_env())
-    state = stack.running()
-    if state is not None:
-        notify(f"using the running embedded stack at {state.base_url}")
-        return state.target(), None
-    state = stack.up(owner_pid=os.getpid(), notify=notify)
-    return state.target(), stack
 
 
 def run_load(
@@ -155,50 +166,29 @@ def run_load(
         raise ConfigError(f"locustfile {lf} not found")
 
     t_start = time.monotonic()
-    tgt, own_stack = _resolve_target(target, notify)
-    procs: list[subprocess.Popen[bytes]] = []
-    results_dir = config.results_dir
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / RESULTS_FILE).unlink(missing_ok=True)
-    log_path = results_dir / "locust.log"
     try:
-        env = {**os.environ, **config.to_env(), "BASE_URL": tgt.base_url, "PYTHONUNBUFFERED": "1"}
-        if tgt.api_key:
-            env["API_KEY"] = tgt.api_key
-        if tgt.model:
-            env["MODEL"] = tgt.model
-        port = free_port() if workers else None
-        master_cmd, worker_cmds = locust_command(config, tgt.base_url, lf, workers=workers, master_port=port)
-        notify(f"load: {config.shape} shape against {tgt.base_url}, {workers or 'no'} worker process(es), "
-               f"~{config.planned_seconds:.0f}s; reports in {results_dir}")  # fmt: skip
-        cpu_before = _children_cpu()
-        with log_path.open("wb") as log:
-            # Own session (we decide what stops on Ctrl-C); and they die with us if we are killed.
-            for argv in (master_cmd, *worker_cmds):
-                procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                              env=env, start_new_session=True,
-                                              preexec_fn=_die_with_parent))  # fmt: skip
-            timeout = config.planned_seconds + STOP_IN_FLIGHT_S + (90 if workers else 45)
-            try:
-                rc = procs[0].wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                rc = None
-                notify(f"load: locust did not finish within {timeout:.0f}s; stopping it")
-            stop_processes(procs)
-        generator_cpu = _children_cpu() - cpu_before
-    finally:
-        stop_processes(procs)
-        if own_stack is not None:
-            own_stack.down()
+        config.results_dir.mkdir(parents=True, exist_ok=True)
+        clear_stale_reports(config.results_dir)
+    except OSError as exc:
+        raise ConfigError(f"results directory {config.results_dir}: {exc.strerror or exc}") from None
+    from llmpyramid.stack.target import target_session  # here: bad input stays fast
+
+    results_dir = config.results_dir
+    log_path = results_dir / "locust.log"
+    # a given target is probed once here; else the running `invoke stack.up` stack, else one of our own
+    with target_session(target, reuse_running=True, notify=notify) as (tgt, _stack):
+        rc, generator_cpu = _run_locust(config, tgt, lf, workers, log_path, notify)
 
     for line in log_path.read_text(errors="replace").splitlines():
-        if line.startswith(("LLM load", "FAIL:", "error:")):
+        if line.startswith(("LLM load", "FAIL:", "error:")) and not line.startswith("LLM load verdict:"):
             notify(line)
     results_path = results_dir / RESULTS_FILE
     if not results_path.is_file():
         last = _last_error_line(log_path)
         if rc == ExitCode.CONFIGURATION:
             raise ConfigError(last or "locust rejected its configuration")
+        if rc == ExitCode.INFRASTRUCTURE and last:
+            raise InfrastructureError(last)  # e.g. the target does not answer
         raise InfrastructureError(f"load run produced no results (locust exit {rc}): {last or 'see ' + str(log_path)}")
     doc = json.loads(results_path.read_text())
     regressions = compare_baseline(doc["load_test"], base, tolerance) if base is not None else []
@@ -212,11 +202,60 @@ def run_load(
                  "locust_json": str(results_dir / "locust_stats.json"), "log": str(log_path)}  # fmt: skip
     run = LoadRun(doc["load_test"], findings, exit_code, artifacts, round(generator_cpu, 3),
                   round(time.monotonic() - t_start, 2))  # fmt: skip
-    doc.update(findings=findings, exit_code=exit_code, artifacts=artifacts,
+    doc.update(verdict=run.verdict, findings=findings, exit_code=exit_code, artifacts=artifacts,
                generator_cpu_seconds=run.generator_cpu_seconds, wall_seconds=run.wall_seconds,
                baseline={"file": str(baseline), "tolerance": tolerance} if baseline else None)  # fmt: skip
     write_json(results_path, doc)
+    notify(f"load verdict: {run.verdict}")
+    if config.plots:
+        problem = render_reports(results_dir)
+        if problem:
+            notify(f"load: {problem}")
+        with contextlib.suppress(OSError, ValueError):
+            run.artifacts = json.loads(results_path.read_text()).get("artifacts") or artifacts
     return run
+
+
+def clear_stale_reports(results_dir: Path) -> None:
+    """A reader must never find the previous run's verdict: its reports go before this run starts."""
+    for name in STALE_FILES:
+        (results_dir / name).unlink(missing_ok=True)
+
+
+def _run_locust(
+    config: LoadConfig, tgt: Target, lf: Path, workers: int, log_path: Path, notify: Callable[[str], None]
+) -> tuple[int | None, float]:
+    """Locust's master (or single process) and workers until the master exits: (its exit code or None
+    if it had to be stopped, CPU seconds of all of them). Everything started here is stopped here."""
+    from llmpyramid.stack.target import handoff_env
+
+    # LOAD_PLOTS=0: locust leaves the plots to us (after the verdict, at low priority)
+    env = {**os.environ, **config.to_env(), **handoff_env(tgt), "PYTHONUNBUFFERED": "1", "LOAD_PLOTS": "0"}
+    port = free_port() if workers else None
+    master_cmd, worker_cmds = locust_command(config, lf, workers=workers, master_port=port)
+    how_long = (f"{config.duration:g}s or until {config.min_requests} requests are done "
+                f"(at most {config.effective_max_duration:g}s)") if config.shape != "sweep" else (
+                f"up to {config.planned_seconds:g}s")  # fmt: skip
+    notify(f"load: {config.shape} shape against {tgt.display_url}, {workers or 'no'} worker process(es), "
+           f"{how_long}; reports in {config.results_dir}")  # fmt: skip
+    procs: list[subprocess.Popen[bytes]] = []
+    cpu_before = _children_cpu()
+    rc: int | None = None
+    try:
+        with log_path.open("wb") as log:
+            # Own session (we decide what stops on Ctrl-C); and they die with us if we are killed.
+            for argv in (master_cmd, *worker_cmds):
+                procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              env=env, start_new_session=True,
+                                              preexec_fn=_die_with_parent))  # fmt: skip
+            timeout = config.planned_seconds + STOP_IN_FLIGHT_S + START_SLACK_S
+            try:
+                rc = procs[0].wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                notify(f"load: locust did not finish within {timeout:.0f}s; stopping it")
+    finally:
+        stop_processes(procs)
+    return rc, _children_cpu() - cpu_before
 
 
 def _last_error_line(log_path: Path) -> str:

@@ -16,7 +16,7 @@ from llmpyramid.config import parse_float, parse_int
 from llmpyramid.errors import ExitCode
 from llmpyramid.load.config import SLO_FIELDS, LoadConfig
 from llmpyramid.load.runner import run_load
-from llmpyramid.suites import RunRequest, SuiteRun, target_session
+from llmpyramid.suites import RunRequest, SuiteRun
 
 SEED_KEYS = ("requests_per_second", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "ttft_p50_ms",
              "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "output_tokens_per_second", "error_rate")  # fmt: skip
@@ -29,8 +29,7 @@ def run_suite(req: RunRequest) -> SuiteRun:
     baseline = os.environ.get("LOAD_BASELINE") or None
     tolerance = parse_float("LOAD_BASELINE_TOLERANCE", os.environ.get("LOAD_BASELINE_TOLERANCE") or 0.10)
     started = time.monotonic()
-    with target_session(req.target, log=req.log) as (target, _stack):
-        run = run_load(config, target, workers=workers, baseline=baseline, tolerance=tolerance, notify=req.log)
+    run = run_load(config, req.target, workers=workers, baseline=baseline, tolerance=tolerance, notify=req.log)
     elapsed = time.monotonic() - started
     lt = run.load_test
     metrics = {k: lt.get(k) for k in SEED_KEYS}
@@ -56,7 +55,8 @@ def run_suite(req: RunRequest) -> SuiteRun:
     doc = results.build_document(
         tests, elapsed, suite="load", target=lt.get("target"), exit_code=code, load_test=_schema_safe(lt),
         findings=[{"message": f} for f in run.findings],
-        notes=[f"reports: {run.artifacts.get('results')}, {run.artifacts.get('html')}"],
+        notes=[f"verdict: {run.verdict}", "reports: " + ", ".join(
+            str(run.artifacts.get(k)) for k in ("results", "html", "llm_report") if run.artifacts.get(k))],
     )  # fmt: skip
     return SuiteRun(doc, code)
 

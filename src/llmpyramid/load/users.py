@@ -29,10 +29,13 @@ from geventhttpclient.response import HTTPConnectionClosed
 from locust import FastHttpUser, constant, task
 
 from llmpyramid.load.config import LoadConfig
-from llmpyramid.load.metrics import Collector, Sample
+from llmpyramid.load.metrics import Arrivals, Collector, Sample
 from llmpyramid.load.protocol import PROMPTS, RequestFailed, StreamState, apply_usage, build_request, text_of
 
 COLLECTOR = Collector()
+
+
+ARRIVALS = Arrivals()
 
 
 class _StaleConnection(Exception):
@@ -183,7 +186,10 @@ class ArrivalRateUser(LLMClientMixin, FastHttpUser):
         next_at = time.perf_counter()
         while True:
             kind = self.rng.choices(self.kinds, self.weights)[0]
+            ARRIVALS.scheduled += 1
+            ARRIVALS.lags_ms.append(round((time.perf_counter() - next_at) * 1000, 2))
             if self.pool.full():
+                ARRIVALS.dropped += 1
                 s = Sample(start=time.time(), kind=kind, latency_ms=0.0, ok=False,
                            error=f"dropped: {self.config.max_inflight} requests already in flight")  # fmt: skip
                 COLLECTOR.add(s)
@@ -192,9 +198,11 @@ class ArrivalRateUser(LLMClientMixin, FastHttpUser):
                     exception=RequestFailed(s.error), context={},
                 )  # fmt: skip
             else:
+                ARRIVALS.issued += 1
                 self.pool.spawn(self.send, kind, self.rng.choice(PROMPTS), self.rng.choice(self.config.max_tokens))
             next_at += self.interval
             gevent.sleep(max(0.0, next_at - time.perf_counter()))
 
     def on_stop(self) -> None:
+        ARRIVALS.in_flight_at_end += len(self.pool)  # open loop: abandoned, neither completed nor failed
         self.pool.kill(block=False)
