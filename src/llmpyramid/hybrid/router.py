@@ -1,0 +1,151 @@
+"""LiteLLM's proxy as a managed service on loopback: the router of the reference topology.
+
+The proxy is started from the pinned `hybrid` dependency group with the reference configuration
+(router/litellm.yaml, or HYBRID_ROUTER_CONFIG). Backend addresses and keys reach it as environment
+variables the configuration names (`os.environ/...`), so the file users adapt is the file tested.
+LiteLLM would fetch its model price map from GitHub at import: it is told to use its bundled copy,
+and its usage telemetry is switched off, so nothing it does leaves loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from llmpyramid.errors import ConfigError, InfrastructureError
+from llmpyramid.ports import free_port
+from llmpyramid.procs import ManagedService, stop_process
+
+COMPROMISED_LITELLM = ("1.107.0",)  # a release that shipped malicious code; never run it
+PROXY_MODULE = "litellm.proxy.proxy_cli"
+OFFLINE_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # the bundled price map, not a fetch from GitHub
+    "LITELLM_TELEMETRY_DISABLED": "true",
+    "NO_DOCS": "True",  # no Swagger UI: nothing served that a test does not use
+}
+
+
+def litellm_version() -> str:
+    """The installed LiteLLM, refusing a known-compromised release (exit 3)."""
+    try:
+        version = metadata.version("litellm")
+    except metadata.PackageNotFoundError:
+        raise ConfigError("the hybrid layer needs LiteLLM: install the `hybrid` dependency group") from None
+    if version in COMPROMISED_LITELLM:
+        raise ConfigError(f"litellm {version} is a known-compromised release; install the pinned `hybrid` group")
+    return version
+
+
+def load_router_config(path: Path) -> dict[str, Any]:
+    """Parse and sanity-check a LiteLLM proxy configuration: one line on anything malformed (exit 3)."""
+    import yaml  # a LiteLLM dependency
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"router config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"router config {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_list"), list) or not data["model_list"]:
+        raise ConfigError(f"router config {path} has no model_list")
+    for entry in data["model_list"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("litellm_params"), dict):
+            raise ConfigError(f"router config {path}: every model_list entry needs litellm_params")
+    return data
+
+
+@dataclass
+class RouterProcess:
+    url: str
+    pid: int
+    api_key: str
+    version: str
+
+
+class LiteLLMRouter:
+    """Start/stop the proxy; sample its CPU time and peak RSS for the report."""
+
+    def __init__(self, config: Path, run_dir: Path, *, startup_timeout: float, stop_grace: float = 5.0) -> None:
+        self.config = config
+        self.service = ManagedService("router", run_dir, stop_grace=stop_grace)
+        self.startup_timeout = startup_timeout
+        self.process: RouterProcess | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._started = 0.0
+        self.peak_rss = 0
+
+    def start(self, backend_env: Mapping[str, str]) -> RouterProcess:
+        """Spawn the proxy (its import takes seconds: start backends meanwhile, then `wait_ready`)."""
+        version = litellm_version()
+        load_router_config(self.config)
+        port = free_port()
+        api_key = "sk-" + secrets.token_hex(24)  # LiteLLM refuses to start without a master key
+        env = {**os.environ, **OFFLINE_ENV, **backend_env, "LITELLM_MASTER_KEY": api_key}
+        argv = [sys.executable, "-m", PROXY_MODULE, "--config", str(self.config), "--host", "127.0.0.1",
+                "--port", str(port), "--num_workers", "1"]  # fmt: skip
+        self._started = time.monotonic()
+        with self.service.locked():
+            self._proc, _state = self.service.spawn(argv, env=env, owner_pid=os.getpid(), extra={"port": port})
+        self.process = RouterProcess(f"http://127.0.0.1:{port}", self._proc.pid, api_key, version)
+        return self.process
+
+    def wait_ready(self, *, notify: Callable[[str], None]) -> RouterProcess:
+        assert self.process is not None and self._proc is not None, "start() first"
+        self._wait_ready(self._proc, self.process.url)
+        took = time.monotonic() - self._started
+        notify(f"router: LiteLLM {self.process.version} at {self.process.url} (pid {self.process.pid}) "
+               f"ready in {took:.1f}s")  # fmt: skip
+        return self.process
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], url: str) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise InfrastructureError(
+                    f"router exited with code {proc.returncode} before it was ready: {self.service.last_log_line()}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health/readiness", timeout=2).status_code == 200:
+                    return
+            self.sample()
+            time.sleep(0.25)
+        raise InfrastructureError(
+            f"router not ready after {self.startup_timeout:.0f}s at {url}: {self.service.last_log_line()}"
+        )
+
+    def sample(self) -> None:
+        """Record the router's RSS (process and children) so the report has its peak."""
+        if self.process is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.process.pid)
+            rss = sum(p.memory_info().rss for p in (root, *root.children(recursive=True)))
+            self.peak_rss = max(self.peak_rss, rss)
+
+    def cpu_seconds(self) -> float | None:
+        if self.process is None:
+            return None
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.process.pid)
+            return float(sum(sum(p.cpu_times()[:2]) for p in (root, *root.children(recursive=True))))
+        return None
+
+    def down(self) -> None:
+        state = self.service.read_state()
+        if state is not None:
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(state.pid).children(recursive=True):
+                    stop_process(child.pid, self.service.stop_grace)
+        self.service.stop(port=(state.extra.get("port") if state else None))

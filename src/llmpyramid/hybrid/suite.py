@@ -1,0 +1,117 @@
+"""`scripts/run_tests.py --suite hybrid`: the five scenarios as a results document with a `hybrid` block.
+
+    run_suite(RunRequest(suite="hybrid", target=None, options={"router_url": ..., "base_url": ..., ...}))
+
+Options (all optional; None = not given, the HYBRID_* environment variable applies): router_url,
+base_url, burst_url, base_stop_cmd, base_start_cmd, burst_stop_cmd. Without router_url the reference
+topology is built on loopback and torn down afterwards. Unreachable router/backends raise
+InfrastructureError naming which (exit 2); bad settings ConfigError (exit 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from llmpyramid import results
+from llmpyramid.config import redact_url
+from llmpyramid.errors import ExitCode
+from llmpyramid.hybrid.config import HybridSettings
+from llmpyramid.hybrid.report import PLOT_FILE, SAMPLES_FILE, flat_metrics, plot_timeline, scenario_block, write_samples
+from llmpyramid.hybrid.router import litellm_version
+from llmpyramid.hybrid.scenarios import ScenarioResult, ensure_base_up, run_scenario
+from llmpyramid.hybrid.topology import Topology, external_topology, reference_topology
+
+OPTION_NAMES = ("router_url", "base_url", "burst_url", "base_stop_cmd", "base_start_cmd", "burst_stop_cmd")
+SCENARIO_ORDER = ("a", "b", "c", "d", "e")
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def settings_from(options: Mapping[str, Any] | None) -> HybridSettings:
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    return HybridSettings.from_env(**given)
+
+
+@contextlib.contextmanager
+def topology(settings: HybridSettings, notify: Callable[[str], None]) -> Iterator[Topology]:
+    if settings.reference:
+        litellm_version()  # refuse a missing or compromised router before starting anything
+        with reference_topology(settings, notify) as topo:
+            yield topo
+    else:
+        with external_topology(settings) as topo:
+            yield topo
+
+
+async def _scenarios(topo: Topology, settings: HybridSettings, notify: Callable[[str], None]) -> list[ScenarioResult]:
+    out = []
+    for key in SCENARIO_ORDER:
+        if key == "e":
+            await ensure_base_up(topo, notify)
+        out.append(await run_scenario(key, topo, settings, notify))
+    return out
+
+
+def run_hybrid(settings: HybridSettings, notify: Callable[[str], None] = _stderr) -> tuple[dict[str, Any], ExitCode]:
+    """Build (or reach) the topology, run the five scenarios, return (results document, exit code)."""
+    started = time.monotonic()
+    t0 = time.time()
+    router_usage: dict[str, Any] = {}
+    with topology(settings, notify) as topo:
+        scenario_results = asyncio.run(_scenarios(topo, settings, notify))
+        if topo.router is not None:
+            topo.router.sample()
+            version = topo.router.process.version if topo.router.process else None
+            router_usage = {"router": f"litellm {version}", "router_cpu_seconds": topo.router.cpu_seconds(),
+                            "router_peak_rss_bytes": topo.router.peak_rss or None}  # fmt: skip
+        described = {
+            "reference": settings.reference,
+            "router_url": redact_url(topo.router_url),
+            "base_url": topo.base.url and redact_url(topo.base.url),
+            "burst_url": topo.burst.url and redact_url(topo.burst.url),
+            "base_capacity": topo.base.slots,
+            "router_config": str(settings.router_config) if settings.reference else None,
+            "attribution_header": settings.backend_header,
+        }
+    wall = time.monotonic() - started
+    blocks = [scenario_block(r, t0) for r in scenario_results]
+    tests = [
+        results.test_entry(b["name"], r.status, r.duration, error=r.error, reason=r.reason, metrics=flat_metrics(b))
+        for r, b in zip(scenario_results, blocks, strict=True)
+    ]
+    notes: list[str] = []
+    artifacts: dict[str, str] = {}
+    out = settings.results_dir
+    try:
+        write_samples(out / SAMPLES_FILE, scenario_results)
+        artifacts["samples"] = str(out / SAMPLES_FILE)
+        artifacts["plot"] = str(plot_timeline(out / PLOT_FILE, scenario_results, t0))
+    except (OSError, ImportError, ValueError) as exc:  # a report must never hide the verdict
+        notes.append(f"hybrid artifacts not written: {type(exc).__name__}: {exc}")
+    code = ExitCode.FAILURES if any(r.status == "failed" for r in scenario_results) else ExitCode.OK
+    target = None if settings.reference else redact_url(topo.router_url)  # null: the run built its own
+    doc = results.build_document(tests, wall, suite="hybrid", target=target, exit_code=code, notes=notes or None)
+    doc["hybrid"] = {
+        "topology": described,
+        **router_usage,
+        "wall_seconds": round(wall, 2),
+        "scenarios": {b["name"]: b for b in blocks},
+        "artifacts": artifacts,
+    }
+    return doc, code
+
+
+def run_suite(req: Any) -> Any:
+    """The `--suite hybrid` entry point: RunRequest -> SuiteRun (options carry the router flags)."""
+    from llmpyramid.suites import SuiteRun
+
+    settings = settings_from(getattr(req, "options", None))
+    doc, code = run_hybrid(settings, getattr(req, "log", _stderr))
+    return SuiteRun(doc, code)
