@@ -2,8 +2,11 @@
 
     with Client(target) as c:
         r = c.completion("Hello", max_tokens=8)            # httpx.Response
-        s = c.stream_chat([{"role": "user", "content": "Hi"}], max_tokens=8)
+        s = c.stream("chat", KINDS["chat"].payload("Hi"), max_tokens=8)
         s.text, s.ttft_ms, s.itl_ms, s.done, s.chunks
+
+`KINDS` is the one table of what differs between a completion and a chat request: path, input
+field, where the answer's text sits, the `object` names and the OpenAI schema names.
 
 A `StreamResult` records everything a check needs (status, content type, every `data:` payload,
 whether `[DONE]` came last) without judging it; judging is llmpyramid.checks' job. Timing:
@@ -26,7 +29,49 @@ from httpx_sse import EventSource, SSEError
 from llmpyramid.stack import Target
 
 Kind = Literal["completion", "chat"]
-PATHS: dict[str, str] = {"completion": "/v1/completions", "chat": "/v1/chat/completions"}
+
+
+@dataclass(frozen=True)
+class RequestKind:
+    """What differs between the two OpenAI generation requests; everything else is shared."""
+
+    name: Kind
+    path: str
+    input_field: str  # "prompt" (a string) or "messages" (a list of role/content objects)
+    text_at: tuple[str, ...]  # where a choice of a plain answer carries its text
+    delta_text_at: tuple[str, ...]  # where a choice of a streamed chunk carries its text
+    role_at: tuple[str, ...] | None  # where a choice says who speaks (chat only)
+    obj: str  # `object` of a plain answer
+    chunk_obj: str  # `object` of a streamed chunk
+    schema: str  # pinned OpenAI component schema (and SDK type) of a plain answer
+    chunk_schema: str  # ... of a streamed chunk
+
+    @property
+    def what(self) -> str:
+        return f"POST {self.path}"
+
+    def payload(self, text: str) -> Any:
+        """The request input for `text`: the prompt itself, or one user message."""
+        return text if self.input_field == "prompt" else [{"role": "user", "content": text}]
+
+
+KINDS: dict[Kind, RequestKind] = {
+    "completion": RequestKind(
+        "completion", "/v1/completions", "prompt", ("text",), ("text",), None,
+        "text_completion", "text_completion", "completion", "completion_chunk",
+    ),
+    "chat": RequestKind(
+        "chat", "/v1/chat/completions", "messages", ("message", "content"), ("delta", "content"), ("message", "role"),
+        "chat.completion", "chat.completion.chunk", "chat_completion", "chat_completion_chunk",
+    ),
+}  # fmt: skip
+
+
+def dig(value: Any, path: tuple[str, ...]) -> Any:
+    """value[path[0]][path[1]]..., or None where an object or key is missing."""
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -107,25 +152,21 @@ class StreamResult:
         }
 
 
+def _first_choice(body: Any) -> Any:
+    choices = body.get("choices") if isinstance(body, dict) else None
+    return choices[0] if isinstance(choices, list) and choices else None
+
+
 def chunk_text(chunk: dict[str, Any], kind: Kind) -> str:
     """The text a streamed chunk carries (completions: choices[0].text; chat: delta.content)."""
-    choices = chunk.get("choices") or []
-    if not choices or not isinstance(choices[0], dict):
-        return ""
-    if kind == "completion":
-        text = choices[0].get("text")
-    else:
-        delta = choices[0].get("delta") or {}
-        text = delta.get("content") if isinstance(delta, dict) else None
+    text = dig(_first_choice(chunk), KINDS[kind].delta_text_at)
     return text if isinstance(text, str) else ""
 
 
 def message_text(body: dict[str, Any], kind: Kind) -> str:
     """The text of a non-streamed answer."""
-    choice = (body.get("choices") or [{}])[0]
-    if kind == "completion":
-        return str(choice.get("text") or "")
-    return str((choice.get("message") or {}).get("content") or "")
+    text = dig(_first_choice(body), KINDS[kind].text_at)
+    return text if isinstance(text, str) else ""
 
 
 def _parse_sse_body(text: str) -> list[str]:
@@ -174,14 +215,14 @@ class Client:
 
     def body(self, kind: Kind, payload: Any, **params: Any) -> dict[str, Any]:
         """Request body for a completion (payload = prompt) or chat (payload = messages)."""
-        body: dict[str, Any] = {"prompt": payload} if kind == "completion" else {"messages": payload}
+        body: dict[str, Any] = {KINDS[kind].input_field: payload}
         if self.target.model:
             body["model"] = self.target.model
         body.update(params)
         return body
 
     def create(self, kind: Kind, payload: Any, **params: Any) -> httpx.Response:
-        return self.http.post(PATHS[kind], json=self.body(kind, payload, **params))
+        return self.http.post(KINDS[kind].path, json=self.body(kind, payload, **params))
 
     def completion(self, prompt: Any, **params: Any) -> httpx.Response:
         return self.create("completion", prompt, **params)
@@ -204,7 +245,7 @@ class Client:
         # Connection: close — llama.cpp's server closes the connection after a stream while still
         # advertising keep-alive; reusing it races ("Server disconnected without sending a response").
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-store", "Connection": "close"}
-        with self.http.stream("POST", PATHS[kind], json=body, headers=headers) as response:
+        with self.http.stream("POST", KINDS[kind].path, json=body, headers=headers) as response:
             result = StreamResult(
                 kind=kind,
                 status_code=response.status_code,
@@ -224,12 +265,6 @@ class Client:
                         self._record(result, payload_)
         result.finished = time.monotonic()
         return result
-
-    def stream_completion(self, prompt: Any, **params: Any) -> StreamResult:
-        return self.stream("completion", prompt, **params)
-
-    def stream_chat(self, messages: Any, **params: Any) -> StreamResult:
-        return self.stream("chat", messages, **params)
 
     @staticmethod
     def _record(result: StreamResult, data: str) -> None:

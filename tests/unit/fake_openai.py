@@ -3,6 +3,10 @@
 Healthy by default (every probe in llmpyramid.checks passes against it); each fault serves one
 broken form (a missing field, no [DONE], 200 for invalid input, ...) so the unit tests can prove
 that the check meant to catch it fails. Loopback only, one thread per request, stdlib only.
+
+The flag `llamacpp` makes it look like llama.cpp in the bodies: `GET /props`, a `timings` object
+in each answer (the time the request was handled, as the server measures it), and its one known
+deviation, `error.code` as an integer. `server_header` names it only in the `Server:` header.
 """
 
 from __future__ import annotations
@@ -59,6 +63,9 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def version_string(self) -> str:
+                return "llama.cpp" if fake.has("server_header") else "fake-openai"
+
             def do_GET(self) -> None:
                 fake.handle(self, "GET")
 
@@ -106,9 +113,10 @@ class FakeOpenAI:
             return self.send(h, status, message, "text/plain")
         if self.has("error_no_object"):
             return self.send(h, status, {"detail": message})
-        code: Any = status if self.has("error_code_int") else None
+        code: Any = status if self.has("error_code_int") or self.has("llamacpp") else None
+        param: Any = 5 if self.has("error_param_int") else None
         self.send(
-            h, status, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+            h, status, {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
         )
 
     def json_type(self) -> str:
@@ -122,6 +130,8 @@ class FakeOpenAI:
             if self.has("health_needs_auth") and self.api_key and not self.authorized(h):
                 return self.error(h, 401, "missing key")
             return self.send(h, 200, {"status": "ok"})
+        if path == "/props" and self.has("llamacpp"):
+            return self.send(h, 200, {"default_generation_settings": {"n_ctx": N_CTX}, "total_slots": 1})
         if path == "/metrics":
             with self.lock:
                 rss = 200 * 2**20 + (self.requests * 5 * 2**20 if self.has("leak") else 0)
@@ -230,6 +240,7 @@ class FakeOpenAI:
             if not self.has("invalid_200"):
                 return self.error(h, 400, str(exc))
             body = {"prompt": "accepted anyway", "messages": [{"role": "user", "content": "x"}], "max_tokens": 4}
+        started = time.perf_counter()
         if self.has("slow"):
             time.sleep(0.2)
         if self.has("swap_answers") or self.has("concurrent_500"):
@@ -270,6 +281,11 @@ class FakeOpenAI:
         }
         if self.has("created_float"):
             out["created"] = 1700000000.5
+        if self.has("llamacpp"):
+            handled_ms = (time.perf_counter() - started) * 1000
+            out["timings"] = {"prompt_n": prompt_tokens, "prompt_ms": handled_ms / 2, "predicted_ms": handled_ms / 2}
+        if self.has("slow_transport"):
+            time.sleep(0.2)  # time outside the server's own measurement (network, a proxy, a busy client)
         self.mangle(out)
         self.send(h, 200, out, self.json_type())
 

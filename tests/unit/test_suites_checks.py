@@ -37,7 +37,7 @@ PROBES: dict[str, Probe] = {
     "completion_fields": lambda c: checks.probe_completion_fields(c, "completion"),
     "chat_fields": lambda c: checks.probe_completion_fields(c, "chat"),
     "models": lambda c: checks.probe_models(c, MODEL),
-    "latency": lambda c: checks.probe_latency(c, 3, 150.0),
+    "latency": lambda c: checks.probe_latency(c, checks.LATENCY_MIN_SAMPLES, 150.0),
     "concurrency": lambda c: checks.probe_concurrency(c, 4),
     "stream_completion": lambda c: checks.probe_stream(c, "completion"),
     "stream_chat": lambda c: checks.probe_stream(c, "chat"),
@@ -166,10 +166,16 @@ def test_every_probe_is_proven_to_fail() -> None:
     assert {p for p, _ in BROKEN} == set(PROBES)
 
 
+def test_every_probe_of_every_layer_is_exercised() -> None:
+    """A new `probe_*` in llmpyramid.checks without an entry in PROBES (and so a broken form) fails here."""
+    used = {name for probe in PROBES.values() for name in (probe.__name__, *probe.__code__.co_names)}
+    assert {name for name in checks.__all__ if name.startswith("probe_")} <= used
+
+
 def test_latency_failure_states_measured_vs_threshold() -> None:
     with FakeOpenAI("slow") as fake, _client(fake) as c, pytest.raises(checks.CheckFailed) as info:
         PROBES["latency"](c)
-    assert "> threshold 150ms" in str(info.value)
+    assert "> threshold 150ms" in str(info.value) and "client wall time" in str(info.value)
     assert info.value.metrics["p95_ms"] > 150 and info.value.metrics["threshold_ms"] == 150.0
     assert {"p50_ms", "p95_ms", "p99_ms", "samples"} <= set(info.value.metrics)
 
@@ -182,7 +188,7 @@ def test_memory_failure_carries_measurements() -> None:
 
 def test_stream_timing_is_measured() -> None:
     with FakeOpenAI() as fake, _client(fake) as c:
-        result = c.stream_chat([{"role": "user", "content": "hi"}], max_tokens=5)
+        result = c.stream("chat", [{"role": "user", "content": "hi"}], max_tokens=5)
     assert result.done and len(result.pieces) == 5
     assert result.ttft_ms is not None and len(result.itl_ms) == 4
     assert result.timing()["chunks"] == 6  # 5 text chunks + the finish chunk

@@ -1,0 +1,132 @@
+"""Smoke probes: is the deployment up and answering sensibly?
+
+The latency gate judges what the server measured when it says so (llama.cpp's `timings`:
+prompt_ms + predicted_ms of the request), because the client's wall time on a busy machine also
+counts HTTP queueing and the client's own scheduling, which say nothing about the server. Without
+`timings` the client's wall time is judged. The gate (SMOKE_LATENCY_MS) is meant to catch a server
+that is grossly broken (stuck, swapping, a debug build), not to measure performance — that is the
+load layer's job with its SLOs — so its default leaves room for a machine whose cores are busy.
+Fewer samples than `LATENCY_MIN_SAMPLES` make no percentile: the verdict is "inconclusive", a failure.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llmpyramid.checks.shared import (
+    DETERMINISTIC,
+    GREETING,
+    Metrics,
+    check_completion_body,
+    check_health,
+    check_models,
+    check_status,
+    check_usage,
+    json_object,
+    require,
+    short,
+)
+from llmpyramid.client import KINDS, Client, Kind, message_text, percentile
+
+LATENCY_MIN_SAMPLES = 5  # below this the p95 is just the slowest request: not a percentile
+LATENCY_DEFAULT_MS = 5000.0  # SMOKE_LATENCY_MS default: measured on a 2-core box with two CPU burners
+
+
+def probe_health(client: Client) -> Metrics:
+    started = time.perf_counter()
+    check_health(client.get("/health"))
+    return {"latency_ms": (time.perf_counter() - started) * 1000}
+
+
+def probe_completion_accepted(client: Client) -> Metrics:
+    response, ms = client.timed("completion", "Hello", max_tokens=10)
+    check_status(response, 200, "POST /v1/completions")
+    body = json_object(response, "POST /v1/completions")
+    require("choices" in body, f"POST /v1/completions: no 'choices' in {short(body)}")
+    return {"latency_ms": ms}
+
+
+def probe_completion_fields(client: Client, kind: Kind = "completion") -> Metrics:
+    what = KINDS[kind].what
+    response, ms = client.timed(kind, GREETING[kind], max_tokens=8, **DETERMINISTIC)
+    check_status(response, 200, what)
+    body = json_object(response, what)
+    check_completion_body(body, kind)
+    require(message_text(body, kind).strip(), f"{what}: the answer's text is empty")
+    return {"latency_ms": ms, **check_usage(body, what)}
+
+
+def probe_models(client: Client, expected_model: str | None) -> Metrics:
+    response = client.get("/v1/models")
+    check_status(response, 200, "GET /v1/models")
+    ids = check_models(json_object(response, "GET /v1/models"), expected_model)
+    return {"models": len(ids)}
+
+
+def server_time_ms(body: Any) -> float | None:
+    """The time the server says it spent on the request (llama.cpp `timings`), or None."""
+    timings = body.get("timings") if isinstance(body, dict) else None
+    if not isinstance(timings, dict):
+        return None
+    parts = [timings.get("prompt_ms"), timings.get("predicted_ms")]
+    ms = [float(p) for p in parts if isinstance(p, int | float) and not isinstance(p, bool) and p >= 0]
+    return sum(ms) if len(ms) == len(parts) else None
+
+
+def check_latency(
+    wall_ms: list[float],
+    server_ms: list[float],
+    threshold_ms: float,
+    *,
+    min_samples: int = LATENCY_MIN_SAMPLES,
+    what: str = "completion",
+) -> Metrics:
+    """p95 of the server-measured times when every request reported one, else of the wall times."""
+    by_server = bool(wall_ms) and len(server_ms) == len(wall_ms)
+    judged = server_ms if by_server else wall_ms
+    metrics: Metrics = {
+        "samples": len(judged),
+        "min_samples": min_samples,
+        "measured_by": "server timings" if by_server else "client wall time",
+        "p50_ms": percentile(judged, 50),
+        "p95_ms": percentile(judged, 95),
+        "p99_ms": percentile(judged, 99),
+        "max_ms": max(judged) if judged else None,
+        "wall_p50_ms": percentile(wall_ms, 50),
+        "wall_p95_ms": percentile(wall_ms, 95),
+        "threshold_ms": threshold_ms,
+    }
+    require(
+        len(judged) >= min_samples,
+        f"inconclusive: only {len(judged)} samples (need {min_samples}) for the p95 {what} latency; "
+        "raise SMOKE_LATENCY_SAMPLES",
+        metrics,
+    )
+    p95 = metrics["p95_ms"]
+    require(
+        p95 <= threshold_ms,
+        f"p95 {what} latency {p95:.0f}ms ({metrics['measured_by']}) > threshold {threshold_ms:.0f}ms over "
+        f"{len(judged)} requests (p50 {metrics['p50_ms']:.0f}ms); raise SMOKE_LATENCY_MS or find what slows the server",
+        metrics,
+    )
+    return metrics
+
+
+def probe_latency(client: Client, samples: int, threshold_ms: float) -> Metrics:
+    client.completion("Hi", max_tokens=1)  # warm-up, not measured
+    wall, server = [], []
+    for i in range(samples):
+        response, ms = client.timed("completion", f"Latency probe {i}:", max_tokens=8, **DETERMINISTIC)
+        check_status(response, 200, "POST /v1/completions")
+        wall.append(ms)
+        measured = server_time_ms(json_object(response, "POST /v1/completions"))
+        if measured is not None:
+            server.append(measured)
+    return check_latency(wall, server, threshold_ms)
+
+
+__all__ = [
+    "LATENCY_DEFAULT_MS", "LATENCY_MIN_SAMPLES", "check_latency", "probe_completion_accepted",
+    "probe_completion_fields", "probe_health", "probe_latency", "probe_models", "server_time_ms",
+]  # fmt: skip
