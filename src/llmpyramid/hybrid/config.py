@@ -30,6 +30,19 @@ REFERENCE_CONFIG = PROJECT_ROOT / "router" / "litellm.yaml"
 DEFAULT_RESULTS_DIR = PROJECT_ROOT / "results" / "hybrid"
 
 
+SCENARIO_KEYS = ("a", "b", "c", "d", "e")
+
+
+def parse_scenarios(name: str, raw: object) -> tuple[str, ...]:
+    """`a,b,c,d,e` (any subset, any order; run in that canonical order)."""
+    items = raw if isinstance(raw, tuple | list) else str(raw).replace(" ", "").split(",")
+    keys = {str(k).strip().lower() for k in items if str(k).strip()}
+    unknown = keys - set(SCENARIO_KEYS)
+    if unknown or not keys:
+        raise ConfigError(f"{name} must be a comma-separated subset of {','.join(SCENARIO_KEYS)}, got {raw!r}")
+    return tuple(k for k in SCENARIO_KEYS if k in keys)
+
+
 def parse_command(name: str, raw: object) -> str:
     """A shell-free command line (split with shlex, run without a shell); must not be empty."""
     text = str(raw).strip()
@@ -46,6 +59,7 @@ def parse_command(name: str, raw: object) -> str:
 class HybridSettings(Settings):
     section: ClassVar[str] = "hybrid setting"
 
+    scenarios: tuple[str, ...] = knob(SCENARIO_KEYS, "HYBRID_SCENARIOS", parse_scenarios)  # which to run
     router_url: str | None = knob(None, "HYBRID_ROUTER_URL", parse_url)  # else: the reference topology
     base_url: str | None = knob(None, "HYBRID_BASE_URL", parse_url)  # the base backend behind the router
     burst_url: str | None = knob(None, "HYBRID_BURST_URL", parse_url)

@@ -121,15 +121,19 @@ class Scenario:
         self.users = users
         self.task = asyncio.create_task(self.driver.run(users, self.stop))
 
-    async def wait_for(self, what: str, cond: Callable[[], bool]) -> None:
-        """Poll until `cond()`; past the scenario timeout the run is inconclusive (names `what`)."""
+    async def wait_for(self, what: str, cond: Callable[[], bool], *, promised: bool = False) -> None:
+        """Poll until `cond()`. Past the scenario timeout the run is inconclusive, or failed when `what`
+        is the behaviour the scenario promises (failover, fail-back)."""
         while not cond():
             if self.task is not None and self.task.done():
                 self.task.result()  # a crash in the driver surfaces here
             if self.topo.router is not None:
                 self.topo.router.sample()
             if time.monotonic() > self.deadline:
-                raise Inconclusive(f"{what} did not happen within {self.settings.scenario_timeout:g}s")
+                error = GateFailed if promised else Inconclusive
+                raise error(
+                    f"{what} did not happen within {self.settings.scenario_timeout:g}s (HYBRID_SCENARIO_TIMEOUT)"
+                )
             await asyncio.sleep(POLL_S)
 
     async def finish(self) -> None:
@@ -238,7 +242,7 @@ async def _kill_and_recover(sc: Scenario, victim: Backend, survivor: str) -> tup
     )
     fault = await sc.fault(f"{victim.name} killed", victim.kill)
     await sc.wait_for(f"a success on {survivor} after {victim.name} was killed",
-                      lambda: sc.first_success(survivor, ended_after=fault) < math.inf)  # fmt: skip
+                      lambda: sc.first_success(survivor, ended_after=fault) < math.inf, promised=True)  # fmt: skip
     recovered = sc.first_success(survivor, ended_after=fault)
     sc.events[f"first {survivor} success"] = recovered
     return fault, recovered
@@ -285,9 +289,11 @@ async def scenario_d(sc: Scenario) -> dict[str, Any]:
     await sc.wait_for("a success on burst while base is down", lambda: sc.count(backend="burst") >= 1)
     restore_started = await sc.fault("base restore started", base.restore)
     restored = sc.events["base restored"] = time.time()  # the restore action returns once base is healthy
-    await sc.wait_for("a success on base after it was restored",
-                      lambda: sc.first_success("base", since=restore_started) < math.inf)  # fmt: skip
+    await sc.wait_for("traffic returning to base after it was restored",
+                      lambda: sc.first_success("base", since=restore_started) < math.inf, promised=True)  # fmt: skip
     back = sc.events["first base success"] = sc.first_success("base", since=restore_started)
+    # Traffic is back when the router sends a request to base: the start of the first one base served.
+    routed = min(o.start for o in sc.outcomes if o.ok and o.backend == "base" and o.start >= restore_started)
     await sc.wait_for(f"{sc.settings.requests} requests after fail-back",
                       lambda: sc.ended_since(back) >= sc.settings.requests)  # fmt: skip
     await sc.finish()
@@ -298,7 +304,8 @@ async def scenario_d(sc: Scenario) -> dict[str, Any]:
         raise GateFailed(f"{len(failed)} requests failed while base came back: {failed[0].sample.error}")
     return {
         "restore_seconds": round(restored - restore_started, 3),
-        "time_to_fail_back_s": round(back - restored, 3),
+        "time_to_fail_back_s": round(max(routed - restored, 0.0), 3),
+        "time_to_first_base_success_s": round(back - restored, 3),
         "after_on_base": sum(1 for o in after if o.backend == "base"),
     }
 

@@ -27,7 +27,6 @@ from llmpyramid.hybrid.scenarios import ScenarioResult, ensure_base_up, run_scen
 from llmpyramid.hybrid.topology import Topology, external_topology, reference_topology
 
 OPTION_NAMES = ("router_url", "base_url", "burst_url", "base_stop_cmd", "base_start_cmd", "burst_stop_cmd")
-SCENARIO_ORDER = ("a", "b", "c", "d", "e")
 
 
 def _stderr(message: str) -> None:
@@ -52,7 +51,7 @@ def topology(settings: HybridSettings, notify: Callable[[str], None]) -> Iterato
 
 async def _scenarios(topo: Topology, settings: HybridSettings, notify: Callable[[str], None]) -> list[ScenarioResult]:
     out = []
-    for key in SCENARIO_ORDER:
+    for key in settings.scenarios:
         if key == "e":
             await ensure_base_up(topo, notify)
         out.append(await run_scenario(key, topo, settings, notify))
