@@ -36,7 +36,7 @@ from llmpyramid.stack.target import Target
 
 MODEL_ALIAS = "SmolLM2-135M-Instruct"
 BILLED_PHASES = ("launch", "health", "completion", "chat_completion", "teardown")
-_NAME = re.compile(rf"^{CLUSTER_PREFIX}(?P<cloud>aws|gcp|azure)-(?P<stamp>\d{{8}}-\d{{6}})(?:-[0-9a-f]+)?$")
+_NAME = re.compile(rf"^{CLUSTER_PREFIX}(?P<cloud>aws|gcp|azure)-(?P<stamp>\d{{8}}-\d{{6}})(?:-[0-9a-f]+)*$")
 T = TypeVar("T")
 
 

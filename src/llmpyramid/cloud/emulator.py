@@ -1,0 +1,239 @@
+"""SkyPilot against moto, offline: the emulated cloud for the `cloud_emulated` layer.
+
+    python -m llmpyramid.cloud netns -- pytest tests/cloud   # loopback-only network namespace (root)
+
+    with EmulatedAWS(tmp_dir) as aws:      # inside that namespace
+        ...                                # real SkyPilot SDK + API server, moto as EC2/IAM/STS/S3
+
+What it takes (measured with skypilot 0.14.1 + moto 5.2.5, see ../shared/ENVIRONMENT.md):
+- a private HOME (SkyPilot state, API server, catalogs) with the pinned catalog whose images.csv maps
+  SkyPilot's image to a moto AMI; fake keys and AWS_ENDPOINT_URL set *before* the API server starts
+  (it keeps the environment it was started with);
+- moto seeded with SkyPilot's `skypilot-v1` role/instance profile (moto rejects SkyPilot's own IAM
+  setup) and an internet gateway + 0.0.0.0/0 route (else "All candidate subnets are private");
+- PIP_NO_BUILD_ISOLATION=0: SkyPilot builds its own wheel for the instance, and pip's isolated build
+  would fetch setuptools from PyPI;
+- a network namespace with only loopback: SkyPilot probes the fake public IPs moto hands out, and no
+  packet may leave the machine. SSH to the instance is therefore impossible by design: launches stop
+  at the SSH phase, which is what the emulated tests assert.
+Leaving the context stops SkyPilot's API server (it otherwise survives) and moto.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from llmpyramid.cloud import catalog, skypilot
+from llmpyramid.errors import InfrastructureError
+from llmpyramid.ports import free_port
+
+MOTO_AMI = "ami-785db401"  # an Ubuntu image in moto's built-in list
+REGION = "us-east-1"
+UNAVAILABLE_ENV = "LLMPYRAMID_NETNS_UNAVAILABLE"  # why the namespace could not be created
+_ASSUME_ROLE = {
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+}
+
+
+# --- the loopback-only network namespace ------------------------------------------------------------
+
+
+def interfaces() -> list[str]:
+    return sorted(os.listdir("/sys/class/net"))
+
+
+def loopback_only_reason() -> str | None:
+    """None inside a namespace whose only interface is an up loopback; else why not."""
+    names = interfaces()
+    if names != ["lo"]:
+        return f"network interfaces {', '.join(names)} besides loopback: not an isolated namespace"
+    if Path("/sys/class/net/lo/operstate").read_text().strip() not in ("unknown", "up"):
+        return "loopback is down"
+    return None
+
+
+def bring_loopback_up() -> None:
+    """`ip link set lo up` without iproute2: SIOCSIFFLAGS on lo."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14s", b"lo", 0, b"\0" * 14)
+        flags = struct.unpack("16sH14s", fcntl.ioctl(sock, siocgifflags, request))[1]
+        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14s", b"lo", flags | iff_up, b"\0" * 14))
+
+
+def run_in_netns(command: list[str]) -> int:
+    """Run `command` in a fresh loopback-only namespace (`unshare -n`, needs root).
+
+    Where it cannot be created the command still runs, with UNAVAILABLE_ENV saying why, so the
+    emulated tests report themselves skipped with that reason instead of passing or touching a network.
+    """
+    if loopback_only_reason() is None:
+        return subprocess.call(command)
+    unshare = shutil.which("unshare")
+    reason = None
+    if os.geteuid() != 0:
+        reason = "creating a network namespace needs root (unshare -n)"
+    elif unshare is None:
+        reason = "unshare (util-linux) is not installed"
+    else:
+        inner = [sys.executable, "-m", "llmpyramid.cloud", "netns", "--inside", "--", *command]
+        probe = subprocess.run([unshare, "-n", "true"], capture_output=True, text=True)
+        if probe.returncode == 0:
+            return subprocess.call([unshare, "-n", "--", *inner])
+        reason = f"unshare -n failed: {probe.stderr.strip() or probe.returncode}"
+    print(f"cloud_emulated: {reason}; the emulated tests will be skipped", file=sys.stderr, flush=True)
+    return subprocess.call(command, env={**os.environ, UNAVAILABLE_ENV: reason})
+
+
+def inside_netns(command: list[str]) -> int:
+    bring_loopback_up()
+    reason = loopback_only_reason()
+    if reason:
+        print(f"cloud_emulated: namespace check failed: {reason}", file=sys.stderr, flush=True)
+        return 2
+    return subprocess.call(command)
+
+
+# --- moto + SkyPilot ------------------------------------------------------------------------------
+
+
+class EmulatedAWS:
+    """moto on loopback, seeded for SkyPilot, and the environment SkyPilot must start with."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.home = self.root / "home"
+        self.port = 0
+        self.api_port = 0
+        self.endpoint = ""
+        self._moto: subprocess.Popen[bytes] | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    def env(self) -> dict[str, str]:
+        return {
+            "HOME": str(self.home),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "PIP_NO_BUILD_ISOLATION": "0",  # pip's quirk: 0 turns build isolation *off*
+            "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
+            "SKYPILOT_API_SERVER_LOCAL_PORT": str(self.api_port),
+        }
+
+    def __enter__(self) -> EmulatedAWS:
+        reason = loopback_only_reason()
+        if reason:
+            raise InfrastructureError(
+                f"refusing to run SkyPilot against moto outside a loopback-only namespace: {reason}"
+            )
+        if not shutil.which("rsync"):
+            raise InfrastructureError("rsync is not on PATH (SkyPilot needs it): apt-get install -y rsync")
+        self.home.mkdir(parents=True, exist_ok=True)
+        catalog.install(self.home, "aws", image_id=MOTO_AMI)
+        self.port, self.api_port = free_port(), free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        log = (self.root / "moto.log").open("wb")
+        self._moto = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        for name, value in self.env().items():
+            self._saved_env[name] = os.environ.get(name)
+            os.environ[name] = value
+        try:
+            self._wait_moto()
+            self.seed()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _wait_moto(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                self.client("sts").get_caller_identity()
+                return
+            time.sleep(0.2)
+        raise InfrastructureError(f"moto did not answer on {self.endpoint} within {timeout:.0f}s")
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
+
+    def seed(self) -> None:
+        iam = self.client("iam")
+        iam.create_role(RoleName="skypilot-v1", AssumeRolePolicyDocument=json.dumps(_ASSUME_ROLE))
+        iam.create_instance_profile(InstanceProfileName="skypilot-v1")
+        iam.add_role_to_instance_profile(InstanceProfileName="skypilot-v1", RoleName="skypilot-v1")
+        ec2 = self.client("ec2")
+        vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+        igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+        tables = ec2.describe_route_tables(
+            Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
+        )["RouteTables"]
+        ec2.create_route(RouteTableId=tables[0]["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+
+    # --- what the tests look at -----------------------------------------------------------------
+
+    def instances(self, cluster: str | None = None) -> list[dict[str, Any]]:
+        filters = [{"Name": "tag-key", "Values": ["skypilot-cluster-name"]}]
+        out = self.client("ec2").describe_instances(Filters=filters)
+        found = [i for r in out["Reservations"] for i in r["Instances"]]
+        if cluster:
+            found = [i for i in found if _tag(i, "skypilot-cluster-name").startswith(cluster)]
+        return found
+
+    def live_instances(self, cluster: str | None = None) -> list[dict[str, Any]]:
+        return [i for i in self.instances(cluster) if i["State"]["Name"] != "terminated"]
+
+    def security_groups(self, prefix: str = "sky-sg-") -> list[str]:
+        groups = self.client("ec2").describe_security_groups()["SecurityGroups"]
+        return sorted(g["GroupName"] for g in groups if g["GroupName"].startswith(prefix))
+
+    def wait_instance_running(self, cluster: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = [i for i in self.live_instances(cluster) if i["State"]["Name"] == "running"]
+            if running:
+                return running[0]
+            time.sleep(1.0)
+        raise InfrastructureError(f"no running instance for {cluster} in moto within {timeout:.0f}s")
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            skypilot.stop_api_server()
+        finally:
+            if self._moto is not None:
+                self._moto.terminate()
+                try:
+                    self._moto.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._moto.kill()
+                    self._moto.wait()
+            for name, value in self._saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def _tag(instance: dict[str, Any], key: str) -> str:
+    return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == key), "")
