@@ -89,3 +89,22 @@ def test_world_open_cidrs_rejected_by_variable_validation(terraform: Terraform, 
     failed = [r["run"] for r in runs if r["status"] != "pass"]
     assert not failed, f"terraform/{module} validations let these through: {failed}"
     assert result.ok, result.output[-2000:]
+
+
+def test_hetzner_tls_domain_names_validated(terraform: Terraform, tmp_path: Path) -> None:
+    """tls_domain_names turns the load balancer public (HTTPS); only DNS names are accepted."""
+    work = tmp_path / "hetzner"
+    (work / "tests").mkdir(parents=True)
+    shutil.copy(module_dir("hetzner") / "variables.tf", work / "variables.tf")
+    common = ["variables {", *(f"  {k} = {hcl(v)}" for k, v in REQUIRED["hetzner"].items()), "}", ""]
+    cases = {"accepts_dns_names": (["inference.example.com", "llm.eu.example.org"], False)}
+    cases |= {f"rejects_{i}": ([bad], True) for i, bad in enumerate(["Not A Domain", "http://x.example.com", "x"])}
+    for name, (domains, rejected) in cases.items():
+        run = [f'run "{name}" {{', "  command = plan", f"  variables {{ tls_domain_names = {hcl(domains)} }}"]
+        run += ["  expect_failures = [var.tls_domain_names]"] if rejected else []
+        (work / "tests" / f"{name}.tftest.hcl").write_text("\n".join([*common, *run, "}"]) + "\n")
+    data = tmp_path / "d"
+    assert terraform.run("init", "-backend=false", "-input=false", "-no-color", cwd=work, data_dir=data).ok
+    result = terraform.run("test", "-no-color", cwd=work, data_dir=data)
+    runs = parse_test_runs(result.stdout)
+    assert len(runs) == len(cases) and all(r["status"] == "pass" for r in runs), result.output[-2000:]
