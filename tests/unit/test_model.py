@@ -357,3 +357,8 @@ def test_sub_second_hf_timeout_rounds_up_instead_of_becoming_the_10s_default(tmp
     s.model_dir.mkdir(parents=True)
     model_mod.fetch_from_hub(s)
     assert os.environ["HF_HUB_ETAG_TIMEOUT"] == os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] == "1"
+
+
+def test_config_defaults_are_the_pinned_hub_file():
+    s = ModelSettings()
+    assert (s.hf_repo, s.hf_file) == (model_mod.HF_REPO, model_mod.HF_FILE)

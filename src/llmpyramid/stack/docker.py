@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 from llmpyramid.config import PROJECT_ROOT
-from llmpyramid.errors import InfrastructureError
+from llmpyramid.errors import ConfigError, InfrastructureError
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.test.yml"
 DOCKER_URL = "http://127.0.0.1:8080"
@@ -39,8 +39,13 @@ def compose(*args: str, command: list[str] | None = None) -> None:
 
 def up() -> None:
     """Check for an engine first (no point fetching a model otherwise), then start the compose stack."""
-    from llmpyramid.model import ensure_model
+    from llmpyramid.model import MODEL_FILE_NAME, ensure_model
 
     command = compose_command()
-    ensure_model(notify=print)  # the compose file mounts ./models/test
+    found = ensure_model(notify=print)  # the compose file mounts ./models/test/MODEL_FILE_NAME
+    if found.path.resolve() != (PROJECT_ROOT / "models" / "test" / MODEL_FILE_NAME).resolve():
+        raise ConfigError(
+            f"the Docker path serves models/test/{MODEL_FILE_NAME}; {found.path} was chosen (MODEL_PATH/HF_FILE): "
+            "use the embedded stack for other models"
+        )
     compose("up", "-d", command=command)
