@@ -27,7 +27,6 @@ import jsonschema
 from llmpyramid.checks.shared import (
     CHAT,
     DETERMINISTIC,
-    GREETING,
     PROMPT,
     CheckFailed,
     Metrics,
@@ -185,7 +184,7 @@ def check_error_contract(body: Any, status_code: int, profile: ServerProfile, wh
 
 def probe_contract_body(client: Client, kind: Kind) -> Metrics:
     spec = KINDS[kind]
-    response = client.create(kind, GREETING[kind], max_tokens=8, **DETERMINISTIC)
+    response = client.create(kind, spec.payload(PROMPT), max_tokens=8, **DETERMINISTIC)
     check_status(response, 200, spec.what)
     body = json_object(response, spec.what)
     check_contract(spec.schema, body, spec.what)
@@ -207,7 +206,7 @@ def probe_contract_stream(client: Client, kind: Kind, include_usage: bool = Fals
     spec = KINDS[kind]
     what = f"streamed {spec.what}"
     extra = {"stream_options": {"include_usage": True}} if include_usage else {}
-    result = client.stream(kind, GREETING[kind], max_tokens=8, **DETERMINISTIC, **extra)
+    result = client.stream(kind, spec.payload(PROMPT), max_tokens=8, **DETERMINISTIC, **extra)
     check_stream(result, what)
     for i, chunk in enumerate(result.json_chunks):
         check_contract(spec.chunk_schema, chunk, f"{what} chunk {i}")
@@ -220,8 +219,8 @@ def probe_contract_stream(client: Client, kind: Kind, include_usage: bool = Fals
 def probe_content_types(client: Client) -> Metrics:
     check_content_type(client.get("/v1/models"), "application/json", "GET /v1/models")
     for kind, spec in KINDS.items():
-        check_content_type(client.create(kind, GREETING[kind], max_tokens=2), "application/json", spec.what)
-        result = client.stream(kind, GREETING[kind], max_tokens=2)
+        check_content_type(client.create(kind, spec.payload(PROMPT), max_tokens=2), "application/json", spec.what)
+        result = client.stream(kind, spec.payload(PROMPT), max_tokens=2)
         require(
             result.content_type == "text/event-stream",
             f"streamed {spec.what}: expected Content-Type text/event-stream, got {result.content_type or 'none'!r}",

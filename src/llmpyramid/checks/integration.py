@@ -14,7 +14,7 @@ import httpx
 from llmpyramid.checks.shared import (
     CHAT,
     DETERMINISTIC,
-    GREETING,
+    PROMPT,
     CheckFailed,
     Metrics,
     check_error_response,
@@ -184,11 +184,12 @@ def probe_concurrency(client: Client, n: int) -> Metrics:
 
 
 def probe_stream(client: Client, kind: Kind) -> Metrics:
-    what = f"streamed {KINDS[kind].what}"
-    result = client.stream(kind, GREETING[kind], max_tokens=16, **DETERMINISTIC)
+    spec = KINDS[kind]
+    what = f"streamed {spec.what}"
+    result = client.stream(kind, spec.payload(PROMPT), max_tokens=16, **DETERMINISTIC)
     metrics = check_stream(result, what)
-    plain = client.create(kind, GREETING[kind], max_tokens=16, **DETERMINISTIC)
-    check_status(plain, 200, KINDS[kind].what)
+    plain = client.create(kind, spec.payload(PROMPT), max_tokens=16, **DETERMINISTIC)
+    check_status(plain, 200, spec.what)
     check_same_text(result.text, message_text(plain.json(), kind), what)
     return metrics
 

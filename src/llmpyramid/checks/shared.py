@@ -18,9 +18,8 @@ from llmpyramid.results import one_line
 
 Metrics = dict[str, Any]
 FINISH_REASONS = {"stop", "length", "content_filter", "tool_calls", "function_call"}
-PROMPT = "The capital of France is"
-CHAT: Any = KINDS["chat"].payload("Say hello in one short sentence.")
-GREETING: dict[Kind, Any] = {"completion": PROMPT, "chat": CHAT}  # the short request each probe sends
+PROMPT = "The capital of France is"  # the short request the probes send, as a prompt or one user message
+CHAT: Any = KINDS["chat"].payload(PROMPT)
 DETERMINISTIC = {"temperature": 0, "seed": 42}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from llmpyramid.checks.shared import (
     DETERMINISTIC,
-    GREETING,
+    PROMPT,
     Metrics,
     check_completion_body,
     check_health,
@@ -48,8 +48,9 @@ def probe_completion_accepted(client: Client) -> Metrics:
 
 
 def probe_completion_fields(client: Client, kind: Kind = "completion") -> Metrics:
-    what = KINDS[kind].what
-    response, ms = client.timed(kind, GREETING[kind], max_tokens=8, **DETERMINISTIC)
+    spec = KINDS[kind]
+    response, ms = client.timed(kind, spec.payload(PROMPT), max_tokens=8, **DETERMINISTIC)
+    what = spec.what
     check_status(response, 200, what)
     body = json_object(response, what)
     check_completion_body(body, kind)
