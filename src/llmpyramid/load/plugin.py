@@ -334,6 +334,10 @@ def finalize(
     if not samples:
         load_test["error_rate"] = 1.0  # nothing completed: as bad as every request failing
     findings = evaluate_slo(load_test, config.slo)
+    if load_test.get("errors"):  # say what went wrong, e.g. "HTTP 401: ... Invalid API Key"
+        top, count = next(iter(load_test["errors"].items()))
+        note = f" (most frequent error, {count}x: {top})"
+        findings = [f + note if f.startswith("error rate") else f for f in findings]
     if (load_test["completed"] or 0) < config.min_requests:
         findings.insert(0, inconclusive(load_test["completed"] or 0, config.min_requests))
     out = Path(config.results_dir)
