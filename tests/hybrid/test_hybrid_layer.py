@@ -1,0 +1,162 @@
+"""The hybrid layer for real: two embedded llama.cpp stacks behind LiteLLM's proxy on loopback.
+
+Each test runs the layer's front door (`python -m llmpyramid.hybrid`) as a child process, as a user
+would, and checks the document it prints, its exit code, and that every process it started (router,
+base, burst, a restarted base) is gone afterwards. Verdicts are on counts the run measured; the only
+time limits are generous ones against a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+from llmpyramid import results
+from llmpyramid.hybrid.config import REFERENCE_CONFIG
+from llmpyramid.ports import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+RUN_LIMIT_S = 600  # against a hang only; the layer's own wall time is recorded in its document
+PIDS = re.compile(r"\(pid (\d+)")
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_")}
+    return {**env, "HYBRID_RESULTS_DIR": str(tmp_path / "results"), "PYTHONUNBUFFERED": "1", **extra}
+
+
+def _run(tmp_path: Path, *args: str, **extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmpyramid.hybrid", "--output", "json", *args],
+        env=_env(tmp_path, **extra), capture_output=True, text=True, timeout=RUN_LIMIT_S,
+    )  # fmt: skip
+    sys.stderr.write(proc.stderr)  # the run's log, for whoever reads a failure
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        doc = None
+    return proc, doc
+
+
+def _assert_all_stopped(stderr: str) -> None:
+    """Every pid the run announced (router, stacks, restarted base) is gone."""
+    pids = {int(p) for p in PIDS.findall(stderr)}
+    assert pids, f"the run announced no process: {stderr[-500:]}"
+    deadline = time.monotonic() + 30
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
+        time.sleep(0.2)
+    assert not alive, f"processes left running after the layer ended: {sorted(alive)}"
+
+
+def test_reference_topology_runs_five_scenarios_with_attribution_and_phases(tmp_path):
+    proc, doc = _run(tmp_path)
+    assert doc is not None, f"no JSON document on stdout (exit {proc.returncode}): {proc.stderr[-800:]}"
+    results.validate(doc)
+    failed = [f"{t['name']}: {t.get('error')}" for t in doc["tests"] if t["status"] != "passed"]
+    assert proc.returncode == 0 and not failed, f"exit {proc.returncode}: {failed}"
+    h = doc["hybrid"]
+    sc = h["scenarios"]
+    assert list(sc) == ["a_below_base_capacity", "b_overflow_to_burst", "c_base_killed", "d_base_restored",
+                        "e_burst_lost_during_overflow"]  # fmt: skip
+    # a: every request attributed to base; b: both backends served, burst took the overflow
+    assert set(sc["a_below_base_capacity"]["served_by"]) == {"base"}
+    assert sc["b_overflow_to_burst"]["served_by"]["burst"] >= 1 and sc["b_overflow_to_burst"]["served_by"]["base"] >= 1
+    # c: base died with streams in flight; burst answered afterwards; phases split around the fault
+    c = sc["c_base_killed"]
+    assert c["in_flight_at_fault"] >= 1 and c["time_to_first_burst_success_s"] >= 0
+    assert set(c["phases"]) == {"before", "during", "after"}
+    assert set(c["phases"]["before"]["served_by"]) == {"base"} and set(c["phases"]["after"]["served_by"]) == {"burst"}
+    # d: traffic returned to base; e: base kept serving, nothing hung
+    d = sc["d_base_restored"]
+    assert d["time_to_fail_back_s"] >= 0 and d["phases"]["after"]["served_by"].get("base", 0) >= 1
+    e = sc["e_burst_lost_during_overflow"]
+    assert e["hung"] == 0 and e["base_served_after_fault"] >= 1
+    assert h["router_cpu_seconds"] > 0 and h["router_peak_rss_bytes"] > 0
+    assert Path(h["artifacts"]["plot"]).stat().st_size > 0
+    samples = Path(h["artifacts"]["samples"]).read_text().splitlines()
+    assert len(samples) == sum(s["issued"] for s in sc.values())
+    _assert_all_stopped(proc.stderr)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(h["topology"]["router_url"] + "/health/liveliness", timeout=5)
+
+
+def test_router_that_never_overflows_fails_scenario_b_saying_so(tmp_path):
+    """The reference config without base's concurrency cap: base queues everything, burst idles."""
+    config = yaml.safe_load(REFERENCE_CONFIG.read_text())
+    base = next(m for m in config["model_list"] if m["model_info"]["id"] == "base")
+    del base["litellm_params"]["max_parallel_requests"]
+    broken = tmp_path / "no-overflow.yaml"
+    broken.write_text(yaml.safe_dump(config))
+    proc, doc = _run(tmp_path, HYBRID_ROUTER_CONFIG=str(broken), HYBRID_SCENARIOS="b", HYBRID_REQUESTS="8")
+    assert proc.returncode == 1, proc.stderr[-800:]
+    assert doc is not None
+    (b,) = doc["tests"]
+    assert b["name"] == "b_overflow_to_burst" and b["status"] == "failed"
+    assert "never sent traffic to burst" in b["error"], b["error"]
+    assert set(doc["hybrid"]["scenarios"]["b_overflow_to_burst"]["served_by"]) == {"base"}
+    _assert_all_stopped(proc.stderr)
+
+
+def test_sigterm_mid_run_stops_router_and_both_stacks(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmpyramid.hybrid"], env=_env(tmp_path, HYBRID_SCENARIOS="b"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    log: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: log.extend(proc.stderr or []), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + RUN_LIMIT_S
+    while not any("router: LiteLLM" in line for line in log) and proc.poll() is None:
+        assert time.monotonic() < deadline, "router never became ready"
+        time.sleep(0.2)
+    time.sleep(1.0)  # scenario b is now sending load through the router
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=120)
+    reader.join(timeout=10)
+    stderr = "".join(log)
+    assert code == 130, stderr[-800:]
+    assert len(PIDS.findall(stderr)) == 3, stderr  # router, base, burst
+    _assert_all_stopped(stderr)
+
+
+class _Answer(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def test_unreachable_router_or_backend_is_exit_2_naming_which(tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc, _ = _run(tmp_path, "--router-url", dead)
+    assert proc.returncode == 2 and f"router {dead} is not reachable" in proc.stderr, proc.stderr
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        router = f"http://127.0.0.1:{server.server_address[1]}"
+        proc, _ = _run(tmp_path, "--router-url", router, "--base-url", dead)
+        assert proc.returncode == 2 and f"base backend {dead} is not reachable" in proc.stderr, proc.stderr
+        proc, _ = _run(tmp_path, "--router-url", router, "--burst-url", dead)
+        assert proc.returncode == 2 and f"burst backend {dead} is not reachable" in proc.stderr, proc.stderr
+    finally:
+        server.shutdown()
