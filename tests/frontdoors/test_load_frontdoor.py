@@ -16,6 +16,7 @@ from frontdoor_harness import (
     PYTHON,
     Sandbox,
     assert_rejected,
+    bug,
 )
 
 LOAD = [PYTHON, "-m", "llmpyramid.load"]
@@ -61,6 +62,13 @@ ENV_VALUES = {
     "SLO_MIN_OUTPUT_TOKENS_PER_SECOND": ["nan"],
 }
 
+KNOWN_BUGS = {
+    "--users 99999999999999999999999999": bug("load: --users/LOAD_USERS has no upper bound (LoadConfig.users)"),
+    "LOAD_SWEEP_MIN_GAIN=-5": bug("load: a negative LOAD_SWEEP_MIN_GAIN is accepted (LoadConfig.sweep_min_gain)"),
+    "--output xml": bug("load: a flag argparse rejects writes the error to LOAD_RESULTS_DIR, not --results-dir"),
+    "unknown flag": bug("load: a flag argparse rejects writes the error to LOAD_RESULTS_DIR, not --results-dir"),
+}
+
 # (id, argv, env, expected exit)
 CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     *[(f"{flag} {v}", [flag, v], UNREACHABLE, 3) for flag, values in NUMERIC_FLAGS.items() for v in values],
@@ -83,7 +91,9 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
 ]
 
 
-@pytest.mark.parametrize(("argv", "env", "code"), [pytest.param(*c[1:], id=c[0]) for c in CASES])
+@pytest.mark.parametrize(
+    ("argv", "env", "code"), [pytest.param(*c[1:], id=c[0], marks=KNOWN_BUGS.get(c[0], ())) for c in CASES]
+)
 def test_bad_input_is_one_line_and_this_runs_results(
     sandbox: Sandbox, argv: list[str], env: dict[str, str], code: int
 ) -> None:
