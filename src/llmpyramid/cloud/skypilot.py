@@ -9,6 +9,7 @@ credentials -> ConfigError (3); API server unreachable, no capacity, provisionin
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -194,10 +195,14 @@ def stop_api_server() -> None:
 
 @contextlib.contextmanager
 def api_server_scope() -> Iterator[None]:
-    """Stop the local API server afterwards if this run is the one that started it."""
+    """Stop the local API server afterwards if this run is the one that started it.
+
+    SkyPilot prints its progress on stdout; inside the scope it goes to stderr, so a front door's
+    stdout carries only its JSON document."""
     was_running = bool(api_server_pids())
-    try:
-        yield
-    finally:
-        if not was_running and api_server_pids():
-            stop_api_server()
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            yield
+        finally:
+            if not was_running and api_server_pids():
+                stop_api_server()

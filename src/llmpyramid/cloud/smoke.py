@@ -184,9 +184,12 @@ class CloudSmoke:
     # --- preemption -----------------------------------------------------------------------------
 
     def preempted(self) -> bool:
-        """SkyPilot's refreshed view: the cluster is gone or no longer UP (its spot instance was reclaimed)."""
+        """SkyPilot's refreshed view: the cluster record is gone (its spot instances were reclaimed), or
+        a cluster that was UP no longer is. A cluster still launching (INIT, never UP) is not preempted."""
         records = skypilot.status([self.cluster], self.settings.request_timeout, refresh=True)
-        return not records or skypilot.record_status(records[0]) != "UP"
+        if not records:
+            return self.launched
+        return self.base_url is not None and skypilot.record_status(records[0]) != "UP"
 
     def survive_preemption(self, step: Callable[[], T]) -> T:
         while True:

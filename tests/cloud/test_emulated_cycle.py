@@ -1,0 +1,156 @@
+"""The cloud smoke's launch/teardown/preemption/interrupt/sweep paths against emulated EC2 (moto).
+
+Real SkyPilot provisions for real here (IAM, VPC, security groups, spot run_instances) and is stopped
+at the SSH phase by design: the instance's public IP is moto's fiction and the namespace has no route
+to it. Every test ends by asking moto itself that nothing is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from llmpyramid.cloud import skypilot
+from llmpyramid.cloud.smoke import CloudSmoke
+from llmpyramid.cloud.sweeper import sweep
+
+RUNNING_TIMEOUT = 240.0  # provisioning against moto took ~20 s here; the box is shared and busy
+
+
+def _tag(instance, key):
+    return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == key), "")
+
+
+def assert_nothing_left(aws, cluster):
+    assert aws.live_instances(cluster) == [], f"instances of {cluster} still alive in moto"
+    assert f"sky-sg-{cluster}" not in aws.security_groups(), f"security group of {cluster} still in moto"
+
+
+def test_credentials_enabled_against_moto(settings):
+    caps = CloudSmoke(settings).check_credentials()
+    assert "compute" in caps
+
+
+def test_spot_launch_reaches_ssh_phase_by_design_then_teardown_leaves_nothing(emulated_aws, settings, record_property):
+    smoke = CloudSmoke(settings)
+    smoke.guard_cost()
+    smoke.timed("credentials", smoke.check_credentials)
+    smoke.timed("launch", smoke.start_launch)
+    instance = smoke.timed("launch", lambda: emulated_aws.wait_instance_running(smoke.cluster, RUNNING_TIMEOUT))
+    try:
+        assert instance.get("InstanceLifecycle") == "spot"
+        assert instance["InstanceType"] == "r7a.large"
+        assert _tag(instance, "skypilot-cluster-name").startswith(smoke.cluster)
+        assert f"sky-sg-{smoke.cluster}" in emulated_aws.security_groups()
+        # By design the launch cannot finish: it waits for SSH to an address that does not exist.
+        assert skypilot.active_requests(smoke.cluster), "the launch request should still be waiting for SSH"
+    finally:
+        assert smoke.teardown()
+    assert_nothing_left(emulated_aws, smoke.cluster)
+    assert sweep("aws", older_than=0, dry_run=True).found == []
+    record_property("metrics", {f"{k}_s": round(v, 2) for k, v in smoke.phases.items()})
+
+
+def test_preemption_is_detected_and_leaves_nothing(emulated_aws, settings):
+    smoke = CloudSmoke(settings)
+    smoke.start_launch()
+    instance = emulated_aws.wait_instance_running(smoke.cluster, RUNNING_TIMEOUT)
+    try:
+        skypilot.cancel(smoke.launch_request)
+        smoke.launch_request = None
+        assert not smoke.preempted(), "a cluster whose instance still runs is not preempted"
+        emulated_aws.client("ec2").terminate_instances(InstanceIds=[instance["InstanceId"]])
+        assert smoke.preempted(), "SkyPilot's refreshed status should show the reclaimed spot instance"
+    finally:
+        smoke.teardown()
+    assert_nothing_left(emulated_aws, smoke.cluster)
+
+
+def _front_door(**env):
+    return subprocess.Popen(
+        [sys.executable, "-m", "llmpyramid.cloud", "smoke", "--cloud", "aws"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def _wait_new_instance(aws, before, proc, timeout=RUNNING_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"front door exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}"
+        fresh = [i for i in aws.live_instances("wf-smoke-aws-") if i["InstanceId"] not in before]
+        if [i for i in fresh if i["State"]["Name"] == "running"]:
+            return _tag(fresh[0], "skypilot-cluster-name")
+        time.sleep(1.0)
+    raise AssertionError("the front door's instance never showed up in moto")
+
+
+def _ids(aws):
+    return {i["InstanceId"] for i in aws.instances()}
+
+
+def test_unreachable_launch_times_out_tears_down_in_finally(emulated_aws):
+    proc = _front_door(CLOUD_LAUNCH_TIMEOUT="30s", CLOUD_TEARDOWN_TIMEOUT="120s")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 2, err[-3000:]
+    doc = json.loads(out)
+    assert doc["exit_code"] == 2 and "did not finish within 30s" in doc["error"]
+    statuses = {t["name"]: t["status"] for t in doc["tests"]}
+    assert statuses["cloud_credentials"] == "passed" and statuses["spot_launch"] == "error"
+    assert statuses["teardown"] == "passed"
+    assert doc["passed"] == doc["summary"]["passed"] and doc["failed"] == doc["summary"]["failed"] >= 1
+    assert doc["cloud"]["cost"]["estimated_usd"] > 0
+    assert_nothing_left(emulated_aws, doc["cloud"]["cluster"])
+
+
+def test_sigterm_mid_launch_exits_130_and_leaks_nothing(emulated_aws):
+    before = _ids(emulated_aws)
+    proc = _front_door()
+    name_on_cloud = _wait_new_instance(emulated_aws, before, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    assert emulated_aws.live_instances(name_on_cloud) == []
+    assert [g for g in emulated_aws.security_groups("sky-sg-wf-smoke-") if name_on_cloud.startswith(g[7:])] == []
+
+
+def test_sigkill_mid_launch_leaves_an_orphan_the_next_sweep_removes(emulated_aws):
+    before = _ids(emulated_aws)
+    proc = _front_door()
+    name_on_cloud = _wait_new_instance(emulated_aws, before, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert emulated_aws.live_instances(name_on_cloud), "SIGKILL allows no cleanup: the instance must still run"
+    report = sweep("aws", older_than=0)
+    assert any(name_on_cloud.startswith(leak.cluster) for leak in report.found), report.as_dict()
+    assert emulated_aws.live_instances(name_on_cloud) == []
+    assert [g for g in emulated_aws.security_groups("sky-sg-wf-smoke-") if name_on_cloud.startswith(g[7:])] == []
+    assert sweep("aws", older_than=0, dry_run=True).found == []
+
+
+def test_sweep_finds_a_cluster_skypilot_forgot_by_its_ec2_tag(emulated_aws):
+    ec2 = emulated_aws.client("ec2")
+    name = "wf-smoke-aws-20200101-000000-abcd-1234abcd"
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "skypilot-cluster-name", "Value": name}]}]
+    ec2.run_instances(ImageId="ami-785db401", InstanceType="r7a.large", MinCount=1, MaxCount=1, TagSpecifications=tags)
+    dry = sweep("aws", older_than=0, dry_run=True)
+    assert [(leak.cluster, leak.source) for leak in dry.found] == [(name, "ec2")]
+    assert emulated_aws.live_instances(name), "a dry run removes nothing"
+    sweep("aws", older_than=0)
+    assert emulated_aws.live_instances(name) == []
+
+
+def test_sweep_spares_clusters_younger_than_the_threshold(emulated_aws):
+    ec2 = emulated_aws.client("ec2")
+    name = "wf-smoke-aws-20991231-000000-beef-1234abcd"
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "skypilot-cluster-name", "Value": name}]}]
+    ec2.run_instances(ImageId="ami-785db401", InstanceType="r7a.large", MinCount=1, MaxCount=1, TagSpecifications=tags)
+    try:
+        assert sweep("aws", older_than=3600).found == []
+        assert emulated_aws.live_instances(name)
+    finally:
+        sweep("aws", older_than=0)
+    assert emulated_aws.live_instances(name) == []
