@@ -1,0 +1,45 @@
+"""Bad input through `python -m llmpyramid.cloud` and `python -m llmpyramid.hybrid`: rejected before
+SkyPilot, a router or a backend starts; one line, exit 3 (2 when well-formed but unreachable)."""
+
+from __future__ import annotations
+
+import pytest
+from frontdoor_harness import BAD_URLS, CRED_HOST_URL, PYTHON, Sandbox, assert_rejected, bug
+
+CLOUD = [PYTHON, "-m", "llmpyramid.cloud"]
+HYBRID = [PYTHON, "-m", "llmpyramid.hybrid", "--output", "json"]
+
+CLOUD_CASES = [
+    ("no command", []),
+    ("unknown command", ["bogus"]),
+    ("smoke without --cloud", ["smoke"]),
+    ("smoke unknown cloud", ["smoke", "--cloud", "mars"]),
+    ("estimate unknown cloud", ["estimate", "--cloud", "mars;touch PWNED"]),
+    *[(f"sweep --older-than {v}", ["sweep", "--cloud", "aws", "--older-than", v]) for v in ["nan", "-5", "abc", "1e999"]],
+    ("unknown flag", ["estimate", "--cloud", "aws", "--bogus"]),
+    ("netns without a command", ["netns"]),
+]
+
+
+@pytest.mark.parametrize("argv", [pytest.param(c[1], id=c[0]) for c in CLOUD_CASES])
+def test_cloud_bad_input_is_one_line(sandbox: Sandbox, argv: list[str]) -> None:
+    assert_rejected(sandbox.run([*CLOUD, *argv]), 3)
+
+
+HYBRID_SECRET_BUG = bug("hybrid: an unreachable router URL is shown with its password (hybrid.topology: 'is not reachable')")
+# (id, argv, expected exit, marks)
+HYBRID_CASES = [
+    *[(f"--router-url {u}", ["--router-url", u], 3, ()) for u in BAD_URLS],
+    ("--base-url malformed", ["--router-url", "http://127.0.0.1:1", "--base-url", "http://[::1"], 3, ()),
+    ("--burst-url malformed", ["--router-url", "http://127.0.0.1:1", "--burst-url", "ftp://x"], 3, ()),
+    ("--base-stop-cmd unbalanced quote", ["--router-url", "http://127.0.0.1:1", "--base-stop-cmd", "kill 'x"], 3, ()),
+    ("--output xml", ["--output", "xml"], 3, ()),
+    ("unknown flag", ["--bogus"], 3, ()),
+    ("router credentials unreachable", ["--router-url", CRED_HOST_URL], 2, HYBRID_SECRET_BUG),
+    ("router unreachable", ["--router-url", "http://127.0.0.1:1"], 2, ()),
+]
+
+
+@pytest.mark.parametrize(("argv", "code"), [pytest.param(c[1], c[2], id=c[0], marks=c[3]) for c in HYBRID_CASES])
+def test_hybrid_bad_input_is_one_line(sandbox: Sandbox, argv: list[str], code: int) -> None:
+    assert_rejected(sandbox.run([*HYBRID, *argv]), code)
