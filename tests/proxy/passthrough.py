@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 # Per-connection headers (RFC 9110 7.6.1), plus the framing and identity the proxy sets itself.
 NOT_FORWARDED = {
@@ -51,7 +51,11 @@ class PassThroughProxy:
         self._loop.close()
 
     async def _start(self) -> None:
-        self._session = ClientSession(auto_decompress=False, timeout=ClientTimeout(total=None))
+        # One upstream connection per request, as nginx does by default: llama.cpp closes a connection
+        # after a stream while still advertising keep-alive, so a pooled one may be dead on reuse.
+        self._session = ClientSession(
+            connector=TCPConnector(force_close=True), auto_decompress=False, timeout=ClientTimeout(total=None)
+        )
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(app, access_log=None)
