@@ -6,6 +6,11 @@ the emulators from `invoke emulators.up`, else moto / fake-gcs-server are starte
 ports and stopped at the end (they also die with this process). Config checks (`-k Config`) use
 none of these fixtures and need no emulator.
 
+terraform/aws is applied once per session (`aws_apply`), started before the first test when any
+selected test needs it: the apply is mostly the aws provider waiting (see
+llmpyramid.emulators.terraform.TerraformRun.apply), so the other tests run meanwhile. Whatever
+happens - failure, Ctrl-C, SIGTERM - it is stopped and what it created is destroyed (bounded).
+
 An unreachable emulator aborts the session with exit 2 and one line naming the endpoint.
 """
 
@@ -18,8 +23,13 @@ from collections.abc import Iterator
 import pytest
 
 from llmpyramid.emulators import Endpoint, client_env, emulators
-from llmpyramid.errors import PyramidError
+from llmpyramid.errors import ConfigError, PyramidError
 from llmpyramid.suites import write_abort
+
+# Variables of the session's terraform/aws apply; tests read them back from `aws_apply.variables`.
+ADMIN_CIDRS = ["10.99.0.0/16"]
+INFERENCE_CIDRS = ["10.98.0.0/16"]
+APPLY_FIXTURE = "aws_apply"
 
 
 def _abort(exc: PyramidError) -> None:
@@ -89,3 +99,47 @@ def gcs(gcs_endpoint: Endpoint):
     return storage.Client(
         project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_endpoint.url}
     )
+
+
+@pytest.fixture(scope="session")
+def aws_apply(aws_endpoint: Endpoint, run_id: str, tmp_path_factory: pytest.TempPathFactory):
+    """terraform/aws applied to the AWS emulator, started in the background; `wait_apply()` for the outputs.
+
+    Skipped (never passed) without terraform. Destroyed at the end unless a test destroyed it."""
+    from llmpyramid.emulators.terraform import TerraformRun
+    from llmpyramid.iac.paths import module_dir
+    from llmpyramid.iac.terraform import terraform_bin
+
+    try:
+        terraform_bin()
+    except ConfigError as exc:
+        pytest.skip(f"SKIPPED, not passed: {exc}")
+    run = TerraformRun(
+        module_dir("aws"),
+        tmp_path_factory.mktemp("tf-aws"),
+        aws_endpoint.url,
+        variables={
+            "environment": "test",
+            "name_suffix": run_id,
+            "force_destroy": True,
+            "create_network": True,
+            "admin_cidrs": ADMIN_CIDRS,
+            "inference_allowed_cidrs": INFERENCE_CIDRS,
+        },
+    )
+    try:
+        run.init()
+        run.start_apply()
+        yield run
+    finally:
+        run.cleanup()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_apply_early(request: pytest.FixtureRequest) -> None:
+    """Begin the apply before the first test when a selected test needs it (it overlaps the others).
+
+    A failure or skip here is cached by pytest and reported by the tests that use the apply."""
+    if any(APPLY_FIXTURE in getattr(item, "fixturenames", ()) for item in request.session.items):
+        with contextlib.suppress(Exception, pytest.skip.Exception):
+            request.getfixturevalue(APPLY_FIXTURE)

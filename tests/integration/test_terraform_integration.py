@@ -1,6 +1,6 @@
 """terraform/aws applied for real against the AWS emulator, checked with boto3, then destroyed.
 
-    uv run pytest tests/integration/test_terraform_integration.py -v   # apply ~70 s, destroy ~15 s
+    uv run pytest tests/integration/test_terraform_integration.py -v   # apply ~60 s, destroy ~15 s
     uv run pytest tests/integration/ -k Config                          # config checks, no emulator
 
 The module declares no provider; a throw-away root module plus a generated provider override
@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
 
 from llmpyramid.emulators.terraform import AWS_SERVICES, TerraformRun, provider_override
-from llmpyramid.errors import ConfigError
 from llmpyramid.iac.inputs import load_module
 from llmpyramid.iac.paths import module_dir
-from llmpyramid.iac.terraform import terraform_bin
 
 MODULE_DIR = module_dir("aws")
-ADMIN_CIDRS = ["10.99.0.0/16"]
-INFERENCE_CIDRS = ["10.98.0.0/16"]
 WORLD = ("0.0.0.0/0", "::/0")
 
 # What terraform/aws creates with create_network = true (see terraform/aws/main.tf).
@@ -76,10 +71,15 @@ class TestAwsModuleConfig:
         assert variables["checkpoint_transition_days"]["default"] >= 30
         assert 1 <= variables["checkpoint_noncurrent_days"]["default"] <= 365
 
-    def test_ssh_cidrs_reject_the_whole_internet(self, hcl):
-        validation = _blocks(hcl, "variable")["admin_cidrs"]["validation"]
+    @pytest.mark.parametrize("variable", ["admin_cidrs", "inference_allowed_cidrs"])
+    def test_cidrs_wider_than_a_slash_8_are_refused(self, hcl, variable):
+        """0.0.0.0/0, ::/0 and every other world-sized range (0.0.0.0/1, ...) fail validation by prefix length."""
+        validation = _blocks(hcl, "variable")[variable]["validation"]
         condition = (validation[0] if isinstance(validation, list) else validation)["condition"]
-        assert all(world in condition for world in WORLD)
+        assert f"for c in var.{variable} :" in condition and "can(cidrhost(c, 0))" in condition
+        assert re.search(r'tonumber\(split\("/", c\)\[1\]\) >= \(strcontains\(c, ":"\) \? 32 : 8\)', condition), (
+            condition
+        )
 
     def test_outputs_are_documented_and_cover_what_callers_need(self, hcl):
         outputs = _blocks(hcl, "output")
@@ -130,43 +130,14 @@ class Applied:
     run: TerraformRun
     resources: list[str]  # managed resource addresses in state after apply
     outputs: dict[str, Any]
-    destroyed: int | None = None  # set by the destroy test; the fixture destroys otherwise
+    destroyed: int | None = None  # set by the destroy test; the session fixture destroys otherwise
 
 
 @pytest.fixture(scope="module")
-def terraform() -> str:
-    """The terraform binary, or a skip that says why (reported as skipped, never as passed)."""
-    try:
-        return terraform_bin()
-    except ConfigError as exc:
-        pytest.skip(f"SKIPPED, not passed: {exc}")
-
-
-@pytest.fixture(scope="module")
-def applied(terraform, aws_endpoint, run_id, tmp_path_factory) -> Iterator[Applied]:
-    """terraform init + apply once for this module's tests; destroyed at the end no matter what."""
-    run = TerraformRun(
-        MODULE_DIR,
-        tmp_path_factory.mktemp("tf-aws"),
-        aws_endpoint.url,
-        variables={
-            "environment": "test",
-            "name_suffix": run_id,
-            "force_destroy": True,
-            "create_network": True,
-            "admin_cidrs": ADMIN_CIDRS,
-            "inference_allowed_cidrs": INFERENCE_CIDRS,
-        },
-    )
-    run.init()
-    state = None
-    try:
-        outputs = run.apply()
-        state = Applied(run, run.managed_resources(), outputs)
-        yield state
-    finally:
-        if state is None or state.destroyed is None:
-            run.destroy()
+def applied(aws_apply: TerraformRun) -> Applied:
+    """The session's apply (started in the background by conftest), waited for."""
+    outputs = aws_apply.wait_apply()
+    return Applied(aws_apply, aws_apply.managed_resources(), outputs)
 
 
 @pytest.fixture(scope="module")
@@ -288,13 +259,13 @@ class TestNetwork:
             if _covers(perm, 22):
                 assert not _cidrs(perm) & set(WORLD), perm
 
-    def test_ssh_only_from_admin_cidrs(self, sg):
+    def test_ssh_only_from_admin_cidrs(self, sg, applied):
         ssh = [p for p in sg["IpPermissions"] if _covers(p, 22)]
-        assert ssh and all(_cidrs(p) == set(ADMIN_CIDRS) for p in ssh)
+        assert ssh and all(_cidrs(p) == set(applied.run.variables["admin_cidrs"]) for p in ssh)
 
-    def test_inference_port_only_from_allowed_cidrs(self, sg):
+    def test_inference_port_only_from_allowed_cidrs(self, sg, applied):
         rules = [p for p in sg["IpPermissions"] if _covers(p, 8080)]
-        assert rules and all(_cidrs(p) == set(INFERENCE_CIDRS) for p in rules)
+        assert rules and all(_cidrs(p) == set(applied.run.variables["inference_allowed_cidrs"]) for p in rules)
 
     def test_nothing_else_is_open(self, sg):
         ports = sorted((p["FromPort"], p["ToPort"], p["IpProtocol"]) for p in sg["IpPermissions"])

@@ -6,10 +6,13 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from llmpyramid.emulators import (
@@ -143,22 +146,78 @@ def test_client_env_adds_dummy_credentials_only_when_missing():
 # --- state files ------------------------------------------------------------------------------------
 
 
-def test_stale_state_is_forgotten(settings):
+def _write_service_state(manager: EmulatorManager, kind: str, **fields) -> Path:
+    """A state file as ManagedService writes it (or as a stale/foreign/planted one looks)."""
+    state = {
+        "pid": 999_999_999, "create_time": 0.0, "argv": [sys.executable, "-m", manager_mod.RUNNER_MODULE, kind],
+        "started_at": 0.0, "owner_pid": None, "extra": {"host": "127.0.0.1", "port": free_port()},
+    }  # fmt: skip
+    state.update(fields)
+    path = manager.state_file(kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state))
+    return path
+
+
+@pytest.fixture
+def foreign_dir(tmp_path) -> Path:
+    """A directory that belongs to someone else; a state file naming it must never get it deleted."""
+    path = tmp_path / "precious"
+    path.mkdir()
+    (path / "data.txt").write_text("keep me")
+    return path
+
+
+@pytest.fixture
+def foreign_process() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_stale_state_file_naming_a_foreign_directory_deletes_nothing(clean_env, settings, foreign_dir):
+    """The pre-fix bug: `emulators.status` ran shutil.rmtree on whatever `data_dir` a stale gcs.json named."""
     manager = EmulatorManager(settings)
-    data_dir = settings.run_dir / "gcs-data"
-    data_dir.mkdir(parents=True)
-    state = EmulatorState("gcs", 999_999_999, "127.0.0.1", free_port(), "log", 0.0, data_dir=str(data_dir))
-    manager._write_state(state)
-    assert manager.read_state("gcs") == state
+    _write_service_state(manager, "aws", extra={"host": "127.0.0.1", "port": free_port(), "data_dir": str(foreign_dir)})
+    # gcs.json as the previous version wrote it: the directory named at the top level.
+    manager.state_file("gcs").write_text(
+        json.dumps({
+            "kind": "gcs", "pid": 999_999_999, "host": "127.0.0.1", "port": free_port(), "log_file": "gcs.log",
+            "started_at": 0.0, "data_dir": str(foreign_dir), "owner_pid": None,
+        })
+    )  # fmt: skip
+
+    assert manager.status()["gcs"] == {"running": False, "env_var": "STORAGE_EMULATOR_HOST"}
     assert manager.running("gcs") is None
-    assert not manager.state_file("gcs").exists() and not data_dir.exists()
+    assert manager.down_all() == []
+    assert (foreign_dir / "data.txt").read_text() == "keep me"
+    assert not manager.state_file("aws").exists()  # its own derived path: the stale file itself goes
 
 
-def test_a_reused_pid_is_not_mistaken_for_an_emulator(settings):
+def test_stale_state_file_naming_a_foreign_pid_signals_nothing(clean_env, settings, foreign_process):
+    """A live pid that is not our runner (pid reused, or planted): never signalled, whatever the file says."""
     manager = EmulatorManager(settings)
-    manager._write_state(EmulatorState("aws", os.getpid(), "127.0.0.1", free_port(), "log", 0.0))
-    assert manager.running("aws") is None  # our pid is alive, but it is not the runner
-    assert manager.down("aws") is False  # and down never signals it
+    proc = psutil.Process(foreign_process.pid)
+    cases = [
+        {"pid": proc.pid},  # right pid, wrong start time and argv
+        {"pid": proc.pid, "create_time": proc.create_time()},  # right start time, argv of our runner
+        {"pid": proc.pid, "argv": proc.cmdline()},  # its very argv, another start time
+    ]
+    for fields in cases:
+        _write_service_state(manager, "aws", **fields)
+        assert manager.status()["aws"]["running"] is False
+        assert manager.down("aws") is False
+        assert foreign_process.poll() is None and proc.status() != psutil.STATUS_ZOMBIE
+
+
+def test_the_process_a_state_file_names_is_ours_only_by_pid_start_time_and_argv(clean_env, settings, foreign_process):
+    manager = EmulatorManager(settings)
+    proc = psutil.Process(foreign_process.pid)
+    _write_service_state(manager, "aws", pid=proc.pid, create_time=proc.create_time(), argv=proc.cmdline())
+    assert manager.running("aws") is not None  # the positive control: an exact identity is recognised
+    assert manager.down("aws") is True
+    assert foreign_process.wait(timeout=10) is not None
 
 
 def test_down_without_state_is_false(settings):

