@@ -220,6 +220,25 @@ def test_the_process_a_state_file_names_is_ours_only_by_pid_start_time_and_argv(
     assert foreign_process.wait(timeout=10) is not None
 
 
+def test_abandoned_owned_dirs_lose_only_their_derived_files(settings, foreign_process):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    settings.run_dir.mkdir(parents=True)
+    abandoned = settings.run_dir / f"owned-{dead.pid}-abc"
+    kept = settings.run_dir / f"owned-{dead.pid}-def"
+    live_owner = settings.run_dir / f"owned-{foreign_process.pid}-ghi"
+    for path in (abandoned, kept, live_owner):
+        path.mkdir()
+        (path / "aws.log").write_text("log")
+        (path / "gcs.json").write_text("{}")
+    (kept / "not-ours.txt").write_text("keep me")
+
+    assert set(manager_mod.sweep_abandoned(settings)) == {abandoned, kept}
+    assert not abandoned.exists()
+    assert sorted(p.name for p in kept.iterdir()) == ["not-ours.txt"]
+    assert sorted(p.name for p in live_owner.iterdir()) == ["aws.log", "gcs.json"]
+
+
 def test_down_without_state_is_false(settings):
     assert EmulatorManager(settings).down_all() == []
 

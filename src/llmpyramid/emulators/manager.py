@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+import psutil
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from llmpyramid.config import PROJECT_ROOT, Settings, _env, knob, parse_duration, parse_path
@@ -332,6 +333,7 @@ def emulators(
                 if owned is None:
                     # A fresh private directory per owner: its files are ours to remove at the end.
                     private_dir(settings.run_dir)
+                    sweep_abandoned(settings)
                     run_dir = Path(tempfile.mkdtemp(prefix=f"owned-{os.getpid()}-", dir=settings.run_dir))
                     owned = EmulatorManager(replace(settings, run_dir=run_dir))
                 started.append(kind)
@@ -344,6 +346,24 @@ def emulators(
             for kind in reversed(started):
                 owned.down(kind)
             owned.forget_files()
+
+
+def sweep_abandoned(settings: EmulatorSettings) -> list[Path]:
+    """Empty the `owned-<pid>-*` directories of owners that died without cleaning up (SIGKILL).
+
+    Only when that pid is gone and nothing in the directory is alive, and only the files an
+    EmulatorManager derives there (state, log, lock): anything else keeps the directory."""
+    swept = []
+    for path in settings.run_dir.glob("owned-*-*"):
+        pid = path.name.split("-")[1]
+        if path.is_symlink() or not path.is_dir() or not pid.isdigit() or psutil.pid_exists(int(pid)):
+            continue
+        manager = EmulatorManager(replace(settings, run_dir=path))
+        if any(manager.alive(kind) for kind in KINDS):
+            continue
+        manager.forget_files()
+        swept.append(path)
+    return swept
 
 
 def client_env(endpoints: Mapping[str, Endpoint], environ: Mapping[str, str] | None = None) -> dict[str, str]:
