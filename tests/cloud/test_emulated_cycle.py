@@ -93,16 +93,17 @@ def _ids(aws):
 
 
 def test_unreachable_launch_times_out_tears_down_in_finally(emulated_aws):
-    proc = _front_door(CLOUD_LAUNCH_TIMEOUT="30s", CLOUD_TEARDOWN_TIMEOUT="120s")
+    proc = _front_door(CLOUD_LAUNCH_TIMEOUT="60s", CLOUD_TEARDOWN_TIMEOUT="120s")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 2, err[-3000:]
     doc = json.loads(out)
-    assert doc["exit_code"] == 2 and "did not finish within 30s" in doc["error"]
+    assert doc["exit_code"] == 2 and "did not finish within 60s" in doc["error"]
     statuses = {t["name"]: t["status"] for t in doc["tests"]}
     assert statuses["cloud_credentials"] == "passed" and statuses["spot_launch"] == "error"
     assert statuses["teardown"] == "passed"
     assert doc["passed"] == doc["summary"]["passed"] and doc["failed"] == doc["summary"]["failed"] >= 1
     assert doc["cloud"]["cost"]["estimated_usd"] > 0
+    assert emulated_aws.instances(doc["cloud"]["cluster"]), "the launch should have created an instance"
     assert_nothing_left(emulated_aws, doc["cloud"]["cluster"])
 
 
