@@ -3,6 +3,7 @@
     python -m llmpyramid.cloud smoke --cloud aws [--skip-teardown] [--results-file F]
     python -m llmpyramid.cloud sweep --cloud aws [--older-than 30m] [--dry-run] [--json]
     python -m llmpyramid.cloud estimate --cloud aws|gcp|azure
+    python -m llmpyramid.cloud check --cloud aws          # SkyPilot's credential check: 0, or 3 + reason
     python -m llmpyramid.cloud netns -- pytest tests/cloud      # loopback-only namespace (root)
 
 Exit codes: 0 passed, 1 failures, 2 cloud/SkyPilot unreachable, 3 configuration; 130 on Ctrl-C/SIGTERM
@@ -42,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--json", action="store_true")
     est = sub.add_parser("estimate", help="hourly price from the catalog and the cost guard's worst case")
     est.add_argument("--cloud", choices=CLOUDS, required=True)
+    check = sub.add_parser("check", help="SkyPilot's credential check for one cloud (exit 3 with its reason)")
+    check.add_argument("--cloud", choices=CLOUDS, required=True)
     netns = sub.add_parser("netns", help="run a command in a loopback-only network namespace")
     netns.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     netns.add_argument("cmd", nargs=argparse.REMAINDER)
@@ -67,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
             est = catalog.estimate(settings)
             print(json.dumps({"estimate": est.describe(), **est.as_dict()}))
             catalog.guard(est)
+            return 0
+        if args.command == "check":
+            from llmpyramid.cloud import skypilot
+
+            with skypilot.api_server_scope():
+                caps = skypilot.check_credentials(args.cloud, settings.request_timeout)
+            print(f"{args.cloud}: enabled for {', '.join(caps)}")
             return 0
         if args.command == "sweep":
             from llmpyramid.cloud import skypilot
