@@ -89,6 +89,7 @@ def test_reference_topology_runs_five_scenarios_with_attribution_and_phases(tmp_
     e = sc["e_burst_lost_during_overflow"]
     assert e["hung"] == 0 and e["base_served_after_fault"] >= 1
     assert h["router_cpu_seconds"] > 0 and h["router_peak_rss_bytes"] > 0
+    assert h["router_off_loopback_connections"] == []  # sampled twice a second: LiteLLM never phoned home
     assert Path(h["artifacts"]["plot"]).stat().st_size > 0
     samples = Path(h["artifacts"]["samples"]).read_text().splitlines()
     assert len(samples) == sum(s["issued"] for s in sc.values())

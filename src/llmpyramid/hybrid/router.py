@@ -10,6 +10,7 @@ and its usage telemetry is switched off, so nothing it does leaves loopback.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import subprocess
@@ -28,6 +29,7 @@ from llmpyramid.errors import ConfigError, InfrastructureError
 from llmpyramid.ports import free_port
 from llmpyramid.procs import ManagedService, stop_process
 
+SAMPLE_EVERY_S = 0.5
 COMPROMISED_LITELLM = ("1.107.0",)  # a release that shipped malicious code; never run it
 PROXY_MODULE = "litellm.proxy.proxy_cli"
 OFFLINE_ENV = {
@@ -85,6 +87,8 @@ class LiteLLMRouter:
         self._proc: subprocess.Popen[bytes] | None = None
         self._started = 0.0
         self.peak_rss = 0
+        self.foreign: set[str] = set()  # remote addresses off loopback seen on the router's sockets
+        self._sampled = 0.0
 
     def start(self, backend_env: Mapping[str, str]) -> RouterProcess:
         """Spawn the proxy (its import takes seconds: start backends meanwhile, then `wait_ready`)."""
@@ -126,13 +130,19 @@ class LiteLLMRouter:
         )
 
     def sample(self) -> None:
-        """Record the router's RSS (process and children) so the report has its peak."""
-        if self.process is None:
+        """Record the router's RSS (process and children) for its peak, and any connection it holds to
+        an address off loopback (there must be none: the proxy is told not to phone home)."""
+        if self.process is None or time.monotonic() - self._sampled < SAMPLE_EVERY_S:
             return
+        self._sampled = time.monotonic()
         with contextlib.suppress(psutil.Error):
             root = psutil.Process(self.process.pid)
-            rss = sum(p.memory_info().rss for p in (root, *root.children(recursive=True)))
-            self.peak_rss = max(self.peak_rss, rss)
+            family = (root, *root.children(recursive=True))
+            self.peak_rss = max(self.peak_rss, sum(p.memory_info().rss for p in family))
+            for p in family:
+                for conn in p.net_connections(kind="inet"):
+                    if conn.raddr and not ipaddress.ip_address(conn.raddr.ip).is_loopback:
+                        self.foreign.add(f"{conn.raddr.ip}:{conn.raddr.port}")
 
     def cpu_seconds(self) -> float | None:
         if self.process is None:

@@ -136,6 +136,13 @@ class Scenario:
                 )
             await asyncio.sleep(POLL_S)
 
+    async def wait_healthy(self, backend: Backend) -> None:
+        """Until the backend's /health says 200 (no URL: trust the restore action)."""
+        while backend.url is not None and not await asyncio.to_thread(backend.healthy):
+            if time.monotonic() > self.deadline:
+                raise Inconclusive(f"{backend.name} did not report healthy after it was restored")
+            await asyncio.sleep(0.2)
+
     async def finish(self) -> None:
         """Stop issuing; every request in flight ends (success, failure or the client timeout)."""
         self.stop.set()
@@ -288,7 +295,8 @@ async def scenario_d(sc: Scenario) -> dict[str, Any]:
     sc.start(capacity)
     await sc.wait_for("a success on burst while base is down", lambda: sc.count(backend="burst") >= 1)
     restore_started = await sc.fault("base restore started", base.restore)
-    restored = sc.events["base restored"] = time.time()  # the restore action returns once base is healthy
+    await sc.wait_healthy(base)  # a local restore returns healthy; a user's start command may return sooner
+    restored = sc.events["base restored"] = time.time()
     await sc.wait_for("traffic returning to base after it was restored",
                       lambda: sc.first_success("base", since=restore_started) < math.inf, promised=True)  # fmt: skip
     back = sc.events["first base success"] = sc.first_success("base", since=restore_started)

@@ -69,7 +69,8 @@ def run_hybrid(settings: HybridSettings, notify: Callable[[str], None] = _stderr
             topo.router.sample()
             version = topo.router.process.version if topo.router.process else None
             router_usage = {"router": f"litellm {version}", "router_cpu_seconds": topo.router.cpu_seconds(),
-                            "router_peak_rss_bytes": topo.router.peak_rss or None}  # fmt: skip
+                            "router_peak_rss_bytes": topo.router.peak_rss or None,
+                            "router_off_loopback_connections": sorted(topo.router.foreign)}  # fmt: skip
         described = {
             "reference": settings.reference,
             "router_url": redact_url(topo.router_url),
