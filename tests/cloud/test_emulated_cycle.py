@@ -155,3 +155,18 @@ def test_sweep_spares_clusters_younger_than_the_threshold(emulated_aws):
     finally:
         sweep("aws", older_than=0)
     assert emulated_aws.live_instances(name) == []
+
+
+def test_gcp_and_azure_without_credentials_are_configuration_errors_with_skypilots_reason(emulated_aws):
+    from llmpyramid.cloud.settings import CREDENTIALS_FIX
+    from llmpyramid.errors import ConfigError
+
+    for cloud in ("gcp", "azure"):
+        try:
+            skypilot.check_credentials(cloud, timeout=180)
+        except ConfigError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError(f"{cloud} has no credentials here and must not be enabled")
+        assert message.startswith(f"{cloud} is not enabled in SkyPilot: ") and CREDENTIALS_FIX[cloud] in message
+        assert len(message) > len(f"{cloud} is not enabled in SkyPilot: ") + len(CREDENTIALS_FIX[cloud]) + 10
