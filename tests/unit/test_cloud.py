@@ -379,3 +379,24 @@ def test_bad_flags_exit_3(argv, capsys):
         main(argv)
     assert exc.value.code == 3
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_run_suite_needs_a_cloud():
+    from llmpyramid.cloud.suite import run_suite
+    from llmpyramid.suites import RunRequest
+
+    with pytest.raises(ConfigError, match="--cloud"):
+        run_suite(RunRequest(suite="cloud", target=None, cloud=None))
+
+
+def test_run_suite_writes_the_seed_file_with_top_level_counts(monkeypatch, tmp_path):
+    from llmpyramid.cloud import suite
+    from llmpyramid.suites import RunRequest
+
+    seed_file = tmp_path / "cloud_smoke_results.json"
+    monkeypatch.setattr(suite, "SEED_RESULTS_FILE", seed_file)
+    monkeypatch.setattr(suite, "CloudSmoke", lambda settings, log: FakeSmoke())
+    run = suite.run_suite(RunRequest(suite="cloud", target=None, cloud="aws", duration=90, log=lambda m: None))
+    written = json.loads(seed_file.read_text())
+    assert (written["passed"], written["failed"]) == (7, 0) == (run.document["passed"], run.document["failed"])
+    assert run.exit_code == ExitCode.OK

@@ -26,7 +26,7 @@ from llmpyramid.checks.shared import CheckFailed
 from llmpyramid.cloud import skypilot
 from llmpyramid.cloud.settings import CloudSettings
 from llmpyramid.cloud.smoke import CloudSmoke
-from llmpyramid.errors import ExitCode, PyramidError
+from llmpyramid.errors import ConfigError, ExitCode, PyramidError
 
 SEED_RESULTS_FILE = Path("/tmp/cloud_smoke_results.json")
 _SEVERITY = [ExitCode.OK, ExitCode.FAILURES, ExitCode.CONFIGURATION, ExitCode.INFRASTRUCTURE]
@@ -128,14 +128,16 @@ def _teardown(smoke: CloudSmoke, skip_teardown: bool, log: Callable[[str], None]
     return results.test_entry("teardown", "passed", time.monotonic() - t0)
 
 
-def write_seed_results(document: dict[str, Any], path: Path = SEED_RESULTS_FILE) -> None:
-    path.write_text(json.dumps(document, indent=2) + "\n")
+def write_seed_results(document: dict[str, Any], path: Path | None = None) -> None:
+    (path or SEED_RESULTS_FILE).write_text(json.dumps(document, indent=2) + "\n")
 
 
 def run_suite(request: Any) -> Any:
     """`scripts/run_tests.py --suite cloud --cloud X [--duration S]`: --duration bounds the health wait."""
     from llmpyramid.suites import SuiteRun
 
+    if not request.cloud:
+        raise ConfigError("--suite cloud needs --cloud aws|gcp|azure (it launches a real spot instance)")
     settings = CloudSettings.from_env(cloud=request.cloud, health_timeout=request.duration)
     document, code = run_smoke(settings, log=request.log)
     write_seed_results(document)
