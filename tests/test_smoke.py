@@ -39,7 +39,7 @@ def test_models_lists_served_model(client, served_model, metrics):
 
 
 def test_completion_latency(client, thresholds, metrics):
-    """p95 latency of a short completion stays under SMOKE_LATENCY_MS — as the server measured it when it
-    reports llama.cpp `timings`, else as the client measured it; fewer samples than the minimum is
-    "inconclusive", a failure (see llmpyramid.checks.smoke)."""
+    """The median latency of a short completion stays under SMOKE_LATENCY_MS — as the server measured it
+    when it reports llama.cpp `timings`, else as the client measured it; fewer samples than the minimum
+    is "inconclusive", a failure (why the median: llmpyramid.checks.smoke)."""
     metrics.update(checks.probe_latency(client, thresholds.smoke_latency_samples, thresholds.smoke_latency_ms))

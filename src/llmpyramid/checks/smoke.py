@@ -1,12 +1,15 @@
 """Smoke probes: is the deployment up and answering sensibly?
 
-The latency gate judges what the server measured when it says so (llama.cpp's `timings`:
-prompt_ms + predicted_ms of the request), because the client's wall time on a busy machine also
-counts HTTP queueing and the client's own scheduling, which say nothing about the server. Without
-`timings` the client's wall time is judged. The gate (SMOKE_LATENCY_MS) is meant to catch a server
-that is grossly broken (stuck, swapping, a debug build), not to measure performance — that is the
-load layer's job with its SLOs — so its default leaves room for a machine whose cores are busy.
-Fewer samples than `LATENCY_MIN_SAMPLES` make no percentile: the verdict is "inconclusive", a failure.
+The latency gate (SMOKE_LATENCY_MS) is meant to catch a server that is slow on every request
+(stuck, swapping, a debug build, the wrong model), not to measure performance — tail latency is the
+load layer's job, with its SLOs. So it judges the median of the samples, and what the server measured
+when it says so (llama.cpp's `timings`: prompt_ms + predicted_ms), because the client's wall time also
+counts the network, proxies and the client's own scheduling. p95 and max are reported, not judged:
+on a 2-core box with two CPU burners a healthy server took 290-690 ms per short completion, and about
+one request in 30 stalled ~10 s inside llama.cpp (its threads wait for a descheduled peer), which a
+p95 of five samples would turn into a red smoke run. Measured (SmolLM2-135M, 8 tokens): quiet median
+100 ms, busy median 505 ms — the 2000 ms default leaves 4x room on a busy box.
+Fewer samples than `LATENCY_MIN_SAMPLES` give no verdict: it is "inconclusive", a failure.
 """
 
 from __future__ import annotations
@@ -29,8 +32,7 @@ from llmpyramid.checks.shared import (
 )
 from llmpyramid.client import KINDS, Client, Kind, message_text, percentile
 
-LATENCY_MIN_SAMPLES = 5  # below this the p95 is just the slowest request: not a percentile
-LATENCY_DEFAULT_MS = 5000.0  # SMOKE_LATENCY_MS default: measured on a 2-core box with two CPU burners
+LATENCY_MIN_SAMPLES = 5  # a median that two stalls cannot move
 
 
 def probe_health(client: Client) -> Metrics:
@@ -83,7 +85,7 @@ def check_latency(
     min_samples: int = LATENCY_MIN_SAMPLES,
     what: str = "completion",
 ) -> Metrics:
-    """p95 of the server-measured times when every request reported one, else of the wall times."""
+    """Median of the server-measured times when every request reported one, else of the wall times."""
     by_server = bool(wall_ms) and len(server_ms) == len(wall_ms)
     judged = server_ms if by_server else wall_ms
     metrics: Metrics = {
@@ -100,15 +102,15 @@ def check_latency(
     }
     require(
         len(judged) >= min_samples,
-        f"inconclusive: only {len(judged)} samples (need {min_samples}) for the p95 {what} latency; "
+        f"inconclusive: only {len(judged)} samples (need {min_samples}) for the median {what} latency; "
         "raise SMOKE_LATENCY_SAMPLES",
         metrics,
     )
-    p95 = metrics["p95_ms"]
+    p50 = metrics["p50_ms"]
     require(
-        p95 <= threshold_ms,
-        f"p95 {what} latency {p95:.0f}ms ({metrics['measured_by']}) > threshold {threshold_ms:.0f}ms over "
-        f"{len(judged)} requests (p50 {metrics['p50_ms']:.0f}ms); raise SMOKE_LATENCY_MS or find what slows the server",
+        p50 <= threshold_ms,
+        f"median {what} latency {p50:.0f}ms ({metrics['measured_by']}) > threshold {threshold_ms:.0f}ms over "
+        f"{len(judged)} requests (p95 {metrics['p95_ms']:.0f}ms); raise SMOKE_LATENCY_MS or find what slows the server",
         metrics,
     )
     return metrics
@@ -128,6 +130,6 @@ def probe_latency(client: Client, samples: int, threshold_ms: float) -> Metrics:
 
 
 __all__ = [
-    "LATENCY_DEFAULT_MS", "LATENCY_MIN_SAMPLES", "check_latency", "probe_completion_accepted",
+    "LATENCY_MIN_SAMPLES", "check_latency", "probe_completion_accepted",
     "probe_completion_fields", "probe_health", "probe_latency", "probe_models", "server_time_ms",
 ]  # fmt: skip
