@@ -42,6 +42,7 @@ from llmpyramid.ports import free_port
 MOTO_AMI = "ami-785db401"  # an Ubuntu image in moto's built-in list
 REGION = "us-east-1"
 UNAVAILABLE_ENV = "LLMPYRAMID_NETNS_UNAVAILABLE"  # why the namespace could not be created
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _ASSUME_ROLE = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
 }
@@ -51,7 +52,13 @@ _ASSUME_ROLE = {
 
 
 def interfaces() -> list[str]:
-    return sorted(os.listdir("/sys/class/net"))
+    """Interfaces of *this process's* network namespace (sysfs would show the mount namespace's)."""
+    return sorted(name for _, name in socket.if_nameindex())
+
+
+def _lo_flags(sock: socket.socket) -> int:
+    request = struct.pack("16sH14s", b"lo", 0, b"\0" * 14)
+    return int(struct.unpack("16sH14s", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1])
 
 
 def loopback_only_reason() -> str | None:
@@ -59,18 +66,17 @@ def loopback_only_reason() -> str | None:
     names = interfaces()
     if names != ["lo"]:
         return f"network interfaces {', '.join(names)} besides loopback: not an isolated namespace"
-    if Path("/sys/class/net/lo/operstate").read_text().strip() not in ("unknown", "up"):
-        return "loopback is down"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        if not _lo_flags(sock) & _IFF_UP:
+            return "loopback is down"
     return None
 
 
 def bring_loopback_up() -> None:
     """`ip link set lo up` without iproute2: SIOCSIFFLAGS on lo."""
-    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        request = struct.pack("16sH14s", b"lo", 0, b"\0" * 14)
-        flags = struct.unpack("16sH14s", fcntl.ioctl(sock, siocgifflags, request))[1]
-        fcntl.ioctl(sock, siocsifflags, struct.pack("16sH14s", b"lo", flags | iff_up, b"\0" * 14))
+        flags = _lo_flags(sock) | _IFF_UP
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags, b"\0" * 14))
 
 
 def run_in_netns(command: list[str]) -> int:
