@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +121,9 @@ class Sandbox:
         path.write_text(json.dumps({"stale": marker, "exit_code": 0, "verdict": "passed"}))
         return marker
 
-    def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = CASE_TIMEOUT_S) -> Outcome:
+    def run(
+        self, argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = CASE_TIMEOUT_S
+    ) -> Outcome:
         full_env = {**self.env, **(env or {})}
         cmd = [*NETNS, *argv]
         proc = subprocess.Popen(
@@ -200,6 +202,9 @@ def assert_rejected(
 
 def invoke(*args: str) -> list[str]:
     return [PYTHON, "-m", "invoke", "-r", str(PROJECT_ROOT), *args]
+
+
+Marks = pytest.MarkDecorator | Collection[pytest.MarkDecorator]  # what a case row may carry
 
 
 def bug(reason: str) -> pytest.MarkDecorator:

@@ -4,7 +4,7 @@ SkyPilot, a router or a backend starts; one line, exit 3 (2 when well-formed but
 from __future__ import annotations
 
 import pytest
-from frontdoor_harness import BAD_URLS, CRED_HOST_URL, PYTHON, Sandbox, assert_rejected, bug
+from frontdoor_harness import BAD_URLS, CRED_HOST_URL, PYTHON, Marks, Sandbox, assert_rejected, bug
 
 CLOUD = [PYTHON, "-m", "llmpyramid.cloud"]
 HYBRID = [PYTHON, "-m", "llmpyramid.hybrid", "--output", "json"]
@@ -15,7 +15,10 @@ CLOUD_CASES = [
     ("smoke without --cloud", ["smoke"]),
     ("smoke unknown cloud", ["smoke", "--cloud", "mars"]),
     ("estimate unknown cloud", ["estimate", "--cloud", "mars;touch PWNED"]),
-    *[(f"sweep --older-than {v}", ["sweep", "--cloud", "aws", "--older-than", v]) for v in ["nan", "-5", "abc", "1e999"]],
+    *[
+        (f"sweep --older-than {v}", ["sweep", "--cloud", "aws", "--older-than", v])
+        for v in ["nan", "-5", "abc", "1e999"]
+    ],
     ("unknown flag", ["estimate", "--cloud", "aws", "--bogus"]),
     ("netns without a command", ["netns"]),
 ]
@@ -26,9 +29,11 @@ def test_cloud_bad_input_is_one_line(sandbox: Sandbox, argv: list[str]) -> None:
     assert_rejected(sandbox.run([*CLOUD, *argv]), 3)
 
 
-HYBRID_SECRET_BUG = bug("hybrid: an unreachable router URL is shown with its password (hybrid.topology: 'is not reachable')")
+HYBRID_SECRET_BUG = bug(
+    "hybrid: an unreachable router URL is shown with its password (hybrid.topology: 'is not reachable')"
+)
 # (id, argv, expected exit, marks)
-HYBRID_CASES = [
+HYBRID_CASES: list[tuple[str, list[str], int, Marks]] = [
     *[(f"--router-url {u}", ["--router-url", u], 3, ()) for u in BAD_URLS],
     ("--base-url malformed", ["--router-url", "http://127.0.0.1:1", "--base-url", "http://[::1"], 3, ()),
     ("--burst-url malformed", ["--router-url", "http://127.0.0.1:1", "--burst-url", "ftp://x"], 3, ()),

@@ -4,14 +4,14 @@ runs, one line, exit 3, and no previous run's iac.json left standing as this run
 from __future__ import annotations
 
 import pytest
-from frontdoor_harness import PYTHON, Sandbox, assert_rejected, bug
+from frontdoor_harness import PYTHON, Marks, Sandbox, assert_rejected, bug
 
 IAC = [PYTHON, "-m", "llmpyramid.iac"]
 STALE_IAC_BUG = bug("iac: a flag argparse rejects leaves the previous run's <results-dir>/iac.json in place")
 UNWRITABLE_BUG = bug("iac: an unwritable --results-dir is an OSError traceback (iac.runner.run_iac: results.mkdir)")
 
 # (id, argv after the results dir, marks)
-CASES = [
+CASES: list[tuple[str, list[str], Marks]] = [
     ("no command", [], STALE_IAC_BUG),
     ("unknown command", ["bogus"], STALE_IAC_BUG),
     ("shell command", ["static;touch PWNED"], STALE_IAC_BUG),

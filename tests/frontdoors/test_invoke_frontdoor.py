@@ -33,7 +33,12 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("stack.up ctx too small per slot", ["stack.up", "--ctx-size", "256", "--parallel", "64"], {}, 3),
     ("stack.up --api-key-file missing", ["stack.up", "--api-key-file", "/nonexistent/key"], {}, 3),
     ("stack.up --api-key-file a directory", ["stack.up", "--api-key-file", "/"], {}, 3),
-    ("stack.up --api-key and --api-key-file", ["stack.up", "--api-key", SECRET, "--api-key-file", "/etc/hostname"], {}, 3),
+    (
+        "stack.up --api-key and --api-key-file",
+        ["stack.up", "--api-key", SECRET, "--api-key-file", "/etc/hostname"],
+        {},
+        3,
+    ),
     ("stack.up --api-key with a bad port", ["stack.up", "--api-key", SECRET, "--port", "abc"], {}, 3),
     ("stack.up STACK_RUN_DIR unwritable", ["stack.up"], {"STACK_RUN_DIR": "/proc/x/y"}, 3),
     ("stack.up unknown flag", ["stack.up", "--bogus"], {}, 3),
@@ -45,29 +50,61 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("model.download --path a directory", ["model.download", "--path", "/"], {}, 3),
     ("model.download --path not GGUF", ["model.download", "--path", "/etc/hostname"], {}, 3),
     ("model.download MODEL_DIR unwritable", ["model.download"], {"MODEL_DIR": "/proc/x/y"}, 3),
-    *[(f"model.fetch {u}", ["model.fetch", u], {}, 3) for u in [
-        "s3://bucket/models/..", "s3://bucket/models/.", "s3://bucket/", "s3://", "gs://b/a/../x.gguf",
-        "ftp://x/y.gguf", "http://[::1/x.gguf", "s3://bucket/models\\x.gguf", "bucket/models/x.gguf",
-    ]],  # fmt: skip
+    *[
+        (f"model.fetch {u}", ["model.fetch", u], {}, 3)
+        for u in [
+            "s3://bucket/models/..",
+            "s3://bucket/models/.",
+            "s3://bucket/",
+            "s3://",
+            "gs://b/a/../x.gguf",
+            "ftp://x/y.gguf",
+            "http://[::1/x.gguf",
+            "s3://bucket/models\\x.gguf",
+            "bucket/models/x.gguf",
+        ]
+    ],
     ("model.fetch --sha256 not hex", ["model.fetch", "s3://bucket/m/x.gguf", "--sha256", "zz"], {}, 3),
     ("model.fetch --dest unwritable", ["model.fetch", "s3://bucket/m/x.gguf", "--dest", "/proc/x/y"], {}, 3),
     *[(f"model.publish {u}", ["model.publish", u], {}, 3) for u in ["ftp://x/", "s3://", "s3://bucket/models/.."]],
     ("model.publish --path missing", ["model.publish", "s3://bucket/m/", "--path", "/nonexistent/m.gguf"], {}, 3),
-    ("model.fetch credentials in endpoint", ["model.fetch", "s3://bucket/m/x.gguf"],
-     {"AWS_ENDPOINT_URL": CRED_HOST_URL, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}, 2),
+    (
+        "model.fetch credentials in endpoint",
+        ["model.fetch", "s3://bucket/m/x.gguf"],
+        {"AWS_ENDPOINT_URL": CRED_HOST_URL, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"},
+        2,
+    ),
     # emulators.*
     ("emulators.up --only mars", ["emulators.up", "--only", "mars"], {}, 3),
     ("emulators.down --only mars", ["emulators.down", "--only", "aws,mars"], {}, 3),
     ("emulators.up EMULATORS_STARTUP_TIMEOUT nan", ["emulators.up"], {"EMULATORS_STARTUP_TIMEOUT": "nan"}, 3),
-    ("emulators.up EMULATORS_RUN_DIR unwritable", ["emulators.up", "--only", "aws"],
-     {"EMULATORS_RUN_DIR": "/proc/x/y"}, 3),
-    *[(f"emulators.up AWS_ENDPOINT_URL {u}", ["emulators.up", "--only", "aws"], {"AWS_ENDPOINT_URL": u}, 3)
-      for u in ["http://[::1", "ftp://x", "http://h:99999"]],
-    ("emulators.up AWS_ENDPOINT_URL credentials unreachable", ["emulators.up", "--only", "aws"],
-     {"AWS_ENDPOINT_URL": CRED_HOST_URL}, 2),
-    ("emulators.status STORAGE_EMULATOR_HOST malformed", ["emulators.status"], {"STORAGE_EMULATOR_HOST": "http://[::1"}, 3),
+    (
+        "emulators.up EMULATORS_RUN_DIR unwritable",
+        ["emulators.up", "--only", "aws"],
+        {"EMULATORS_RUN_DIR": "/proc/x/y"},
+        3,
+    ),
+    *[
+        (f"emulators.up AWS_ENDPOINT_URL {u}", ["emulators.up", "--only", "aws"], {"AWS_ENDPOINT_URL": u}, 3)
+        for u in ["http://[::1", "ftp://x", "http://h:99999"]
+    ],
+    (
+        "emulators.up AWS_ENDPOINT_URL credentials unreachable",
+        ["emulators.up", "--only", "aws"],
+        {"AWS_ENDPOINT_URL": CRED_HOST_URL},
+        2,
+    ),
+    (
+        "emulators.status STORAGE_EMULATOR_HOST malformed",
+        ["emulators.status"],
+        {"STORAGE_EMULATOR_HOST": "http://[::1"},
+        3,
+    ),
     # load (invoke declares some flags as int/float: invoke would convert them itself)
-    *[(f"load --users {n}", ["load", "--users", n], {"BASE_URL": "http://127.0.0.1:1"}, 3) for n in ["abc", "nan", "-5"]],
+    *[
+        (f"load --users {n}", ["load", "--users", n], {"BASE_URL": "http://127.0.0.1:1"}, 3)
+        for n in ["abc", "nan", "-5"]
+    ],
     *[(f"load --workers {n}", ["load", "--workers", n], {"BASE_URL": "http://127.0.0.1:1"}, 3) for n in ["abc", "-5"]],
     *[(f"load --rate {n}", ["load", "--rate", n], {"BASE_URL": "http://127.0.0.1:1"}, 3) for n in ["nan", "abc"]],
     ("load --tolerance abc", ["load", "--tolerance", "abc"], {"BASE_URL": "http://127.0.0.1:1"}, 3),
@@ -100,7 +137,9 @@ KNOWN_BUGS: dict[str, pytest.MarkDecorator] = {
     "emulators.up AWS_ENDPOINT_URL credentials unreachable": EMULATOR_SECRET_BUG,
     **{f"emulators.up AWS_ENDPOINT_URL {u}": EMULATOR_URL_BUG for u in ["http://[::1", "ftp://x", "http://h:99999"]},
     "emulators.status STORAGE_EMULATOR_HOST malformed": EMULATOR_URL_BUG,
-    "load --workers abc": bug("invoke load --workers abc: invoke converts the int-typed flag itself (ValueError traceback)"),
+    "load --workers abc": bug(
+        "invoke load --workers abc: invoke converts the int-typed flag itself (ValueError traceback)"
+    ),
     **{f"preprod --dry-run --base-url {u}": PREPROD_DRY_RUN_BUG for u in BAD_URLS[:4]},
     "preprod --dry-run credentials malformed": PREPROD_DRY_RUN_BUG,
     "ci PIPELINE_RESULTS_DIR unwritable": bug("ci: PIPELINE_RESULTS_DIR is checked after the model fetch starts"),
@@ -118,7 +157,9 @@ def test_bad_input_is_one_line(sandbox: Sandbox, argv: list[str], env: dict[str,
 def test_load_results_file_is_this_runs(sandbox: Sandbox) -> None:
     results_dir = sandbox.root / "load results"
     marker = sandbox.stale(results_dir / "load_results.json")
-    out = sandbox.run(invoke("load", "--users", "abc", "--results-dir", str(results_dir)), {"BASE_URL": "http://127.0.0.1:1"})
+    out = sandbox.run(
+        invoke("load", "--users", "abc", "--results-dir", str(results_dir)), {"BASE_URL": "http://127.0.0.1:1"}
+    )
     assert_rejected(out, 3, results=results_dir / "load_results.json", stale_marker=marker)
     assert json.loads((results_dir / "load_results.json").read_text())["exit_code"] == 3
 

@@ -24,7 +24,7 @@ UNREACHABLE = {"BASE_URL": "http://127.0.0.1:1"}
 RESULTS_FILE = "load_results.json"
 
 NUMERIC_FLAGS = {
-    "--users": BAD_NUMBERS + ["0"],
+    "--users": [*BAD_NUMBERS, "0"],
     "--spawn-rate": ["nan", "-5", "inf", "abc", "0"],
     "--duration": ["nan", "-5", "1e999", "abc", "0"],
     "--min-requests": ["-5", "abc", "1e999", "0"],

@@ -7,8 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
-
-from frontdoor_harness import BAD_NUMBERS, BAD_URLS, CRED_HOST_URL, PROJECT_ROOT, PYTHON, SECRET, Sandbox, assert_rejected, bug
+from frontdoor_harness import (
+    BAD_NUMBERS,
+    BAD_URLS,
+    CRED_HOST_URL,
+    PROJECT_ROOT,
+    PYTHON,
+    SECRET,
+    Sandbox,
+    assert_rejected,
+    bug,
+)
 
 RUN_TESTS = [PYTHON, str(PROJECT_ROOT / "scripts" / "run_tests.py")]
 UNREACHABLE = "http://127.0.0.1:1"  # well-formed; nothing listens on port 1
@@ -69,7 +78,10 @@ EARLY_RESULTS_CHECK_BUG = bug("run_tests: an unwritable --results-file is found 
         *[pytest.param("bogus", path, id=f"with another error, {name}") for name, path in UNWRITABLE.items()],
         *[
             pytest.param(
-                "smoke", path, id=f"before the stack starts, {name}", marks=() if path == "/" else EARLY_RESULTS_CHECK_BUG
+                "smoke",
+                path,
+                id=f"before the stack starts, {name}",
+                marks=() if path == "/" else EARLY_RESULTS_CHECK_BUG,
             )
             for name, path in UNWRITABLE.items()
         ],

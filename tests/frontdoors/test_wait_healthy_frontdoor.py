@@ -4,7 +4,7 @@ arguments, 2 for a well-formed URL where nothing answers, the last stderr line o
 from __future__ import annotations
 
 import pytest
-from frontdoor_harness import BAD_NUMBERS, BAD_URLS, CRED_HOST_URL, PROJECT_ROOT, Sandbox, assert_rejected, bug
+from frontdoor_harness import BAD_NUMBERS, BAD_URLS, CRED_HOST_URL, PROJECT_ROOT, Marks, Sandbox, assert_rejected, bug
 
 WAIT = [str(PROJECT_ROOT / "scripts" / "wait_healthy.sh")]
 USAGE_LAST_BUG = bug("wait_healthy.sh prints the usage line after the error: two lines, the last not `error:`")
@@ -16,7 +16,7 @@ REGEX_PASSES = {"http://[::1", "http://h:99999", "http://h:-1", "http://h:abc", 
 REGEX_PASSES |= {u for u in BAD_URLS if "@" in u}
 
 # (id, argv, expected exit, marks)
-CASES = [
+CASES: list[tuple[str, list[str], int, Marks]] = [
     *[(f"url {u}", [u, "1"], 3, URL_CHECK_BUG if u in REGEX_PASSES else USAGE_LAST_BUG) for u in BAD_URLS],
     *[(f"timeout {n}", ["http://127.0.0.1:1", n], 3, USAGE_LAST_BUG) for n in [*BAD_NUMBERS[:-1], "0"]],
     ("timeout huge", ["http://127.0.0.1:1", BAD_NUMBERS[-1]], 3, HUGE_BUG),
