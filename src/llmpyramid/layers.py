@@ -60,7 +60,8 @@ TEST = ("test",)
 LAYERS: tuple[Layer, ...] = (
     Layer("lint", "ruff, mypy, GitHub workflow schema and zizmor", ("dev",),
           command=("python", "-m", "llmpyramid.lint"), tags=("quality",), estimate_s=40),
-    Layer("unit", "instant, no network: config, mocked endpoints, schemas, math", ("test", "load", "iac", "emulators"),
+    Layer("unit", "instant, no network: config, mocked endpoints, schemas, math",
+          ("test", "load", "iac", "emulators", "lint"),
           paths=("tests/unit",), tags=("pyramid",), estimate_s=30),
     Layer("stack", "the embedded llama.cpp stack: lifecycle, failure modes, invoke tasks", TEST,
           paths=("tests/stack",), tags=("pyramid",), needs=(EMBEDDED_STACK,), estimate_s=60),

@@ -1,10 +1,13 @@
 """The staging VM for `invoke staging`: terraform/hetzner applied in staging mode, destroyed after.
 
-Needs HCLOUD_TOKEN (missing -> exit 3 naming it) and the hetznercloud/hcloud provider (from the
-registry; not obtainable offline, where `invoke staging` uses the local provisioner instead). The VM
-is a CPX31 whose cloud-init installs and starts the llama.cpp server with the test model on the
-inference port; the run waits until /health answers, hands the URL to the pipeline's steps, and
-destroys everything in `finally` (bounded), so also on failure, Ctrl-C and SIGTERM.
+Needs HCLOUD_TOKEN (missing -> exit 3 naming it), the hetznercloud/hcloud provider (from the
+registry; not obtainable offline, where `invoke staging` uses the local provisioner instead), and
+STAGING_CLIENT_CIDR (this runner's address: the VM's firewall opens the inference port to it only),
+STAGING_SSH_PUBLIC_KEY and STAGING_ADMIN_CIDR. The VM is a CPX31 whose cloud-init clones this
+repository at the tested commit and starts the llama.cpp server with the test model
+(terraform/hetzner/templates/staging-cloud-init.yaml.tftpl); the run waits until /health answers,
+hands the URL to the pipeline's steps, and destroys everything in `finally`, so also on failure,
+Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +33,35 @@ from llmpyramid.stack.target import Target
 
 MODULE = PROJECT_ROOT / "terraform" / "hetzner"
 STAGING_VARS = {"environment": "staging", "staging_enabled": "true", "staging_server_type": "cpx31"}
+REQUIRED = {
+    "STAGING_CLIENT_CIDR": "this runner's address as a CIDR (e.g. 203.0.113.7/32): the inference port opens to it only",
+    "STAGING_SSH_PUBLIC_KEY": "an SSH public key for the VM's admin access",
+    "STAGING_ADMIN_CIDR": "the network allowed to SSH into the VM",
+}
+
+
+def _git(*args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
+def _tf_vars() -> list[str]:
+    """-var arguments: staging mode, who may reach it, which commit its cloud-init serves (no secrets)."""
+    missing = [f"{name} ({why})" for name, why in REQUIRED.items() if not env_value(name)]
+    if missing:
+        raise ConfigError(f"invoke staging with HCLOUD_TOKEN also needs: {'; '.join(missing)}")
+    repo_url = env_value("STAGING_REPO_URL") or _git("remote", "get-url", "origin")
+    if not repo_url:
+        raise ConfigError("STAGING_REPO_URL is not set and this checkout has no `origin` remote to clone on the VM")
+    values = {
+        **STAGING_VARS,
+        "inference_allowed_cidrs": json.dumps([env_value("STAGING_CLIENT_CIDR")]),
+        "admin_cidrs": json.dumps([env_value("STAGING_ADMIN_CIDR")]),
+        "ssh_public_keys": json.dumps({"staging": env_value("STAGING_SSH_PUBLIC_KEY")}),
+        "staging_repo_url": repo_url,
+        "staging_repo_ref": env_value("STAGING_REPO_REF") or _git("rev-parse", "HEAD") or "main",
+    }
+    return [f"-var={k}={v}" for k, v in values.items()]
 
 
 def _healthy(url: str) -> bool:
@@ -42,13 +75,13 @@ def _healthy(url: str) -> bool:
 def hetzner_staging(log: Callable[[str], None]) -> Iterator[tuple[Target, dict[str, Any]]]:
     if not env_value("HCLOUD_TOKEN"):
         raise ConfigError("HCLOUD_TOKEN is not set: the staging VM needs a Hetzner Cloud API token")
+    var_args = _tf_vars()
     timeout = parse_duration("STAGING_HEALTH_TIMEOUT", env_value("STAGING_HEALTH_TIMEOUT", "15m"), minimum=10)
     api_key = secrets.token_urlsafe(24)  # per run; reaches the VM through cloud-init, never printed
     with tempfile.TemporaryDirectory(prefix="llmpyramid-staging-") as tmp:
         workdir = Path(tmp) / "hetzner"
         shutil.copytree(MODULE, workdir, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "tests"))
         tf = Terraform(run_dir=Path(tmp) / "tf")
-        var_args = [f"-var={k}={v}" for k, v in STAGING_VARS.items()]
         # The provider reads HCLOUD_TOKEN itself; the per-run key goes through TF_VAR_*, never argv.
         env_vars = {"TF_VAR_staging_api_key": api_key}
         os.environ.update(env_vars)

@@ -73,6 +73,13 @@ resource "hcloud_server" "staging" {
   ssh_keys     = [for k in hcloud_ssh_key.admin : k.id]
   firewall_ids = [hcloud_firewall.base.id]
   labels       = merge(local.labels, { role = "staging" })
+  # cloud-init installs and starts the llama.cpp server with the test model (invoke staging)
+  user_data = var.staging_api_key == "" ? null : templatefile("${path.module}/templates/staging-cloud-init.yaml.tftpl", {
+    api_key  = var.staging_api_key
+    port     = var.inference_port
+    repo_url = var.staging_repo_url
+    repo_ref = var.staging_repo_ref
+  })
 
   public_net {
     ipv4_enabled = true

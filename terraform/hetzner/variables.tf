@@ -146,6 +146,30 @@ variable "staging_image" {
   default     = "ubuntu-24.04"
 }
 
+variable "staging_api_key" {
+  description = "Per-run API key the staging VM's llama.cpp server requires; set by invoke staging through TF_VAR_staging_api_key. Empty: no server is installed (plain VM)."
+  type        = string
+  default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.staging_api_key == "" || length(var.staging_api_key) >= 16
+    error_message = "staging_api_key must be empty or at least 16 characters."
+  }
+}
+
+variable "staging_repo_url" {
+  description = "Git URL of this repository, cloned by the staging VM's cloud-init (llmpyramid.cloud.node serves the model)."
+  type        = string
+  default     = ""
+}
+
+variable "staging_repo_ref" {
+  description = "Commit or branch the staging VM checks out (invoke staging passes the tested commit)."
+  type        = string
+  default     = "main"
+}
+
 variable "dedicated_nodes" {
   description = "Dedicated bare-metal base nodes (e.g. AX42), created outside the hcloud API; their public IPs become load balancer targets."
   type = list(object({
