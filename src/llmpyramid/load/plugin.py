@@ -289,7 +289,9 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
     environment.process_exit_code = 1 if result["findings"] else 0
     STATE.started_at = None
     if STATE.config.plots:  # after the verdict; the front door sets LOAD_PLOTS=0 and renders itself
-        render_reports(STATE.config.results_dir)
+        problem = render_reports(STATE.config.results_dir)
+        if problem:
+            print(f"LLM load: {problem}", file=sys.stderr, flush=True)
 
 
 def _on_quitting(environment: Any, **_: Any) -> None:

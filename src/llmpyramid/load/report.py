@@ -137,10 +137,14 @@ def render_reports(out_dir: Path, timeout: float = RENDER_TIMEOUT_S) -> str | No
                             preexec_fn=low_priority)  # fmt: skip
     try:
         _, err = proc.communicate(timeout=timeout)
-    except BaseException:  # timeout, Ctrl-C: the child goes with us
+    except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
         return f"no plots: rendering did not finish within {timeout:.0f}s"
+    except BaseException:  # Ctrl-C, SIGTERM: the child goes with us
+        proc.kill()
+        proc.wait()
+        raise
     if proc.returncode:
         last = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
         return f"no plots: {last[-1] if last else f'renderer exited {proc.returncode}'}"
