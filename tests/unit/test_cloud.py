@@ -138,7 +138,9 @@ for cloud in ("aws", "gcp", "azure"):
                   "setup": plain.setup, "run": plain.run, "envs": sorted(plain.envs),
                   "built_instance": b.instance_type, "built_region": b.region, "built_ports": b.ports,
                   "secret_in_envs": "sk-secret-value" in json.dumps(built.envs),
-                  "secret_set": "API_KEY" in built.secrets, "workdir": built.workdir}
+                  "secret_set": "API_KEY" in built.secrets, "workdir": built.workdir,
+                  "unresolved": [ref.name for ref in built.managed_secret_refs],
+                  "plain_unresolved": [ref.name for ref in plain.managed_secret_refs]}
 print(json.dumps(out))
 """
 
@@ -156,6 +158,8 @@ def test_task_files_are_valid_skypilot_tasks(catalog, tmp_path):
         assert (task["cloud"], task["instance"], task["spot"], task["ports"]) == (name, instance, True, ["8080"])
         assert task["built_instance"] == instance and task["built_ports"] == ["8080"]
         assert task["secret_set"] and not task["secret_in_envs"]
+        assert task["plain_unresolved"] == ["API_KEY"], "the task file must demand the key at launch"
+        assert task["unresolved"] == [], "SkyPilot refuses to launch with an unresolved secret"
         for command in (task["setup"], task["run"]):
             script = command.split()[-1]
             assert (catalog.pinned_dir().parents[3] / script).is_file(), script

@@ -72,8 +72,11 @@ def task_file(cloud: str) -> Path:
 def build_task(settings: CloudSettings, api_key: str) -> Any:
     """The cloud's task file, parsed by SkyPilot, with this run's resources, workdir and secret."""
     import sky
+    import yaml
 
-    task = sky.Task.from_yaml(str(task_file(settings.cloud)))
+    # The key is passed like `--secret API_KEY=...`: the task file declares it without a value.
+    config = yaml.safe_load(task_file(settings.cloud).read_text())
+    task = sky.Task.from_yaml_config(config, secrets_overrides=[("API_KEY", api_key)])
     task.set_resources(
         sky.Resources(
             infra=f"{settings.cloud}/{settings.region_name}",
@@ -85,7 +88,6 @@ def build_task(settings: CloudSettings, api_key: str) -> Any:
     task.workdir = str(PROJECT_ROOT)
     envs = {"CLOUD_MODEL_URL": settings.model_url or "", "CLOUD_MODEL_SHA256": settings.model_sha256 or ""}
     task.update_envs(envs)
-    task.update_secrets({"API_KEY": api_key})
     return task
 
 
