@@ -221,11 +221,19 @@ class EmulatedAWS:
             time.sleep(1.0)
         raise InfrastructureError(f"no running instance for {cluster} in moto within {timeout:.0f}s")
 
+    def _kill_own_api_server(self) -> None:
+        """`sky api stop` failed or was not reached: the server on this run's port dies anyway."""
+        from llmpyramid.procs import stop_process
+
+        for pid in _own_api_server_pids(self.api_port):
+            stop_process(pid, grace=5.0)
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
             skypilot.stop_api_server()
+            self._kill_own_api_server()
         finally:
             if self._moto is not None:
                 self._moto.terminate()
@@ -239,6 +247,17 @@ class EmulatedAWS:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+
+def _own_api_server_pids(port: int) -> list[int]:
+    import psutil
+
+    pids = []
+    for pid in skypilot.api_server_pids():
+        with contextlib.suppress(psutil.Error):
+            if f"--port={port}" in psutil.Process(pid).cmdline():
+                pids.append(pid)
+    return pids
 
 
 def _tag(instance: dict[str, Any], key: str) -> str:
