@@ -115,7 +115,10 @@ def test_router_that_never_overflows_fails_scenario_b_saying_so(tmp_path):
     _assert_all_stopped(proc.stderr)
 
 
-def test_sigterm_mid_run_stops_router_and_both_stacks(tmp_path):
+@pytest.mark.parametrize(("sig", "expected"), [(signal.SIGTERM, 130), (signal.SIGKILL, -signal.SIGKILL)])
+def test_interrupted_or_killed_run_leaves_no_router_or_stack(tmp_path, sig, expected):
+    """SIGTERM: the run stops what it started and exits 130. SIGKILL: it cannot clean up, so the
+    router (parent-death signal) and the stacks (owner watchdog) must stop themselves."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmpyramid.hybrid"], env=_env(tmp_path, HYBRID_SCENARIOS="b"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -129,11 +132,11 @@ def test_sigterm_mid_run_stops_router_and_both_stacks(tmp_path):
         assert time.monotonic() < deadline, "router never became ready"
         time.sleep(0.2)
     time.sleep(1.0)  # scenario b is now sending load through the router
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     code = proc.wait(timeout=120)
     reader.join(timeout=10)
     stderr = "".join(log)
-    assert code == 130, stderr[-800:]
+    assert code == expected, stderr[-800:]
     assert len(PIDS.findall(stderr)) == 3, stderr  # router, base, burst
     _assert_all_stopped(stderr)
 

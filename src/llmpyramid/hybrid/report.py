@@ -110,7 +110,7 @@ def plot_timeline(path: Path, results: Sequence[ScenarioResult], t0: float) -> P
                     marker="x" if key == "failed" else None, markevery=[1], label=label, alpha=0.8)  # fmt: skip
     ax.set_xlabel("seconds since the layer started (each line: one request, start to end)")
     ax.set_ylabel("latency (s)")
-    ax.set_title("hybrid layer: requests by serving backend; dashed = backend killed, dotted = recovery events")
+    ax.set_title("hybrid layer: requests by serving backend; dashed = backend killed, dotted = recovery events", pad=20)
     ax.legend(loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
