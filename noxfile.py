@@ -32,7 +32,7 @@ PYTHON = "3.11"
 # On Ctrl-C or SIGTERM nox interrupts its session's command; give it time to stop what it started
 # (fixture teardowns: servers, emulators, a bounded terraform destroy) before nox escalates.
 INTERRUPT_TIMEOUT_S = 5.0  # for the child to act on a terminal Ctrl-C by itself
-TERMINATE_TIMEOUT_S = 120.0  # after nox's SIGTERM, before SIGKILL
+TERMINATE_TIMEOUT_S = 300.0  # after nox's SIGTERM, before SIGKILL (covers a bounded cleanup destroy)
 
 
 def _sigterm_as_interrupt(signum: int, _frame: object) -> None:

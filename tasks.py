@@ -22,7 +22,7 @@ from pathlib import Path
 from invoke import Collection, Context, task
 
 from llmpyramid.cli import guarded
-from llmpyramid.config import ModelSettings, StackSettings, parse_int
+from llmpyramid.config import ModelSettings, StackSettings, parse_int, parse_url
 from llmpyramid.errors import ConfigError
 from llmpyramid.model import ensure_model
 from llmpyramid.stack import EmbeddedStack
@@ -156,10 +156,13 @@ def _pipeline(name: str, dry_run: bool, output: str, base_url: str | None = None
     with guarded():
         if output not in ("text", "json"):
             raise ConfigError(f"--output must be text or json, got {output!r}")
+        if base_url is not None:
+            parse_url("--base-url", base_url)
         if dry_run:
             plan = pipelines.plan(name)
             print(json.dumps(plan, indent=2) if output == "json" else pipelines.plan_text(plan))
             return
+        pipelines.check_results_dir()  # before anything is fetched or started
         if name == "ci":
             ensure_model(ModelSettings.from_env(), notify=lambda m: print(m, file=sys.stderr))
         report = pipelines.run(name, base_url=base_url)

@@ -26,6 +26,19 @@ class ArgumentParser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see --help)")
 
 
+def early_flag(argv: list[str], flag: str, allowed: tuple[str, ...] = ()) -> str | None:
+    """A flag's value even when the rest of the command line is invalid (so errors still honour
+    --output and --results-file)."""
+    found = None
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith(flag + "=") else None
+        if arg == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value is not None and (not allowed or value in allowed):
+            found = value
+    return found
+
+
 def fail(message: str, code: ExitCode) -> NoReturn:
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
     raise SystemExit(int(code))

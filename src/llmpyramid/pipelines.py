@@ -220,6 +220,11 @@ def report_text(report: Mapping[str, Any]) -> str:
 # --- running ----------------------------------------------------------------------------------
 
 
+def check_results_dir(settings: PipelineSettings | None = None) -> None:
+    settings = settings or PipelineSettings.from_env()
+    results.check_writable(settings.results_dir / "pipeline-probe.json")
+
+
 def run(name: str, *, base_url: str | None = None, notify: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the pipeline; returns its report (also written to results/pipeline-<name>.json)."""
     log = notify or (lambda m: print(m, file=sys.stderr, flush=True))

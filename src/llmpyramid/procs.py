@@ -20,6 +20,7 @@ import ctypes
 import json
 import os
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -31,7 +32,7 @@ from typing import IO, Any
 import psutil
 from filelock import FileLock
 
-from llmpyramid.errors import InfrastructureError
+from llmpyramid.errors import ConfigError
 from llmpyramid.ports import port_is_free
 
 PR_SET_PDEATHSIG = 1
@@ -136,10 +137,16 @@ def private_dir(path: Path) -> Path:
     """Create (or tighten) a 0700 directory; a symlink in its place is refused."""
     path = Path(path)
     if path.is_symlink():
-        raise InfrastructureError(f"refusing to use {path}: it is a symlink")
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_uid == os.getuid():
+        raise ConfigError(f"refusing to use run directory {path}: it is a symlink")
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+        if info.st_mode & stat.S_ISVTX or info.st_uid != os.getuid():
+            # e.g. /tmp itself: shared by design; never chmod a directory that is not ours alone
+            raise ConfigError(f"run directory {path} is shared (sticky or owned by another user); use a private one")
         path.chmod(0o700)
+    except OSError as exc:
+        raise ConfigError(f"cannot use run directory {path}: {exc.strerror or exc}") from None
     return path
 
 

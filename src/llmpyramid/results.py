@@ -297,3 +297,18 @@ def write_results(path: Path | str, document: Mapping[str, Any]) -> None:
     except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
         reason = getattr(exc, "strerror", None) or str(exc)
         raise ResultsFileError(f"cannot write results file {target}: {reason}") from None
+
+
+def check_writable(path: Path | str) -> None:
+    """Fail before any work starts when the results file cannot be written (ResultsFileError, exit 3)."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(tmp)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ResultsFileError(f"cannot write results file {target}: {reason}") from None
+    if target.is_dir():
+        raise ResultsFileError(f"cannot write results file {target}: it is a directory")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmpyramid import layers, results
-from llmpyramid.cli import ArgumentParser, guarded
+from llmpyramid.cli import ArgumentParser, early_flag, guarded
 from llmpyramid.config import PROJECT_ROOT, Thresholds, parse_duration
 from llmpyramid.errors import ConfigError, ExitCode, PyramidError, worst
 from llmpyramid.stack import check_reachable, target_from_env
@@ -93,30 +93,18 @@ def _text_report(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _early_flag(argv: list[str], flag: str, allowed: tuple[str, ...] = ()) -> str | None:
-    """A flag's value even when the rest of the command line is invalid (so errors still honour
-    --output and --results-file)."""
-    found = None
-    for i, arg in enumerate(argv):
-        value = arg.split("=", 1)[1] if arg.startswith(flag + "=") else None
-        if arg == flag and i + 1 < len(argv):
-            value = argv[i + 1]
-        if value is not None and (not allowed or value in allowed):
-            found = value
-    return found
-
-
 def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, str]:
     """Parse, preflight and run: (document, exit code, output mode). Never raises PyramidError."""
-    output = _early_flag(argv or [], "--output", ("json", "text")) or "text"
+    output = early_flag(argv or [], "--output", ("json", "text")) or "text"
     suite_name: str | None = None
     target_url: str | None = None
     results_file = PROJECT_ROOT / DEFAULT_RESULTS_FILE
     try:
-        results_file = _results_path(_early_flag(argv or [], "--results-file") or DEFAULT_RESULTS_FILE)
+        results_file = _results_path(early_flag(argv or [], "--results-file") or DEFAULT_RESULTS_FILE)
         args = build_parser().parse_args(argv)
         output, suite_name = args.output, args.suite
         results_file = _results_path(args.results_file)
+        results.check_writable(results_file)  # before any server starts: no run without its verdict file
         if args.suite not in suite_names():
             raise ConfigError(f"unknown suite {args.suite!r}; choose one of: {', '.join(suite_names())}")
         layer = None if args.suite == layers.ALL else layers.get(args.suite)
@@ -148,9 +136,8 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, st
     try:
         results.write_results(results_file, document)
     except PyramidError as exc:
-        # No stale verdict may stand in for this run: say so, and let the exit code say it too
-        # (the worse of the run's verdict and 3, so a failed run stays visible as unreported).
-        print(f"error: {exc}", file=sys.stderr)
+        # No stale verdict may stand in for this run: the document's error and the exit code say so
+        # (the worse of the run's verdict and 3); main() prints that error on stderr.
         previous = document.get("error")
         document["error"] = results.one_line(f"{previous}; {exc}" if previous else str(exc))
         code = worst(code, exc.exit_code)

@@ -210,7 +210,7 @@ class GCSBackend:
         emulator = os.environ.get("STORAGE_EMULATOR_HOST", "").strip()
         try:
             if emulator:
-                self.endpoint = normalize_url(emulator)
+                self.endpoint = normalize_url(emulator, "STORAGE_EMULATOR_HOST")
                 self.client = storage.Client(
                     project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test"),
                     credentials=AnonymousCredentials(),
@@ -276,7 +276,7 @@ def backend_for(obj: ObjectURL) -> Backend:
 
     kind = KINDS["aws" if obj.scheme == "s3" else "gcs"]
     if raw := os.environ.get(kind.env_var, "").strip():
-        check_reachable(kind, normalize_url(raw), kind.env_var)
+        check_reachable(kind, normalize_url(raw, kind.env_var), kind.env_var)
     return S3Backend() if obj.scheme == "s3" else GCSBackend()
 
 

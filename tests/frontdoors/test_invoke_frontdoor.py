@@ -125,24 +125,11 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
     ("ci PIPELINE_RESULTS_DIR unwritable", ["ci"], {"PIPELINE_RESULTS_DIR": "/proc/x/y"}, 3),
 ]
 
-RUN_DIR_BUG = bug("an unwritable run dir is an OSError traceback (procs.private_dir via ManagedService.locked)")
-EMULATOR_URL_BUG = bug("AWS_ENDPOINT_URL/STORAGE_EMULATOR_HOST are not validated (emulators.manager.normalize_url)")
-EMULATOR_SECRET_BUG = bug("AWS_ENDPOINT_URL user:password@ is shown (emulators.manager.check_reachable)")
-PREPROD_DRY_RUN_BUG = bug("preprod --dry-run does not validate --base-url (tasks._pipeline / pipelines.plan)")
 KNOWN_BUGS: dict[str, pytest.MarkDecorator] = {
     "stack.up unknown flag": UNKNOWN_FLAG_BUG,
-    "stack.up STACK_RUN_DIR unwritable": RUN_DIR_BUG,
-    "emulators.up EMULATORS_RUN_DIR unwritable": RUN_DIR_BUG,
-    "model.fetch credentials in endpoint": EMULATOR_SECRET_BUG,
-    "emulators.up AWS_ENDPOINT_URL credentials unreachable": EMULATOR_SECRET_BUG,
-    **{f"emulators.up AWS_ENDPOINT_URL {u}": EMULATOR_URL_BUG for u in ["http://[::1", "ftp://x", "http://h:99999"]},
-    "emulators.status STORAGE_EMULATOR_HOST malformed": EMULATOR_URL_BUG,
     "load --workers abc": bug(
         "invoke load --workers abc: invoke converts the int-typed flag itself (ValueError traceback)"
     ),
-    **{f"preprod --dry-run --base-url {u}": PREPROD_DRY_RUN_BUG for u in BAD_URLS[:4]},
-    "preprod --dry-run credentials malformed": PREPROD_DRY_RUN_BUG,
-    "ci PIPELINE_RESULTS_DIR unwritable": bug("ci: PIPELINE_RESULTS_DIR is checked after the model fetch starts"),
 }
 
 

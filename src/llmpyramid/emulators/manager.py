@@ -28,7 +28,7 @@ import httpx
 import psutil
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from llmpyramid.config import PROJECT_ROOT, Settings, _env, knob, parse_duration, parse_path
+from llmpyramid.config import PROJECT_ROOT, Settings, _env, knob, parse_duration, parse_path, parse_url, redact_url
 from llmpyramid.errors import ConfigError, InfrastructureError
 from llmpyramid.ports import free_port, port_is_free, port_owner
 from llmpyramid.procs import ManagedService, ServiceState, private_dir, stop_process
@@ -69,27 +69,30 @@ def kind_of(name: str) -> Kind:
         raise ConfigError(f"unknown emulator {name!r}; choose from {', '.join(KINDS)}") from None
 
 
-def normalize_url(raw: str) -> str:
-    """'localhost:4443' -> 'http://localhost:4443' (STORAGE_EMULATOR_HOST is often given bare)."""
+def normalize_url(raw: str, name: str = "emulator endpoint") -> str:
+    """'localhost:4443' -> 'http://localhost:4443' (STORAGE_EMULATOR_HOST is often given bare);
+    validated by the project's URL rule, so a malformed endpoint is exit 3 naming the variable."""
     raw = raw.strip().rstrip("/")
-    return raw if "://" in raw else f"http://{raw}"
+    return parse_url(name, raw if "://" in raw else f"http://{raw}")
 
 
 def probe(url: str, path: str = "/", timeout: float = 2.0) -> int | None:
     """HTTP status of GET url+path, or None when nothing answers."""
     try:
         return httpx.get(f"{url}{path}", timeout=timeout).status_code
-    except httpx.HTTPError:
+    except (httpx.HTTPError, httpx.InvalidURL):
         return None
 
 
 def check_reachable(kind: Kind, url: str, origin: str, timeout: float = 3.0) -> None:
-    """Raise InfrastructureError naming the endpoint if nothing answers HTTP there."""
+    """Raise InfrastructureError naming the endpoint (credentials redacted) if nothing answers HTTP there."""
     try:
         httpx.get(f"{url}{kind.probe_path}", timeout=timeout)
-    except httpx.HTTPError as exc:
-        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-        raise InfrastructureError(f"{kind.name} endpoint {url} ({origin}) is not reachable: {reason}") from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        reason = redact_url(" ".join(str(exc).split())[:120] or type(exc).__name__)
+        raise InfrastructureError(
+            f"{kind.name} endpoint {redact_url(url)} ({origin}) is not reachable: {reason}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -271,8 +274,8 @@ class EmulatorManager:
             user = _env(k.env_var)
             state = self.alive(name)
             if user:
-                url = normalize_url(user)
-                entry: dict[str, Any] = {"source": "user", "url": url, "env_var": k.env_var}
+                url = normalize_url(user, k.env_var)
+                entry: dict[str, Any] = {"source": "user", "url": redact_url(url), "env_var": k.env_var}
             elif state:
                 url = state.url
                 entry = {
@@ -301,7 +304,7 @@ def user_endpoint(kind: str, environ: Mapping[str, str] | None = None) -> Endpoi
     raw = (environ if environ is not None else os.environ).get(k.env_var, "").strip()
     if not raw:
         return None
-    url = normalize_url(raw)
+    url = normalize_url(raw, k.env_var)
     check_reachable(k, url, k.env_var)
     return Endpoint(kind, url, "user")
 

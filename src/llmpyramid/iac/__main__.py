@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import sys
-from typing import NoReturn
+from pathlib import Path
 
-from llmpyramid.cli import fail, guarded
-from llmpyramid.errors import ExitCode
+from llmpyramid.cli import ArgumentParser, early_flag, guarded
+from llmpyramid.errors import ConfigError
 from llmpyramid.iac.paths import MODULES
 from llmpyramid.iac.runner import STATIC_LAYERS, run_iac
 
@@ -20,13 +20,27 @@ PARTS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # a bad flag is a configuration error (exit 3)
-        fail(f"{self.prog}: {message}", ExitCode.CONFIGURATION)
+def _drop_stale_report(argv: list[str]) -> None:
+    """A run that never starts must not leave the previous run's iac.json standing in for it."""
+    results_dir = Path(early_flag(argv, "--results-dir") or "results")
+    stale = results_dir / "iac.json"
+    with contextlib.suppress(OSError):  # an unusable results dir is reported by the error itself
+        stale.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m llmpyramid.iac", description=__doc__)
+    argv = sys.argv[1:] if argv is None else argv
+    with guarded():
+        try:
+            return _run(argv)
+        except ConfigError:
+            _drop_stale_report(argv)
+            raise
+    return 2  # unreachable: guarded() exits on error
+
+
+def _run(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="python -m llmpyramid.iac", description=__doc__)
     parser.add_argument(
         "command",
         choices=sorted(PARTS),
@@ -38,19 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", default="results", help="where iac.json and SARIF go")
     parser.add_argument("--output", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
-    with guarded():
-        report = run_iac(
-            args.results_dir,
-            parts=PARTS[args.command],
-            modules=args.module or MODULES,
-            static_layers=args.layer or STATIC_LAYERS,
-        )
-        if args.output == "json":
-            print(json.dumps(report.to_dict(), indent=2))
-        else:
-            print(report.to_text())
-        return int(report.exit_code)
-    return 2  # unreachable: guarded() exits on error
+    report = run_iac(
+        args.results_dir,
+        parts=PARTS[args.command],
+        modules=args.module or MODULES,
+        static_layers=args.layer or STATIC_LAYERS,
+    )
+    if args.output == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.to_text())
+    return int(report.exit_code)
 
 
 if __name__ == "__main__":

@@ -289,7 +289,10 @@ def run_iac(
     results = Path(results_dir)
     if not results.is_absolute():
         results = root / results
-    results.mkdir(parents=True, exist_ok=True)
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot use --results-dir {results}: {exc.strerror or exc}") from None
     tf = Terraform(run_dir=run_dir) if run_dir else Terraform()
     ctx = Context(root=root, results_dir=results, terraform=tf)
     report = Report()
