@@ -84,7 +84,7 @@ def test_min_requests_and_max_duration() -> None:
     assert cfg.min_requests == 20 and cfg.effective_max_duration == 180  # max(120 s, 3 x 60 s)
     assert LoadConfig.from_env(duration=20).effective_max_duration == 120
     assert LoadConfig.from_env(duration=20, max_duration="2m", min_requests=5).effective_max_duration == 120
-    with pytest.raises(ConfigError, match="LOAD_MIN_REQUESTS .* must be >= 1"):
+    with pytest.raises(ConfigError, match=r"LOAD_MIN_REQUESTS \(min_requests\) must be >= 1"):
         LoadConfig.from_env(min_requests=0)
     with pytest.raises(ConfigError, match="LOAD_MAX_DURATION 10s is shorter than the run's duration 20s"):
         LoadConfig.from_env(duration=20, max_duration=10)

@@ -13,7 +13,7 @@ sweep shape when LOAD_SHAPE=sweep) in the locustfile's namespace and registers e
   a custom message when the worker stops, so the master's test_stop sees every sample;
 - test_stop (master/local): summarise, evaluate SLOs, write the results JSON and samples, print the
   verdict, set the process exit code (1 on an SLO violation or an inconclusive run); plots and the
-  LLM HTML report come after the verdict, in a low-priority child (see report.render_reports).
+  LLM HTML report come after the verdict, in a child (see report.render_reports).
 """
 
 from __future__ import annotations

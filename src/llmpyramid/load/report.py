@@ -2,7 +2,8 @@
 the self-contained LLM HTML report (`python -m llmpyramid.load.report RESULTS_DIR` re-renders them).
 
 Plots cost more CPU than the test itself (matplotlib's import alone is seconds on a busy box), so
-they are made after the verdict is out, in a child process at the lowest CPU priority.
+they are made after the verdict is out, when the run is over, in a child process (LOAD_PLOTS=0 or
+--no-plots skips them).
 """
 
 from __future__ import annotations
@@ -124,17 +125,16 @@ def compare_baseline(current: dict[str, Any], baseline: dict[str, Any], toleranc
 
 
 def render_reports(out_dir: Path, timeout: float = RENDER_TIMEOUT_S) -> str | None:
-    """Plots + HTML report in a child at nice 19 (the server under test keeps the CPU); waits for it.
-    Returns None, or why nothing was rendered (a report never changes the verdict)."""
-    from llmpyramid.procs import die_with_parent
+    """Plots + HTML report in a child, after the run (and its own stack) ended; waits for it.
+    Returns None, or why nothing was rendered (a report never changes the verdict).
 
-    def low_priority() -> None:
-        os.nice(19)
-        die_with_parent()
+    Normal priority on purpose: nothing is being measured any more, and at nice 19 two CPU burners
+    starved the renderer for minutes."""
+    from llmpyramid.procs import die_with_parent
 
     cmd = [sys.executable, "-m", "llmpyramid.load.report", str(out_dir)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            preexec_fn=low_priority)  # fmt: skip
+                            preexec_fn=die_with_parent)  # fmt: skip
     try:
         _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

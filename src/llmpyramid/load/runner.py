@@ -8,7 +8,7 @@ SIGTERM from the kernel if the process that started it dies without cleaning up 
 
 Credentials (API_KEY, `user:password@` in BASE_URL) reach locust through its environment, never
 its command line, and every line shown or written names the target with them redacted. The
-verdict is printed before the plots are made (report.render_reports: a child at nice 19).
+verdict is printed before the plots are made (report.render_reports: a child, after the run).
 """
 
 from __future__ import annotations
