@@ -75,8 +75,11 @@ LAYERS: tuple[Layer, ...] = (
           paths=("tests/test_contract.py",), marker="contract", tags=("pyramid", "target"), needs=(EMBEDDED_STACK,),
           target=True, in_all=True, estimate_s=15),
     Layer("load", "LLM load (locust): throughput, latency, TTFT/ITL percentiles, SLO gates", ("load",),
-          command=("python", "-m", "llmpyramid.load", "--duration", "20"), run="llmpyramid.load.suite:run_suite",
-          tags=("load", "target"), needs=(EMBEDDED_STACK,), target=True, flags=("duration",), estimate_s=40),
+          # short answers and a generous cap: the verdict needs LOAD_MIN_REQUESTS samples, even on a busy box
+          command=("python", "-m", "llmpyramid.load", "--duration", "20", "--max-tokens", "16,32,64",
+                   "--max-duration", "240"),
+          run="llmpyramid.load.suite:run_suite", tags=("load", "target"), needs=(EMBEDDED_STACK,), target=True,
+          flags=("duration",), estimate_s=70),
     Layer("load_faults", "the load layer for real: seed locust command, bad input, dying server, no leftovers",
           ("test", "load"), paths=("tests/load",), marker="load", tags=("load",), needs=(EMBEDDED_STACK,),
           estimate_s=150),

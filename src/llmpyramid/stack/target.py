@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from llmpyramid.config import env_value, parse_url, redact_url
 from llmpyramid.errors import InfrastructureError
 
@@ -66,6 +64,8 @@ def target_from_env(base_url: str | None = None, environ: Mapping[str, str] | No
 
 def check_reachable(target: Target, timeout: float = 5.0) -> None:
     """Fail fast with exit 2 when nothing answers at the target (DNS, refused, timeout)."""
+    import httpx  # here, not at module level: every front door and locust's master import this module
+
     try:
         httpx.get(target.url("/health"), timeout=timeout)
     except httpx.HTTPError as exc:
