@@ -25,6 +25,13 @@ from llmpyramid.stack import check_reachable, target_from_env
 from llmpyramid.suites import CLOUDS, RunRequest, SuiteRun, run_layer, suite_names
 
 DEFAULT_RESULTS_FILE = "results/results.json"
+ROUTER_FLAGS = {
+    "--router-url": "the router in front of base and burst (else the reference topology is built on loopback)",
+    "--burst-url": "the burst backend, for attribution and health",
+    "--base-stop-cmd": "command that stops the base backend (remote fault scenarios c-e)",
+    "--base-start-cmd": "command that starts it again",
+    "--burst-stop-cmd": "command that stops the burst backend (scenario e)",
+}
 
 
 def _duration(raw: str) -> float:
@@ -63,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"where the JSON document is written (default: {DEFAULT_RESULTS_FILE})",
     )
     p.add_argument("-k", dest="keyword", help="pytest -k expression (pytest suites only)")
+    hybrid = p.add_argument_group("hybrid (--suite hybrid; --base-url is then the base backend)")
+    for flag, about in ROUTER_FLAGS.items():
+        hybrid.add_argument(flag, help=about)
     return p
 
 
@@ -93,6 +103,11 @@ def _text_report(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _router_options(args: argparse.Namespace) -> dict[str, Any]:
+    names = [f[2:].replace("-", "_") for f in ROUTER_FLAGS]
+    return {"base_url": args.base_url, **{name: getattr(args, name) for name in names}}
+
+
 def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, str]:
     """Parse, preflight and run: (document, exit code, output mode). Never raises PyramidError."""
     output = early_flag(argv or [], "--output", ("json", "text")) or "text"
@@ -113,6 +128,9 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, st
             raise ConfigError(f"--duration does not apply to --suite {args.suite} (it is for load and cloud)")
         if args.cloud is not None and "cloud" not in flags:
             raise ConfigError(f"--cloud does not apply to --suite {args.suite} (it is for --suite cloud)")
+        router_given = [f for f in ROUTER_FLAGS if getattr(args, f[2:].replace("-", "_")) is not None]
+        if router_given and "router" not in flags:
+            raise ConfigError(f"{router_given[0]} does not apply to --suite {args.suite} (it is for --suite hybrid)")
         Thresholds.from_env()  # a bad threshold is a configuration error, found up front
         uses_target = layer is None or layer.target
         target = target_from_env(args.base_url) if uses_target else None
@@ -125,6 +143,7 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, st
             duration=args.duration,
             cloud=args.cloud,
             pytest_args=("-k", args.keyword) if args.keyword else (),
+            options=_router_options(args) if "router" in flags else None,
         )
         run: SuiteRun = run_layer(args.suite, request)
         document, code = run.document, run.exit_code

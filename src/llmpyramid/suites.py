@@ -69,8 +69,10 @@ def runner_for(layer: Layer) -> SuiteFn:
         try:
             fn: SuiteFn = getattr(importlib.import_module(module), func)
         except ImportError as exc:
+            extra = " ".join(f"--group {g}" for g in layer.groups if g not in ("test", "load", "iac", "emulators"))
             raise ConfigError(
-                f"suite {layer.name!r} needs the {'/'.join(layer.groups)} dependency group(s): {exc}"
+                f"suite {layer.name!r} needs its dependency group ({exc}): "
+                f"uv run {extra} python scripts/run_tests.py --suite {layer.name} ..."
             ) from None
         return fn
     if layer.is_pytest:

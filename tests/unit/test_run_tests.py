@@ -69,7 +69,7 @@ def test_a_layer_whose_dependencies_are_missing_says_so_with_exit_3(results_file
     broken = layers.Layer("cloud", "x", ("cloud",), run="llmpyramid_no_such_module:run_suite")
     monkeypatch.setitem(layers.BY_NAME, "cloud", broken)
     doc, code = run("--suite", "cloud", "--results-file", results_file)
-    assert code == ExitCode.CONFIGURATION and "needs the cloud dependency group" in doc["error"]
+    assert code == ExitCode.CONFIGURATION and "needs its dependency group" in doc["error"]
     assert doc["summary"]["passed"] == 0
 
 

@@ -15,9 +15,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from llmpyramid.cli import guarded
+from llmpyramid.cli import ArgumentParser, early_flag, guarded
 from llmpyramid.config import env_value, parse_duration, parse_float, parse_path, parse_url
 from llmpyramid.errors import ConfigError, PyramidError
 from llmpyramid.load.config import SHAPES, LoadConfig
@@ -27,13 +27,8 @@ if TYPE_CHECKING:
     from llmpyramid.stack import Target
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # bad flags are configuration errors (exit 3)
-        raise ConfigError(f"{self.prog}: {message}")
-
-
 def build_parser(prog: str = "python -m llmpyramid.load") -> argparse.ArgumentParser:
-    ap = _Parser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", help=f"one of {', '.join(SHAPES)} (LOAD_SHAPE; default constant)")
     ap.add_argument("-u", "--users", help="concurrent users for the constant shape (LOAD_USERS; default 10)")
     ap.add_argument("-r", "--spawn-rate", help="users started per second (LOAD_SPAWN_RATE; default 2)")
@@ -81,8 +76,10 @@ def target_from_args(raw_flag: str | None) -> Target | None:
     return Target(url, env_value("API_KEY"), env_value("MODEL"))
 
 
-def _results_file(args: argparse.Namespace | None) -> Path | None:
-    raw = (args.results_dir if args is not None else None) or env_value("LOAD_RESULTS_DIR")
+def _results_file(args: argparse.Namespace | None, argv: list[str] | None = None) -> Path | None:
+    # Before argparse succeeded, --results-dir still counts (a rejected flag must not leave a stale file).
+    given = args.results_dir if args is not None else early_flag(argv or [], "--results-dir")
+    raw = given or env_value("LOAD_RESULTS_DIR")
     try:
         return (parse_path("LOAD_RESULTS_DIR", raw) if raw else LoadConfig().results_dir) / RESULTS_FILE
     except ConfigError:
@@ -108,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
             args = build_parser().parse_args(argv)
             return _run(args)
         except PyramidError as exc:
-            where = _record(_results_file(args), f"error: {exc}", int(exc.exit_code), str(exc))
+            where = _record(_results_file(args, argv), f"error: {exc}", int(exc.exit_code), str(exc))
             exc.args = (f"{exc}; {where}",)
             raise
         except KeyboardInterrupt:
-            _record(_results_file(args), "interrupted", 130, "interrupted before the run finished")
+            _record(_results_file(args, argv), "interrupted", 130, "interrupted before the run finished")
             raise
     return 130  # pragma: no cover - guarded() exits
 

@@ -201,7 +201,7 @@ class LoadConfig:
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:
             raise ConfigError(f"unknown load shape {self.shape!r}; choose one of: {', '.join(SHAPES)}")
-        parse_int("users", self.users, minimum=1)
+        parse_int("users", self.users, minimum=1, maximum=100_000)
         if self.spawn_rate <= 0:
             raise ConfigError(f"spawn rate must be > 0, got {self.spawn_rate}")
         if self.duration <= 0:
@@ -209,7 +209,8 @@ class LoadConfig:
         if self.rate <= 0:
             raise ConfigError(f"arrival rate must be > 0 requests/s, got {self.rate:g}")
         parse_int("max in-flight requests", self.max_inflight, minimum=1)
-        parse_int("sweep max users", self.sweep_max_users, minimum=1)
+        parse_int("sweep max users", self.sweep_max_users, minimum=1, maximum=100_000)
+        parse_float("LOAD_SWEEP_MIN_GAIN (sweep_min_gain)", self.sweep_min_gain, minimum=0, maximum=1)
         if self.sweep_step < 2:
             raise ConfigError(f"sweep step must be >= 2 seconds, got {self.sweep_step:g}")
         parse_int("LOAD_MIN_REQUESTS (min_requests)", self.min_requests, minimum=1)
