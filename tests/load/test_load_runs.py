@@ -141,7 +141,7 @@ def test_seed_locust_command_runs_and_reports_llm_metrics(target: Target, tmp_pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-u", "0"], "users must be >= 1"),
+        (["-u", "0"], "users must be between 1 and 100000"),
         (["--duration=-5s"], "--duration must be a duration like 60, 60s, 2m or 1h"),
         (["--shape", "zigzag"], "unknown load shape 'zigzag'"),
     ],

@@ -49,7 +49,7 @@ def test_sweep_levels_end_at_the_maximum() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"users": 0}, "users must be >= 1, got 0"),
+        ({"users": 0}, "users must be between 1 and 100000, got 0"),
         ({"duration": -5}, "duration must be a positive number of seconds, got -5"),
         ({"shape": "zigzag"}, "unknown load shape 'zigzag'"),
         ({"users": "many"}, "must be an integer"),

@@ -99,6 +99,7 @@ def _record(path: Path | None, verdict: str, exit_code: int, message: str) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     with guarded():
         args: argparse.Namespace | None = None
         try:
