@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from llmpyramid.config import StackSettings
+from llmpyramid.config import StackSettings, redact_url
 from llmpyramid.errors import InfrastructureError
 from llmpyramid.hybrid.config import HybridSettings
 from llmpyramid.hybrid.router import LiteLLMRouter
@@ -100,8 +100,8 @@ def check_reachable(what: str, url: str, path: str) -> None:
     try:
         httpx.get(f"{url}{path}", timeout=10)
     except httpx.HTTPError as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise InfrastructureError(f"{what} {url} is not reachable: {reason}") from None
+        reason = redact_url(" ".join(str(exc).split()) or type(exc).__name__)
+        raise InfrastructureError(f"{what} {redact_url(url)} is not reachable: {reason}") from None
 
 
 @contextlib.contextmanager
