@@ -20,14 +20,14 @@ import sys
 from pathlib import Path
 
 from invoke import Collection, Context, task
+from invoke_tasks.emulators import emulators, fetch, publish
+from invoke_tasks.load import load
 
 from llmpyramid.cli import guarded
 from llmpyramid.config import ModelSettings, StackSettings, parse_int, parse_url
 from llmpyramid.errors import ConfigError
 from llmpyramid.model import ensure_model
 from llmpyramid.stack import EmbeddedStack
-from llmpyramid.tasks_emulators import emulators, fetch, publish
-from llmpyramid.tasks_load import load
 
 # --- model ------------------------------------------------------------------------------------
 

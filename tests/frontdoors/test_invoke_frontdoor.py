@@ -1,4 +1,4 @@
-"""Bad input through every `python -m invoke` task (tasks.py, llmpyramid.tasks_emulators, tasks_load).
+"""Bad input through every `python -m invoke` task (tasks.py and invoke_tasks/).
 
 Nothing may start before the input is checked: the sandbox's STACK_RUN_DIR / EMULATORS_RUN_DIR are
 empty tmp dirs, and the model tripwire turns a stack start into a fast exit 2 (a failed case).
@@ -127,9 +127,6 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
 
 KNOWN_BUGS: dict[str, pytest.MarkDecorator] = {
     "stack.up unknown flag": UNKNOWN_FLAG_BUG,
-    "load --workers abc": bug(
-        "invoke load --workers abc: invoke converts the int-typed flag itself (ValueError traceback)"
-    ),
 }
 
 

@@ -24,7 +24,7 @@ from llmpyramid.ports import free_port, port_is_free
 
 pytestmark = [pytest.mark.localstack, pytest.mark.timeout(120)]
 
-INVOKE = [sys.executable, "-m", "invoke", "-r", str(PROJECT_ROOT / "src" / "llmpyramid"), "-c", "tasks_emulators"]
+INVOKE = [sys.executable, "-m", "invoke", "-r", str(PROJECT_ROOT / "invoke_tasks"), "-c", "emulators"]
 
 
 @pytest.fixture

@@ -304,7 +304,7 @@ def test_root_config_passes_variables_and_exposes_outputs(tmp_path):
 
 def test_task_kinds_parsing():
     pytest.importorskip("invoke")
-    from llmpyramid.tasks_emulators import _kinds
+    from invoke_tasks.emulators import _kinds
 
     assert _kinds(None) == ["aws", "gcs"]
     assert _kinds("gcs") == ["gcs"]
@@ -314,8 +314,8 @@ def test_task_kinds_parsing():
 
 def test_task_collections():
     pytest.importorskip("invoke")
-    from llmpyramid.tasks_emulators import emulators as collection
-    from llmpyramid.tasks_emulators import fetch, publish
+    from invoke_tasks.emulators import emulators as collection
+    from invoke_tasks.emulators import fetch, publish
 
     assert sorted(collection.task_names) == ["down", "status", "up"]
     assert publish.name == "publish" and fetch.name == "fetch"

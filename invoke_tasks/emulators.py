@@ -123,5 +123,5 @@ def fetch(c: Context, url: str, dest: str = "models/test/", sha256: str | None =
 
 emulators = Collection("emulators", up, down, status)
 
-# Standalone use (`invoke -r src/llmpyramid -c tasks_emulators --list`); tasks.py mounts the pieces.
+# Standalone use (`invoke -r invoke_tasks -c emulators --list`); tasks.py mounts the pieces.
 ns = Collection(emulators, Collection("model", publish, fetch))

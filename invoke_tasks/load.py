@@ -1,6 +1,6 @@
 """Invoke task for the load layer; tasks.py adds it with:
 
-    from llmpyramid.tasks_load import load
+    from invoke_tasks.load import load
     ns.add_task(load)
 
     invoke load                                  # 10 users, 60 s, embedded stack unless BASE_URL
@@ -9,7 +9,8 @@
     invoke load --shape rate --rate 4            # constant arrival rate
     invoke load --baseline results/baseline.json --tolerance 0.15
 
-Thin: it builds the argv of `python -m llmpyramid.load` and calls it (errors: one line + exit code).
+Thin: flags stay strings (the load CLI parses them: bad values are exit 3, never invoke's
+traceback); it builds the argv of `python -m llmpyramid.load` and calls it (errors: one line + exit code).
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ HELP = {
 @task(help=HELP)
 def load(
     c: Context,
-    users: int | None = None,
+    users: str | None = None,
     duration: str | None = None,
     shape: str | None = None,
-    rate: float | None = None,
-    workers: int = 0,
+    rate: str | None = None,
+    workers: str | None = None,
     baseline: str | None = None,
-    tolerance: float | None = None,
+    tolerance: str | None = None,
     slo_file: str | None = None,
     base_url: str | None = None,
     results_dir: str | None = None,
