@@ -137,12 +137,6 @@ def client(target: Target, thresholds: Thresholds) -> Iterator[Client]:
         yield c
 
 
-@pytest.fixture(scope="session")
-def server_is_llamacpp(client: Client) -> bool:
-    """True when the target identifies as llama.cpp (for documented upstream deviations only)."""
-    return client.get("/health").headers.get("server", "").lower().startswith("llama.cpp")
-
-
 @pytest.fixture
 def metrics(record_property: Any) -> Iterator[dict[str, Any]]:
     """A dict the test fills with measurements; they land in the results document's `metrics`."""

@@ -72,8 +72,8 @@ LAYERS: tuple[Layer, ...] = (
           paths=("tests/test_integration.py",), marker="integration", tags=("pyramid", "target"),
           needs=(EMBEDDED_STACK,), target=True, in_all=True, estimate_s=20),
     Layer("contract", "OpenAI schemas for bodies and SSE chunks, headers, error object, official client", TEST,
-          paths=("tests/test_contract.py",), marker="contract", tags=("pyramid", "target"), needs=(EMBEDDED_STACK,),
-          target=True, in_all=True, estimate_s=15),
+          paths=("tests/test_contract.py", "tests/proxy"), marker="contract", tags=("pyramid", "target"),
+          needs=(EMBEDDED_STACK,), target=True, in_all=True, estimate_s=35),
     Layer("load", "LLM load (locust): throughput, latency, TTFT/ITL percentiles, SLO gates", ("load",),
           # short answers and a generous cap: the verdict needs LOAD_MIN_REQUESTS samples, even on a busy box
           command=("python", "-m", "llmpyramid.load", "--duration", "20", "--max-tokens", "16,32,64",
