@@ -62,8 +62,20 @@ def checkov_venv(session: nox.Session) -> None:
     session.env["IAC_CHECKOV_BIN"] = f"{venv}/bin/checkov"
 
 
+def cloud_credentials(session: nox.Session) -> None:
+    """Real cloud smoke only where SkyPilot finds credentials; otherwise a skip that says why, never a pass."""
+    args = list(session.posargs)
+    cloud = args[args.index("--cloud") + 1] if "--cloud" in args[:-1] else None
+    if cloud is None:
+        session.error("nox -s cloud -- --cloud aws|gcp|azure")
+    check = session.run("python", "-m", "llmpyramid.cloud", "check", "--cloud", cloud, success_codes=[0, 3],
+                        silent=True)  # fmt: skip
+    if isinstance(check, str) and "error:" in check:
+        session.skip(check.strip().splitlines()[-1])
+
+
 # Extra preparation a layer's session needs beyond its dependency groups.
-PREPARE: dict[str, Callable[[nox.Session], None]] = {"static_iac": checkov_venv}
+PREPARE: dict[str, Callable[[nox.Session], None]] = {"static_iac": checkov_venv, "cloud": cloud_credentials}
 
 
 def report_args(layer: Layer) -> list[str]:

@@ -7,6 +7,7 @@
     invoke emulators.up / status / down   # moto + fake-gcs-server in the background
     invoke model.publish / model.fetch    # distribute the GGUF through s3:// or gs://
     invoke load [--workers N]             # locust load test (master + N workers on loopback)
+    invoke cloud.sweep / cloud.estimate / cloud.smoke   # SkyPilot cloud smoke and leak sweep
     invoke local | ci | staging | preprod --base-url URL   # pipelines [--dry-run] [--output json]
 
 Tasks are thin: they parse arguments and call `llmpyramid`; every error is one line + exit code.
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 from invoke import Collection, Context, task
+from invoke_tasks.cloud import cloud
 from invoke_tasks.emulators import emulators, fetch, publish
 from invoke_tasks.load import load
 
@@ -197,4 +199,4 @@ def preprod(c: Context, base_url: str | None = None, dry_run: bool = False, outp
 
 model = Collection("model", download, publish, fetch)
 stack = Collection("stack", up, down, status_, logs)
-ns = Collection(model, stack, emulators, load, local, ci, staging, preprod)
+ns = Collection(model, stack, emulators, load, cloud, local, ci, staging, preprod)

@@ -31,6 +31,8 @@ from llmpyramid.results import one_line
 from llmpyramid.stack import EmbeddedStack, Target, target_session
 from llmpyramid.suites import write_abort
 
+pytest_plugins = ("llmpyramid.cloud.pytest_plugin",)  # --cloud, --skip-teardown (imports no SkyPilot)
+
 SUITE_MARKERS = tuple(layer.marker for layer in layers.LAYERS if layer.target and layer.marker)
 DEFAULT_TEST_TIMEOUT_S = 300
 
