@@ -292,13 +292,3 @@ class ManagedService:
     def last_log_line(self) -> str:
         tail = [ln for ln in self.logs(20).splitlines() if ln.strip()]
         return tail[-1].strip() if tail else f"(no output in {self.log_file})"
-
-
-def is_ours(pid: int, *markers: str) -> bool:
-    """Legacy check kept for callers not yet on ProcessIdentity: alive and every marker in argv."""
-    try:
-        proc = psutil.Process(pid)
-        cmdline = " ".join(proc.cmdline())
-        return proc.status() != psutil.STATUS_ZOMBIE and all(m in cmdline for m in markers)
-    except psutil.Error:
-        return False
