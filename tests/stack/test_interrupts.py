@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from leftovers import tagged
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
@@ -25,18 +26,6 @@ ENTRIES = {
     "uv run nox -s smoke": ["uv", "run", "--frozen", "nox", "-s", "smoke"],
     "run_tests.py --suite smoke": [sys.executable, "scripts/run_tests.py", "--suite", "smoke"],
 }
-
-
-def tagged(tag: str, since: float) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["create_time"]):
-        try:
-            ours = proc.info["create_time"] >= since - 1 and proc.environ().get("LLMPYRAMID_TEST_TAG") == tag
-            if ours and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def _server_running(procs: list[psutil.Process]) -> bool:

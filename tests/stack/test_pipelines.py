@@ -18,23 +18,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from leftovers import tagged
 
 from llmpyramid import pipelines
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(900)
-
-
-def _tagged(tag: str, since: float) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["create_time"]):
-        try:
-            ours = proc.info["create_time"] >= since - 1 and proc.environ().get("LLMPYRAMID_TEST_TAG") == tag
-            if ours and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def _staging(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str, float]:
@@ -62,7 +51,7 @@ def test_offline_staging_provisions_tests_reports_and_tears_down(tmp_path):
         assert step["results_file"] and Path(step["results_file"]).exists(), step
     assert json.loads((tmp_path / "results" / "pipeline-staging.json").read_text()) == report
     assert not psutil.pid_exists(report["provision"]["pid"]), "the staging stand-in outlived the pipeline"
-    assert not _tagged(tag, since)
+    assert not tagged(tag, since)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -70,7 +59,7 @@ def test_interrupted_staging_exits_130_and_leaves_nothing(tmp_path, sig):
     proc, tag, since = _staging(tmp_path)
     deadline = time.monotonic() + 300
     # land mid-step: once the smoke session's pytest runs against the stand-in
-    while time.monotonic() < deadline and not any("pytest" in " ".join(p.cmdline()) for p in _tagged(tag, since)):
+    while time.monotonic() < deadline and not any("pytest" in " ".join(p.cmdline()) for p in tagged(tag, since)):
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()[1][-2000:]
     proc.send_signal(sig)
@@ -81,7 +70,7 @@ def test_interrupted_staging_exits_130_and_leaves_nothing(tmp_path, sig):
     assert err.strip().splitlines()[-1].startswith("interrupted")
     left = []
     for _ in range(50):  # children finish their own teardown within the bounded grace
-        left = _tagged(tag, since)
+        left = tagged(tag, since)
         if not left:
             break
         time.sleep(0.2)
