@@ -194,7 +194,7 @@ CHILD_STOP_GRACE_S = 30.0  # time an interrupted child gets to tear down (fixtur
 
 
 def run_child(cmd: list[str], env: dict[str, str], *, stdout: Any = None) -> int:
-    """Run a child that dies with us (parent-death signal); on Ctrl-C/SIGTERM, interrupt it and wait
+    """Run a child that dies with us (parent-death signal); on Ctrl-C/SIGTERM, stop it and wait
     (bounded) so its own cleanup runs, then re-raise."""
     proc = subprocess.Popen(
         cmd, cwd=PROJECT_ROOT, env=env, stdout=stdout, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
@@ -202,8 +202,10 @@ def run_child(cmd: list[str], env: dict[str, str], *, stdout: Any = None) -> int
     try:
         return proc.wait()
     except BaseException:
+        # SIGTERM, not SIGINT: pytest (tests/conftest.py) and nox (noxfile.py) unwind on it like Ctrl-C,
+        # and a child still importing dies quietly instead of printing a KeyboardInterrupt traceback.
         with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=CHILD_STOP_GRACE_S)
         except subprocess.TimeoutExpired:
