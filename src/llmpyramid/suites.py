@@ -190,7 +190,7 @@ def run_command(req: RunRequest, layer: Layer) -> SuiteRun:
     return SuiteRun(doc, code)
 
 
-CHILD_STOP_GRACE_S = 30.0  # time an interrupted child gets to tear down (fixtures stop their services)
+CHILD_STOP_GRACE_S = 300.0  # an interrupted child tears down (fixtures stop services; a cleanup destroy is bounded)
 
 
 def run_child(cmd: list[str], env: dict[str, str], *, stdout: Any = None) -> int:
