@@ -16,21 +16,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn
 
-from llmpyramid.cli import guarded
+from llmpyramid.cli import ArgumentParser, guarded
 from llmpyramid.cloud import CLOUDS
 from llmpyramid.config import parse_duration
 from llmpyramid.errors import ConfigError
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m llmpyramid.cloud", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m llmpyramid.cloud", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     smoke = sub.add_parser("smoke", help="spot launch -> health -> inference -> teardown")
     smoke.add_argument("--cloud", choices=CLOUDS, required=True)
