@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ def compose() -> dict:
 
 
 def test_inference_service_uses_official_llama_cpp_server_image(compose):
-    assert compose["services"]["inference"]["image"].startswith("ghcr.io/ggml-org/llama.cpp:server")
+    image = compose["services"]["inference"]["image"]
+    assert re.fullmatch(r"ghcr\.io/ggml-org/llama\.cpp:server-b\d+(@sha256:[0-9a-f]{64})?", image), image  # pinned build
 
 
 def test_port_8080_published_on_loopback_only(compose):
