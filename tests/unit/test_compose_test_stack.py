@@ -20,7 +20,8 @@ def compose() -> dict:
 
 def test_inference_service_uses_official_llama_cpp_server_image(compose):
     image = compose["services"]["inference"]["image"]
-    assert re.fullmatch(r"ghcr\.io/ggml-org/llama\.cpp:server-b\d+(@sha256:[0-9a-f]{64})?", image), image  # pinned build
+    # a pinned release build, never the moving `server` tag
+    assert re.fullmatch(r"ghcr\.io/ggml-org/llama\.cpp:server-b\d+(@sha256:[0-9a-f]{64})?", image), image
 
 
 def test_port_8080_published_on_loopback_only(compose):
