@@ -10,6 +10,7 @@ dependencies are already there for this checkout.
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
 import signal
 import subprocess
@@ -37,6 +38,15 @@ def _task_commands(cloud: str) -> tuple[str, str, dict[str, str]]:
     return spec["setup"], spec["run"], {k: str(v) for k, v in spec["envs"].items()}
 
 
+def _user_uv_cache() -> str:
+    """The user's uv cache: the emulated-cloud fixture points HOME at a private directory (SkyPilot state),
+    and offline (UV_OFFLINE, no network in the namespace) the locked wheels must come from the real cache."""
+    if os.environ.get("UV_CACHE_DIR"):
+        return os.environ["UV_CACHE_DIR"]
+    home = pwd.getpwuid(os.getuid()).pw_dir
+    return str(Path(os.environ.get("XDG_CACHE_HOME") or Path(home) / ".cache") / "uv")
+
+
 def _workdir_copy(dest: Path) -> Path:
     files = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True).stdout
     for name in filter(None, files.decode().split("\0")):
@@ -57,7 +67,7 @@ def test_task_setup_and_run_bring_up_a_healthy_server_on_loopback(tmp_path, metr
     env = {
         **os.environ, **envs, "SERVE_HOST": "127.0.0.1", "SERVE_PORT": str(port), "API_KEY": key,
         "MODEL_DIR": str(PROJECT_ROOT / "models" / "test"), "MODEL_OFFLINE": "1", "UV_OFFLINE": "1",
-        "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv"),
+        "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv"), "UV_CACHE_DIR": _user_uv_cache(),
     }  # fmt: skip
     env.pop("VIRTUAL_ENV", None)
     started = time.monotonic()
