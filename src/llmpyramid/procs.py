@@ -109,16 +109,31 @@ class ProcessIdentity:
 
 
 def stop_process(pid: int, grace: float) -> None:
-    """SIGTERM, then SIGKILL whatever is still alive after `grace` seconds; reap it.
+    """SIGTERM, then SIGKILL whatever of its family is still alive after `grace` seconds; reap it.
 
-    Callers pass a pid they just verified (an identity that is alive, or a child they spawned)."""
+    The family (its descendants, listed before the signal) goes too: a service's own workers or
+    plugins must not outlive it. Callers pass a pid they just verified (an identity that is alive,
+    or a child they spawned)."""
     with contextlib.suppress(psutil.NoSuchProcess):
         proc = psutil.Process(pid)
+        try:
+            family = [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            family = [proc]
         proc.terminate()
         _, alive = psutil.wait_procs([proc], timeout=grace)
-        for p in alive:
-            p.kill()
-        psutil.wait_procs(alive, timeout=5)
+        leftovers = [p for p in family if p not in alive and _running(p)]  # descendants the parent left behind
+        for p in (*alive, *leftovers):
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs([*alive, *leftovers], timeout=5)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def wait_port_free(port: int, host: str, timeout: float = 5.0) -> bool:

@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from llmpyramid.procs import ManagedService, ProcessIdentity, private_dir, write_private
+from llmpyramid.procs import ManagedService, ProcessIdentity, private_dir, stop_process, write_private
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -112,3 +112,17 @@ def test_concurrent_starts_under_the_lock_give_one_process(service):
         t.join()
     assert len(started) == 1
     assert service.running().pid == started[0]
+
+
+def test_stop_takes_the_family_a_parent_leaves_behind():
+    # sh dies on SIGTERM at once; its background child would be re-parented and live on
+    parent = subprocess.Popen(["sh", "-c", "sleep 300 & sleep 300"], stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while len(psutil.Process(parent.pid).children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    children = psutil.Process(parent.pid).children()
+    assert len(children) == 2
+    stop_process(parent.pid, grace=5)
+    parent.wait(timeout=5)
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, [p.pid for p in alive]
