@@ -141,9 +141,9 @@ def test_seed_locust_command_runs_and_reports_llm_metrics(target: Target, tmp_pa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-u", "0"], "users must be between 1 and 100000"),
+        (["-u", "0"], "LOAD_USERS must be between 1 and 100000"),
         (["--duration=-5s"], "--duration must be a duration like 60, 60s, 2m or 1h"),
-        (["--shape", "zigzag"], "unknown load shape 'zigzag'"),
+        (["--shape", "zigzag"], "LOAD_SHAPE must be one of constant, sweep, rate, got 'zigzag'"),
     ],
 )
 def test_bad_input_exits_3_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -177,7 +177,7 @@ def test_malformed_base_url_exits_3_with_this_runs_results(tmp_path: Path) -> No
     [
         (["-u", "0", "-t", "5s"], {}, "error: users must be >= 1, got 0"),
         (["-t=-5s"], {}, "error: locust: argument -t/--run-time: Invalid time span"),
-        (["-t", "5s"], {"LOAD_SHAPE": "zigzag"}, "error: unknown load shape 'zigzag'"),
+        (["-t", "5s"], {"LOAD_SHAPE": "zigzag"}, "error: LOAD_SHAPE must be one of constant, sweep, rate"),
         (["-t", "5s"], {"SLO_P95_LATENCY_MS": "fast"}, "error: environment: SLO p95_latency_ms must be a number"),
     ],
 )

@@ -49,14 +49,15 @@ def test_sweep_levels_end_at_the_maximum() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"users": 0}, "users must be between 1 and 100000, got 0"),
-        ({"duration": -5}, "duration must be a positive number of seconds, got -5"),
-        ({"shape": "zigzag"}, "unknown load shape 'zigzag'"),
-        ({"users": "many"}, "must be an integer"),
-        ({"rate": 0}, "arrival rate must be > 0"),
-        ({"mix": "chat_stream=1,video=2"}, "unknown request kind 'video'"),
-        ({"mix": "chat=0"}, "no request kind with a positive weight"),
+        ({"users": 0}, "LOAD_USERS must be between 1 and 100000, got 0"),
+        ({"duration": -5}, r"LOAD_DURATION must be between 0.1 and 604800.0, got -5"),
+        ({"shape": "zigzag"}, "LOAD_SHAPE must be one of constant, sweep, rate, got 'zigzag'"),
+        ({"users": "many"}, "LOAD_USERS must be an integer"),
+        ({"rate": 0}, "LOAD_RATE must be between 0.001 and 100000, got 0"),
+        ({"mix": "chat_stream=1,video=2"}, "LOAD_MIX: unknown request kind 'video'"),
+        ({"mix": "chat=0"}, "LOAD_MIX 'chat=0' has no request kind with a positive weight"),
         ({"max_tokens": "0"}, "LOAD_MAX_TOKENS must be >= 1"),
+        ({"sweep_step": 1}, "LOAD_SWEEP_STEP must be between 2 and 604800.0, got 1"),
         ({"colour": "red"}, "unknown load setting"),
     ],
 )
@@ -64,6 +65,39 @@ def test_bad_values_raise_config_error(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         LoadConfig.from_env(**overrides)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("var", "raw", "message"),
+    [
+        ("LOAD_DURATION", "nan", "LOAD_DURATION must be a duration like 60, 60s, 2m or 1h, got 'nan'"),
+        ("LOAD_DURATION", "-5s", "LOAD_DURATION must be a duration"),
+        ("LOAD_MAX_DURATION", "1e999", "LOAD_MAX_DURATION must be a duration"),
+        ("LOAD_SPAWN_RATE", "inf", "LOAD_SPAWN_RATE must be a finite number, got 'inf'"),
+        ("LOAD_RATE", "nan", "LOAD_RATE must be a finite number"),
+        ("LOAD_SWEEP_MIN_GAIN", "1.5", "LOAD_SWEEP_MIN_GAIN must be between 0 and 1, got 1.5"),
+        ("LOAD_REQUEST_TIMEOUT", "0", "LOAD_REQUEST_TIMEOUT must be between 0.1 and 3600, got 0.0"),
+        ("LOAD_SEED", "nan", "LOAD_SEED must be an integer"),
+        ("LOAD_PLOTS", "maybe", "LOAD_PLOTS must be one of"),
+        ("LOAD_SHAPE", "zigzag", "LOAD_SHAPE must be one of constant, sweep, rate"),
+        ("LOAD_MIX", "chat=abc", "LOAD_MIX weight of chat must be an integer"),
+        ("LOAD_RESULTS_DIR", " ", "LOAD_RESULTS_DIR must be a path, got ' '"),
+    ],
+)
+def test_bad_environment_values_name_the_variable(
+    var: str, raw: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(var, raw)
+    with pytest.raises(ConfigError, match=message) as info:
+        LoadConfig.from_env()
+    assert info.value.exit_code == ExitCode.CONFIGURATION and "\n" not in str(info.value)
+
+
+def test_every_default_goes_through_its_parser() -> None:
+    cfg = LoadConfig()
+    assert cfg.mix == {"chat_stream": 6, "completion_stream": 2, "chat": 1, "completion": 1}
+    assert cfg.max_tokens == (32, 64, 128) and cfg.max_duration is None and cfg.ignore_eos and cfg.plots
+    assert LoadConfig(shape="SWEEP").shape == "sweep"
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [("60", 60), ("60s", 60), ("2m", 120), ("1h", 3600), ("1.5", 1.5)])
@@ -84,7 +118,7 @@ def test_min_requests_and_max_duration() -> None:
     assert cfg.min_requests == 20 and cfg.effective_max_duration == 180  # max(120 s, 3 x 60 s)
     assert LoadConfig.from_env(duration=20).effective_max_duration == 120
     assert LoadConfig.from_env(duration=20, max_duration="2m", min_requests=5).effective_max_duration == 120
-    with pytest.raises(ConfigError, match=r"LOAD_MIN_REQUESTS \(min_requests\) must be >= 1"):
+    with pytest.raises(ConfigError, match="LOAD_MIN_REQUESTS must be between 1 and"):
         LoadConfig.from_env(min_requests=0)
     with pytest.raises(ConfigError, match="LOAD_MAX_DURATION 10s is shorter than the run's duration 20s"):
         LoadConfig.from_env(duration=20, max_duration=10)

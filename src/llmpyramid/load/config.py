@@ -32,23 +32,28 @@ Environment (all optional):
 from __future__ import annotations
 
 import json
-import os
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from llmpyramid.config import PROJECT_ROOT, parse_bool, parse_duration, parse_float, parse_int
+from llmpyramid.config import (
+    PROJECT_ROOT,
+    Settings,
+    env_value,
+    knob,
+    parse_bool,
+    parse_duration,
+    parse_float,
+    parse_int,
+    parse_path,
+    parse_str,
+)
 from llmpyramid.errors import ConfigError
 
 SHAPES = ("constant", "sweep", "rate")
 REQUEST_KINDS = ("chat_stream", "completion_stream", "chat", "completion")
-DEFAULT_MIX = {"chat_stream": 6, "completion_stream": 2, "chat": 1, "completion": 1}
-
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else None
 
 
 # --- SLO ---------------------------------------------------------------------------------------
@@ -117,11 +122,11 @@ class SLO:
         return cls.from_mapping(data, f"SLO file {p}")
 
     @classmethod
-    def from_env(cls, slo_file: str | Path | None = None) -> SLO:
+    def from_env(cls, slo_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> SLO:
         """SLO file first (LOAD_SLO_FILE or the argument), then SLO_* variables override it."""
-        path = slo_file or _env("LOAD_SLO_FILE")
+        path = slo_file or env_value("LOAD_SLO_FILE", environ=environ)
         base = cls.from_file(path) if path else cls()
-        env = {k: _env(f"SLO_{k.upper()}") for k in SLO_FIELDS}
+        env = {k: env_value(f"SLO_{k.upper()}", environ=environ) for k in SLO_FIELDS}
         env_values = {k: v for k, v in env.items() if v is not None}
         if not env_values:
             return base
@@ -152,73 +157,84 @@ def _fmt(x: float) -> str:
 # --- the run -----------------------------------------------------------------------------------
 
 
-def parse_mix(raw: str) -> dict[str, int]:
+def parse_shape(name: str, raw: object) -> str:
+    return parse_str(name, str(raw).lower(), choices=SHAPES)
+
+
+def parse_mix(name: str, raw: object) -> dict[str, int]:
+    """`chat_stream=6,completion=1` (a missing weight is 1), or a mapping of the same."""
+    pairs = raw.items() if isinstance(raw, Mapping) else [p.partition("=")[::2] for p in str(raw).split(",")]
     mix: dict[str, int] = {}
-    for part in raw.split(","):
-        if not part.strip():
+    for kind, weight in pairs:
+        kind = str(kind).strip()
+        if not kind:
             continue
-        name, sep, weight = part.partition("=")
-        name = name.strip()
-        if name not in REQUEST_KINDS:
-            raise ConfigError(f"LOAD_MIX: unknown request kind {name!r}; known: {', '.join(REQUEST_KINDS)}")
-        mix[name] = parse_int(f"LOAD_MIX weight of {name}", weight.strip() if sep else "1")
+        if kind not in REQUEST_KINDS:
+            raise ConfigError(f"{name}: unknown request kind {kind!r}; known: {', '.join(REQUEST_KINDS)}")
+        mix[kind] = parse_int(f"{name} weight of {kind}", str(weight).strip() or "1")
     if not any(mix.values()):
-        raise ConfigError(f"LOAD_MIX {raw!r} has no request kind with a positive weight")
+        raise ConfigError(f"{name} {raw!r} has no request kind with a positive weight")
     return mix
 
 
-def parse_max_tokens(raw: str) -> tuple[int, ...]:
-    values = tuple(parse_int("LOAD_MAX_TOKENS", p.strip(), minimum=1) for p in raw.split(",") if p.strip())
+def parse_max_tokens(name: str, raw: object) -> tuple[int, ...]:
+    """`32,64,128`, or a sequence of the same: each a whole number >= 1."""
+    parts = str(raw).split(",") if isinstance(raw, str) else list(raw)  # type: ignore[call-overload]
+    values = tuple(parse_int(name, str(p).strip(), minimum=1) for p in parts if str(p).strip())
     if not values:
-        raise ConfigError(f"LOAD_MAX_TOKENS {raw!r} names no value")
+        raise ConfigError(f"{name} {raw!r} names no value")
     return values
 
 
+WEEK_S = 7 * 24 * 3600.0
+
+
 @dataclass(frozen=True)
-class LoadConfig:
-    shape: str = "constant"
-    users: int = 10
-    spawn_rate: float = 2.0
-    duration: float = 60.0
-    rate: float = 2.0
-    max_inflight: int = 64
-    sweep_max_users: int = 32
-    sweep_step: float = 15.0
-    sweep_min_gain: float = 0.10
-    mix: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MIX))
-    max_tokens: tuple[int, ...] = (32, 64, 128)
-    ignore_eos: bool = True
-    seed: int = 0
-    request_timeout: float = 120.0
-    results_dir: Path = PROJECT_ROOT / "results" / "load"
+class LoadConfig(Settings):
+    """One load run. Every knob has an environment variable, so locust processes (master, workers)
+    rebuild the same configuration from `to_env()`."""
+
+    section: ClassVar[str] = "load setting"
+    shape: str = knob("constant", "LOAD_SHAPE", parse_shape)
+    users: int = knob(10, "LOAD_USERS", parse_int, minimum=1, maximum=100_000)
+    spawn_rate: float = knob(2.0, "LOAD_SPAWN_RATE", parse_float, minimum=0.001, maximum=100_000)
+    duration: float = knob(60.0, "LOAD_DURATION", parse_duration, minimum=0.1, maximum=WEEK_S)
+    rate: float = knob(2.0, "LOAD_RATE", parse_float, minimum=0.001, maximum=100_000)
+    max_inflight: int = knob(64, "LOAD_MAX_INFLIGHT", parse_int, minimum=1, maximum=100_000)
+    sweep_max_users: int = knob(32, "LOAD_SWEEP_MAX_USERS", parse_int, minimum=1, maximum=100_000)
+    sweep_step: float = knob(15.0, "LOAD_SWEEP_STEP", parse_duration, minimum=2, maximum=WEEK_S)
+    sweep_min_gain: float = knob(0.10, "LOAD_SWEEP_MIN_GAIN", parse_float, minimum=0, maximum=1)
+    # parsed into {kind: weight} like any value given
+    mix: dict[str, int] = knob("chat_stream=6,completion_stream=2,chat=1,completion=1", "LOAD_MIX", parse_mix)
+    max_tokens: tuple[int, ...] = knob((32, 64, 128), "LOAD_MAX_TOKENS", parse_max_tokens)
+    ignore_eos: bool = knob(True, "LOAD_IGNORE_EOS", parse_bool)
+    seed: int = knob(0, "LOAD_SEED", parse_int, minimum=-(2**31), maximum=2**31 - 1)
+    request_timeout: float = knob(120.0, "LOAD_REQUEST_TIMEOUT", parse_duration, minimum=0.1, maximum=3600)
+    results_dir: Path = knob(PROJECT_ROOT / "results" / "load", "LOAD_RESULTS_DIR", parse_path)
     # Percentiles of fewer samples say nothing: below this many completed requests the verdict is
     # "inconclusive" (exit 1). 20 is the smallest count whose p95 is not simply the maximum.
-    min_requests: int = 20
-    max_duration: float | None = None  # None: max(120 s, 3 x duration), see effective_max_duration
-    plots: bool = True
-    slo: SLO = field(default_factory=SLO)
+    min_requests: int = knob(20, "LOAD_MIN_REQUESTS", parse_int, minimum=1, maximum=10**9)
+    # None: max(120 s, 3 x duration), see effective_max_duration
+    max_duration: float | None = knob(None, "LOAD_MAX_DURATION", parse_duration, minimum=0.1, maximum=WEEK_S)
+    plots: bool = knob(True, "LOAD_PLOTS", parse_bool)
+    slo: SLO = field(default_factory=SLO)  # SLO file, then SLO_* variables: see SLO.from_env
 
     def __post_init__(self) -> None:
-        if self.shape not in SHAPES:
-            raise ConfigError(f"unknown load shape {self.shape!r}; choose one of: {', '.join(SHAPES)}")
-        parse_int("users", self.users, minimum=1, maximum=100_000)
-        if self.spawn_rate <= 0:
-            raise ConfigError(f"spawn rate must be > 0, got {self.spawn_rate}")
-        if self.duration <= 0:
-            raise ConfigError(f"duration must be a positive number of seconds, got {self.duration:g}")
-        if self.rate <= 0:
-            raise ConfigError(f"arrival rate must be > 0 requests/s, got {self.rate:g}")
-        parse_int("max in-flight requests", self.max_inflight, minimum=1)
-        parse_int("sweep max users", self.sweep_max_users, minimum=1, maximum=100_000)
-        parse_float("LOAD_SWEEP_MIN_GAIN (sweep_min_gain)", self.sweep_min_gain, minimum=0, maximum=1)
-        if self.sweep_step < 2:
-            raise ConfigError(f"sweep step must be >= 2 seconds, got {self.sweep_step:g}")
-        parse_int("LOAD_MIN_REQUESTS (min_requests)", self.min_requests, minimum=1)
+        super().__post_init__()
         if self.max_duration is not None and self.max_duration < self.duration:
             raise ConfigError(
                 f"LOAD_MAX_DURATION {self.max_duration:g}s is shorter than the run's duration {self.duration:g}s"
             )
-        object.__setattr__(self, "results_dir", Path(self.results_dir))
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, slo_file: str | Path | None = None, **overrides: Any
+    ) -> LoadConfig:
+        """Defaults < LOAD_* variables < keyword overrides (CLI flags; None = not given); the SLO from
+        `slo_file` or LOAD_SLO_FILE, then SLO_* variables, unless an SLO is given."""
+        if not isinstance(overrides.get("slo"), SLO):
+            overrides["slo"] = SLO.from_env(slo_file, environ)
+        return super().from_env(environ, **overrides)
 
     @property
     def sweep_levels(self) -> list[int]:
@@ -256,71 +272,21 @@ class LoadConfig:
 
     def to_env(self) -> dict[str, str]:
         """The environment a locust process (master or worker) needs to rebuild this config."""
-        env = {
-            "LOAD_SHAPE": self.shape, "LOAD_USERS": str(self.users), "LOAD_SPAWN_RATE": str(self.spawn_rate),
-            "LOAD_DURATION": str(self.duration), "LOAD_RATE": str(self.rate),
-            "LOAD_MAX_INFLIGHT": str(self.max_inflight), "LOAD_SWEEP_MAX_USERS": str(self.sweep_max_users),
-            "LOAD_SWEEP_STEP": str(self.sweep_step), "LOAD_SWEEP_MIN_GAIN": str(self.sweep_min_gain),
-            "LOAD_MIX": ",".join(f"{k}={v}" for k, v in self.mix.items()),
-            "LOAD_MAX_TOKENS": ",".join(map(str, self.max_tokens)), "LOAD_IGNORE_EOS": "1" if self.ignore_eos else "0",
-            "LOAD_SEED": str(self.seed), "LOAD_REQUEST_TIMEOUT": str(self.request_timeout),
-            "LOAD_RESULTS_DIR": str(self.results_dir), "LOAD_MIN_REQUESTS": str(self.min_requests),
-            "LOAD_PLOTS": "1" if self.plots else "0",
-        }  # fmt: skip
-        if self.max_duration is not None:
-            env["LOAD_MAX_DURATION"] = str(self.max_duration)
+        env = {var: _env_text(getattr(self, name)) for name, var in self.env_names().items()}
+        if self.max_duration is None:
+            del env["LOAD_MAX_DURATION"]
         for name in SLO_FIELDS:
             value = getattr(self.slo, name)
             env[f"SLO_{name.upper()}"] = "off" if value is None else repr(value)
         return env
 
-    @classmethod
-    def from_env(cls, slo_file: str | Path | None = None, **overrides: Any) -> LoadConfig:
-        """Environment first, keyword overrides (CLI flags) win; None overrides are ignored."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ConfigError(f"unknown load setting(s): {', '.join(sorted(unknown))}")
-        d = {f.name: f for f in fields(cls)}
-        v: dict[str, Any] = {}
 
-        pairs = {
-            "shape": "LOAD_SHAPE", "users": "LOAD_USERS", "spawn_rate": "LOAD_SPAWN_RATE",
-            "duration": "LOAD_DURATION", "rate": "LOAD_RATE", "max_inflight": "LOAD_MAX_INFLIGHT",
-            "sweep_max_users": "LOAD_SWEEP_MAX_USERS", "sweep_step": "LOAD_SWEEP_STEP",
-            "sweep_min_gain": "LOAD_SWEEP_MIN_GAIN", "mix": "LOAD_MIX", "max_tokens": "LOAD_MAX_TOKENS",
-            "ignore_eos": "LOAD_IGNORE_EOS", "seed": "LOAD_SEED", "request_timeout": "LOAD_REQUEST_TIMEOUT",
-            "results_dir": "LOAD_RESULTS_DIR", "min_requests": "LOAD_MIN_REQUESTS",
-            "max_duration": "LOAD_MAX_DURATION", "plots": "LOAD_PLOTS",
-        }  # fmt: skip
-        for name, env in pairs.items():
-            raw = overrides.get(name)
-            if raw is None:
-                raw = _env(env)
-            if raw is None:
-                continue
-            v[name] = _coerce(name, env, raw, d[name].type)
-        slo = overrides.get("slo")
-        v["slo"] = slo if isinstance(slo, SLO) else SLO.from_env(slo_file)
-        return cls(**v)
-
-
-def _coerce(name: str, env: str, raw: Any, _type: Any) -> Any:
-    label = f"{env} ({name})"
-    if name == "shape":
-        return str(raw).strip().lower()
-    if name in ("users", "max_inflight", "sweep_max_users", "seed", "min_requests"):
-        return parse_int(label, raw, minimum=-(2**31))
-    if name in ("duration", "max_duration", "request_timeout"):
-        return parse_duration(label, raw, minimum=None)
-    if name in ("spawn_rate", "rate", "sweep_step", "sweep_min_gain"):
-        return parse_float(label, raw, minimum=None)
-    if name == "mix":
-        return parse_mix(raw) if isinstance(raw, str) else dict(raw)
-    if name == "max_tokens":
-        return parse_max_tokens(raw) if isinstance(raw, str) else tuple(raw)
-    if name in ("ignore_eos", "plots"):
-        return parse_bool(env, raw)
-    if name == "results_dir":
-        return Path(raw)
-    return raw
+def _env_text(value: Any) -> str:
+    """A field's value as its variable's parser reads it back."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, Mapping):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return repr(value) if isinstance(value, float) else str(value)
