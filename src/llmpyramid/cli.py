@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -67,6 +68,11 @@ def guarded() -> Iterator[None]:
     except KeyboardInterrupt:
         print("interrupted: stopped everything this command started", file=sys.stderr)
         raise SystemExit(INTERRUPTED_EXIT) from None
+    except BrokenPipeError:
+        # the reader of stdout went away (`| head`): nothing left to tell it; keep the exit-time flush quiet
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(int(ExitCode.OK)) from None
     finally:
         signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
 

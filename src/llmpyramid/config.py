@@ -109,6 +109,18 @@ def parse_str(name: str, raw: object, *, choices: tuple[str, ...] = ()) -> str:
     return value
 
 
+def parse_list(name: str, raw: object, *, choices: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """A comma-separated list (or a sequence); `none` is the empty list; every item one of `choices`."""
+    items = raw if isinstance(raw, (tuple, list)) else str(raw).split(",")
+    values = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+    if values == ("none",):
+        return ()
+    bad = [v for v in values if choices and v not in choices]
+    if bad:
+        raise ConfigError(f"{name}: unknown {', '.join(bad)}; choose from {', '.join(choices)} (or none)")
+    return values
+
+
 def parse_path(name: str, raw: object) -> Path:
     if not str(raw).strip() or "\x00" in str(raw):
         raise ConfigError(f"{name} must be a path, got {raw!r}")

@@ -32,7 +32,17 @@ from typing import Any, ClassVar
 import jsonschema
 
 from llmpyramid import layers, results
-from llmpyramid.config import PROJECT_ROOT, Settings, knob, parse_float, parse_path, parse_str
+from llmpyramid.cloud import CLOUDS
+from llmpyramid.config import (
+    PROJECT_ROOT,
+    Settings,
+    knob,
+    parse_duration,
+    parse_float,
+    parse_list,
+    parse_path,
+    parse_str,
+)
 from llmpyramid.errors import ConfigError, ExitCode, worst
 from llmpyramid.stack.target import Target, check_reachable, handoff_env, target_from_env, target_session
 from llmpyramid.suites import ABORT_FILE_ENV, run_child
@@ -51,6 +61,9 @@ class PipelineSettings(Settings):
     preprod_eur_per_run: float = knob(5.0, "PREPROD_EUR_PER_RUN", parse_float, minimum=0, maximum=10_000)
     preprod_slo_file: Path = knob(PROJECT_ROOT / "slo" / "preprod.toml", "PREPROD_SLO_FILE", parse_path)
     preprod_baseline: Path | None = knob(None, "PREPROD_BASELINE", parse_path)  # previous sustained-run results
+    preprod_sustained: float = knob(120.0, "PREPROD_SUSTAINED_DURATION", parse_duration, minimum=1, maximum=86_400)
+    # cloud smoke runs only where credentials exist; this narrows it further (`none`: no cloud step)
+    preprod_clouds: tuple[str, ...] = knob(CLOUDS, "PREPROD_CLOUDS", parse_list, choices=CLOUDS)
 
 
 # --- what a pipeline is -----------------------------------------------------------------------
@@ -116,7 +129,7 @@ def _knee_users(ctx: RunContext) -> tuple[str, ...]:
 
 
 def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
-    sustained: tuple[str, ...] = ("--duration", "2m", "--slo-file", str(s.preprod_slo_file))
+    sustained: tuple[str, ...] = ("--duration", f"{s.preprod_sustained:g}s", "--slo-file", str(s.preprod_slo_file))
     if s.preprod_baseline is not None:
         sustained += ("--baseline", str(s.preprod_baseline))
     gate = ("smoke",)
@@ -125,7 +138,7 @@ def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
         Step("load", name="load_sweep", posargs=("--shape", "sweep"), requires=gate),
         Step("load", name="load_sustained", posargs=lambda ctx: (*_knee_users(ctx), *sustained),
              requires=("load_sweep",)),
-        *(Step("cloud", name=f"cloud_{cloud}", posargs=("--cloud", cloud)) for cloud in ("aws", "gcp", "azure")),
+        *(Step("cloud", name=f"cloud_{cloud}", posargs=("--cloud", cloud)) for cloud in s.preprod_clouds),
     )  # fmt: skip
 
 

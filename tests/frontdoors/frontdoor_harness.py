@@ -205,8 +205,3 @@ def invoke(*args: str) -> list[str]:
 
 
 Marks = pytest.MarkDecorator | Collection[pytest.MarkDecorator]  # what a case row may carry
-
-
-def bug(reason: str) -> pytest.MarkDecorator:
-    """A case that fails because of a real bug in code this folder does not own (see the report)."""
-    return pytest.mark.xfail(strict=True, reason=f"bug: {reason}")

@@ -7,6 +7,7 @@ other runs share this machine), among processes started after the test began.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,8 @@ import pytest
 from leftovers import tagged
 
 from llmpyramid import pipelines
+from llmpyramid.stack.embedded import SERVER_MODULE
+from llmpyramid.stack.target import target_session
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(900)
@@ -54,14 +57,33 @@ def test_offline_staging_provisions_tests_reports_and_tears_down(tmp_path):
     assert not tagged(tag, since)
 
 
+def _running(procs: list[psutil.Process], needle: str) -> bool:
+    cmds = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            cmds.append(" ".join(p.cmdline()))
+    return any(needle in c for c in cmds)
+
+
+# Where to land the signal, read off the processes the pipeline has started so far.
+STEP_REACHED = {
+    # the stand-in server is starting and no step has begun yet
+    "provision": lambda procs: _running(procs, SERVER_MODULE) and not _running(procs, "-m nox"),
+    "smoke": lambda procs: _running(procs, "pytest"),  # first step: the smoke session's pytest
+    "load": lambda procs: _running(procs, "locust"),  # last step: locust against the stand-in
+}
+
+
+@pytest.mark.parametrize("step", list(STEP_REACHED))
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupted_staging_exits_130_and_leaves_nothing(tmp_path, sig):
+def test_interrupted_staging_exits_130_and_leaves_nothing(tmp_path, sig, step):
     proc, tag, since = _staging(tmp_path)
-    deadline = time.monotonic() + 300
-    # land mid-step: once the smoke session's pytest runs against the stand-in
-    while time.monotonic() < deadline and not any("pytest" in " ".join(p.cmdline()) for p in tagged(tag, since)):
-        time.sleep(0.2)
+    reached = STEP_REACHED[step]
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None and not reached(tagged(tag, since)):
+        time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[1][-2000:]
+    assert reached(tagged(tag, since)), f"the pipeline never reached {step}"
     proc.send_signal(sig)
     started = time.monotonic()
     _, err = proc.communicate(timeout=180)
@@ -75,4 +97,33 @@ def test_interrupted_staging_exits_130_and_leaves_nothing(tmp_path, sig):
             break
         time.sleep(0.2)
     assert not left, [" ".join(p.cmdline())[:120] for p in left]
-    print(f"{sig.name}: exit 130 after {took:.1f}s, 0 processes left")
+    print(f"{step} {sig.name}: exit 130 after {took:.1f}s, 0 processes left")
+
+
+def test_preprod_against_an_embedded_stack_reports_the_worst_step(tmp_path):
+    """`invoke preprod --base-url` against a real stack that requires an API key: every step runs against it,
+    and the pipeline's exit code is the worst step's (here the sustained run fails an SLO nobody meets)."""
+    slo = tmp_path / "slo.toml"
+    slo.write_text("[slo]\nttft_p95_ms = 0.001\n")
+    key = f"preprod-{uuid.uuid4().hex}"
+    tag = uuid.uuid4().hex
+    env = {**os.environ, "LLMPYRAMID_TEST_TAG": tag, "API_KEY": key, "PIPELINE_RESULTS_DIR": str(tmp_path / "results"),
+           "PREPROD_SLO_FILE": str(slo), "PREPROD_SUSTAINED_DURATION": "5s", "PREPROD_CLOUDS": "none",
+           "LOAD_SWEEP_MAX_USERS": "2", "LOAD_SWEEP_STEP": "8"}  # fmt: skip
+    env.pop("BASE_URL", None)
+    since = time.time()
+    with target_session(None, api_key=key, notify=lambda _m: None) as (target, _stack):
+        done = subprocess.run([sys.executable, "-m", "invoke", "preprod", "--base-url", target.base_url,
+                               "--output", "json"], cwd=ROOT, env=env, text=True, capture_output=True,
+                              timeout=840)  # fmt: skip
+    assert key not in done.stdout + done.stderr, "the API key was printed"
+    report = json.loads(done.stdout)
+    pipelines.validate(report)
+    steps = {s["step"]: s for s in report["steps"]}
+    assert list(steps) == ["smoke", "integration", "contract", "load_sweep", "load_sustained"], done.stderr[-3000:]
+    assert all(steps[s]["status"] == "passed" for s in list(steps)[:4]), report["steps"]
+    assert steps["load_sustained"]["status"] == "failed" and steps["load_sustained"]["exit_code"] == 1
+    sustained = json.loads(Path(steps["load_sustained"]["results_file"]).read_text())
+    assert any("ttft" in finding.lower() for finding in sustained["findings"]), sustained["findings"]
+    assert report["exit_code"] == done.returncode == 1
+    assert not tagged(tag, since)

@@ -119,3 +119,13 @@ def test_urls_are_normalised_and_credentials_never_shown():
     with pytest.raises(ConfigError) as err:
         parse_url("BASE_URL", "http://alice:s3cretpw@host:notaport")
     assert "s3cretpw" not in str(err.value)
+
+
+def test_parse_list_takes_commas_none_and_refuses_unknown_items():
+    from llmpyramid.config import parse_list
+
+    assert parse_list("X", "aws, gcp,aws", choices=("aws", "gcp")) == ("aws", "gcp")
+    assert parse_list("X", "none", choices=("aws",)) == ()
+    assert parse_list("X", ("aws",), choices=("aws",)) == ("aws",)
+    with pytest.raises(ConfigError, match="X: unknown ibm"):
+        parse_list("X", "aws,ibm", choices=("aws", "gcp"))

@@ -76,3 +76,27 @@ def test_report_schema_rejects_a_bad_status():
                         "cost_class": "free", "results_file": None}]  # fmt: skip
     with pytest.raises(jsonschema.ValidationError):
         pipelines.validate(report)
+
+
+def test_preprod_clouds_and_sustained_duration_are_knobs(monkeypatch, tmp_path):
+    monkeypatch.setenv("PREPROD_CLOUDS", "gcp")
+    monkeypatch.setenv("PREPROD_SUSTAINED_DURATION", "5m")
+    steps = pipelines.plan("preprod")["steps"]
+    assert [s["step"] for s in steps if s["layer"] == "cloud"] == ["cloud_gcp"]
+    monkeypatch.setenv("PREPROD_CLOUDS", "none")
+    assert not [s for s in pipelines.plan("preprod")["steps"] if s["layer"] == "cloud"]
+    settings = pipelines.PipelineSettings.from_env()
+    sustained = next(s for s in pipelines._preprod_steps(settings) if s.name == "load_sustained")
+    sweep = tmp_path / "load_sweep" / "load_results.json"
+    sweep.parent.mkdir()
+    sweep.write_text(json.dumps({"load_test": {"sweep": {"knee": {"users": 6}}}}))
+    assert callable(sustained.posargs)
+    args = sustained.posargs(pipelines.RunContext("preprod", tmp_path, settings))
+    assert args[:4] == ("--users", "6", "--duration", "300s")
+    monkeypatch.setenv("PREPROD_CLOUDS", "aws,ibm")
+    with pytest.raises(ConfigError, match="PREPROD_CLOUDS: unknown ibm"):
+        pipelines.plan("preprod")
+    monkeypatch.setenv("PREPROD_CLOUDS", "aws")
+    monkeypatch.setenv("PREPROD_SUSTAINED_DURATION", "nan")
+    with pytest.raises(ConfigError, match="PREPROD_SUSTAINED_DURATION"):
+        pipelines.plan("preprod")

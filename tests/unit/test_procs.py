@@ -124,5 +124,5 @@ def test_stop_takes_the_family_a_parent_leaves_behind():
     assert len(children) == 2
     stop_process(parent.pid, grace=5)
     parent.wait(timeout=5)
-    gone, alive = psutil.wait_procs(children, timeout=5)
+    _gone, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, [p.pid for p in alive]
