@@ -22,7 +22,7 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # the table is plain data: no install needed
-from llmpyramid.layers import LAYERS, Layer
+from llmpyramid.layers import LAYERS, REPORT_DIR_ENV, Layer, pytest_report_name, skip_note_name
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
@@ -71,7 +71,14 @@ def cloud_credentials(session: nox.Session) -> None:
     check = session.run("python", "-m", "llmpyramid.cloud", "check", "--cloud", cloud, success_codes=[0, 3],
                         silent=True)  # fmt: skip
     if isinstance(check, str) and "error:" in check:
-        session.skip(check.strip().splitlines()[-1])
+        skip(session, check.strip().splitlines()[-1])
+
+
+def skip(session: nox.Session, reason: str) -> None:
+    """session.skip, and under a pipeline a note saying why (nox itself exits 0 for a skipped session)."""
+    if report_dir := os.environ.get(REPORT_DIR_ENV):
+        Path(report_dir, skip_note_name(session.name)).write_text(reason + "\n")
+    session.skip(reason)
 
 
 # Extra preparation a layer's session needs beyond its dependency groups.
@@ -80,10 +87,11 @@ PREPARE: dict[str, Callable[[nox.Session], None]] = {"static_iac": checkov_venv,
 
 def report_args(layer: Layer) -> list[str]:
     """Under a pipeline (llmpyramid.pipelines), pytest also writes a JSON report for its results document."""
-    report_dir = os.environ.get("LLMPYRAMID_REPORT_DIR")
+    report_dir = os.environ.get(REPORT_DIR_ENV)
     if not report_dir:
         return []
-    return ["--json-report", f"--json-report-file={report_dir}/{layer.name}.pytest.json", "--json-report-omit",
+    report_file = Path(report_dir, pytest_report_name(layer.name))
+    return ["--json-report", f"--json-report-file={report_file}", "--json-report-omit",
             "keywords", "streams", "log", "collectors_passed"]  # fmt: skip
 
 

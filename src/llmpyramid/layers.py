@@ -57,6 +57,19 @@ class Layer:
 
 TEST = ("test",)
 
+# Under a pipeline (llmpyramid.pipelines) each session leaves its reports in this directory: pytest's
+# JSON report, or a note saying why the session skipped itself (a skip is never a pass).
+REPORT_DIR_ENV = "LLMPYRAMID_REPORT_DIR"
+
+
+def pytest_report_name(layer_name: str) -> str:
+    return f"{layer_name}.pytest.json"
+
+
+def skip_note_name(layer_name: str) -> str:
+    return f"{layer_name}.skipped"
+
+
 LAYERS: tuple[Layer, ...] = (
     Layer("lint", "ruff, mypy, GitHub workflow schema and zizmor", ("dev",),
           command=("python", "-m", "llmpyramid.lint"), tags=("quality",), estimate_s=40),

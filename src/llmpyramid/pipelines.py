@@ -47,7 +47,6 @@ from llmpyramid.errors import ConfigError, ExitCode, worst
 from llmpyramid.stack.target import Target, check_reachable, handoff_env, target_from_env, target_session
 from llmpyramid.suites import ABORT_FILE_ENV, run_child
 
-REPORT_DIR_ENV = "LLMPYRAMID_REPORT_DIR"  # noxfile: pytest layers write their pytest-json-report here
 SCHEMA_VERSION = 1
 
 
@@ -283,7 +282,12 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None]) -> dict[s
     step_dir = ctx.out_dir / step.label
     step_dir.mkdir(parents=True, exist_ok=True)
     abort_file = step_dir / "abort.json"
-    abort_file.unlink(missing_ok=True)
+    for stale in (
+        abort_file,
+        step_dir / layers.skip_note_name(layer.name),
+        step_dir / layers.pytest_report_name(layer.name),
+    ):
+        stale.unlink(missing_ok=True)  # an earlier run's notes must not speak for this one
     try:
         posargs = step.posargs(ctx) if callable(step.posargs) else step.posargs
     except ConfigError as exc:
@@ -291,7 +295,7 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None]) -> dict[s
         ctx.reports[step.label] = entry
         return entry
     env = {
-        **os.environ, **step.env, REPORT_DIR_ENV: str(step_dir), ABORT_FILE_ENV: str(abort_file),
+        **os.environ, **step.env, layers.REPORT_DIR_ENV: str(step_dir), ABORT_FILE_ENV: str(abort_file),
         "LOAD_RESULTS_DIR": str(step_dir), **(handoff_env(ctx.target) if ctx.target and layer.target else {}),
     }  # fmt: skip
     argv = [sys.executable, "-m", "nox", "-s", layer.name, *(("--", *posargs) if posargs else ())]
@@ -307,7 +311,7 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None]) -> dict[s
         duration_seconds=round(elapsed, 3),
         results_file=doc_path,
     )
-    if code == ExitCode.OK and (why := _all_skipped(doc_path)):
+    if code == ExitCode.OK and (why := _skip_note(layer, step_dir) or _all_skipped(doc_path)):
         entry.update(status="skipped", reason=why)  # e.g. cloud smoke without credentials: never "passed"
     ctx.reports[step.label] = entry
     log(f"pipeline {ctx.pipeline}: {step.label}: {entry['status']} (exit {code}) in {elapsed:.0f}s")
@@ -327,7 +331,7 @@ def _step_document(layer: layers.Layer, step_dir: Path, code: ExitCode) -> str |
     """The step's own results document: the seed schema from pytest's report, or the layer's own file."""
     if layer.is_pytest:
         with contextlib.suppress(OSError, ValueError):
-            report = json.loads((step_dir / f"{layer.name}.pytest.json").read_text())
+            report = json.loads((step_dir / layers.pytest_report_name(layer.name)).read_text())
             doc = results.from_pytest_report(report, suite=layer.name)
             doc["exit_code"] = int(code)
             path = step_dir / "results.json"
@@ -336,6 +340,13 @@ def _step_document(layer: layers.Layer, step_dir: Path, code: ExitCode) -> str |
         return None
     own = step_dir / "load_results.json"
     return str(own) if own.exists() else None
+
+
+def _skip_note(layer: layers.Layer, step_dir: Path) -> str | None:
+    """Why the session skipped itself (e.g. no cloud credentials), if it did: nox says 0 for a skip."""
+    with contextlib.suppress(OSError):
+        return "skipped: " + (step_dir / layers.skip_note_name(layer.name)).read_text().strip()
+    return None
 
 
 def _all_skipped(doc_path: str | None) -> str | None:

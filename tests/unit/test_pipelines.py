@@ -100,3 +100,25 @@ def test_preprod_clouds_and_sustained_duration_are_knobs(monkeypatch, tmp_path):
     monkeypatch.setenv("PREPROD_SUSTAINED_DURATION", "nan")
     with pytest.raises(ConfigError, match="PREPROD_SUSTAINED_DURATION"):
         pipelines.plan("preprod")
+
+
+def test_a_session_that_skipped_itself_is_reported_skipped_not_passed(monkeypatch, tmp_path):
+    """nox exits 0 for a skipped session (cloud smoke without credentials); its note makes it a skip."""
+    monkeypatch.setenv("PIPELINE_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("PREPROD_CLOUDS", "aws")
+
+    def run_child(argv, env, **_kw):
+        layer = argv[argv.index("-s") + 1]
+        if layer == "cloud":
+            report_dir = env[layers.REPORT_DIR_ENV]
+            with open(f"{report_dir}/{layers.skip_note_name(layer)}", "w") as fh:
+                fh.write("error: aws is not enabled in SkyPilot: no credentials\n")
+        return 0
+
+    monkeypatch.setattr(pipelines, "run_child", run_child)
+    monkeypatch.setattr(pipelines, "check_reachable", lambda _t: None)
+    monkeypatch.setattr(pipelines, "_knee_users", lambda _ctx: ("--users", "1"))
+    report = pipelines.run("preprod", base_url="http://127.0.0.1:9", notify=lambda _m: None)
+    cloud = next(s for s in report["steps"] if s["layer"] == "cloud")
+    assert cloud["status"] == "skipped" and "no credentials" in cloud["reason"]
+    assert report["exit_code"] == 0
