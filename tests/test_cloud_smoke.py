@@ -49,4 +49,5 @@ def test_teardown(cloud_smoke, request, metrics):
     if request.config.getoption("--skip-teardown"):
         pytest.skip("--skip-teardown: " + "; ".join(cloud_smoke.inspect_commands()))
     assert step(cloud_smoke, "teardown"), f"{cloud_smoke.cluster} was not found to tear down"
-    metrics.update(teardown_s=cloud_smoke.phases.get("teardown"))
+    cost = cloud_smoke.cloud_block().get("cost") or {}  # catalog price x billed time (pipelines add it up)
+    metrics.update(teardown_s=cloud_smoke.phases.get("teardown"), cost_usd=cost.get("estimated_usd"))

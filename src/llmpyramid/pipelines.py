@@ -369,7 +369,21 @@ def _actual_cost(pipe: Pipeline, settings: PipelineSettings, report: dict[str, A
         return {"eur": round(settings.staging_eur_per_hour * hours, 4), "basis": "CPX31 hourly price x measured time"}
     if pipe.name == "staging":
         return {"eur": 0.0, "basis": "offline local provisioner: no VM was billed"}
-    return _estimated_cost(pipe, settings, report["duration_seconds"])
+    cost = _estimated_cost(pipe, settings, report["duration_seconds"])
+    if pipe.name == "preprod":
+        cloud_steps = [s for s in report["steps"] if s["layer"] == "cloud"]
+        cost["cloud_usd"] = round(sum(_cloud_usd(s["results_file"]) for s in cloud_steps), 6)
+    return cost
+
+
+def _cloud_usd(doc_path: str | None) -> float:
+    """What a cloud smoke step cost: its teardown test records catalog price x billed time."""
+    if doc_path is None:
+        return 0.0
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        tests = json.loads(Path(doc_path).read_text())["tests"]
+        return float(sum((t.get("metrics") or {}).get("cost_usd") or 0.0 for t in tests))
+    return 0.0
 
 
 # --- targets: given, or provisioned for the run -------------------------------------------------

@@ -122,3 +122,13 @@ def test_a_session_that_skipped_itself_is_reported_skipped_not_passed(monkeypatc
     cloud = next(s for s in report["steps"] if s["layer"] == "cloud")
     assert cloud["status"] == "skipped" and "no credentials" in cloud["reason"]
     assert report["exit_code"] == 0
+
+
+def test_preprod_cost_adds_what_the_cloud_steps_cost(tmp_path):
+    doc = tmp_path / "results.json"
+    doc.write_text(json.dumps({"tests": [{"name": "test_teardown", "metrics": {"cost_usd": 0.0125}}, {"name": "x"}]}))
+    steps = [{"layer": "cloud", "results_file": str(doc)}, {"layer": "cloud", "results_file": None},
+             {"layer": "smoke", "results_file": str(doc)}]  # fmt: skip
+    settings = pipelines.PipelineSettings(preprod_eur_per_run=5.0)
+    cost = pipelines._actual_cost(pipelines.get("preprod"), settings, {"steps": steps, "duration_seconds": 60})
+    assert cost["eur"] == 5.0 and cost["cloud_usd"] == pytest.approx(0.0125)
