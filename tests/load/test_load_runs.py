@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -289,8 +290,9 @@ def test_url_credentials_are_used_and_never_shown(target: Target, tmp_path: Path
     assert any("locust" in c and "--master" in c for c in seen) and any("--worker" in c for c in seen)
     assert not [c for c in seen if "s3cretpw" in c]
     assert "s3cretpw" not in out + err
-    for f in tmp_path.iterdir():
-        assert "s3cretpw" not in f.read_text(errors="replace"), f"password in {f.name}"
+    for f in tmp_path.rglob("*"):  # reports and locust's own state and logs (run/)
+        if f.is_file():
+            assert "s3cretpw" not in f.read_text(errors="replace"), f"password in {f.relative_to(tmp_path)}"
     assert doc["load_test"]["target"] == f"http://***@127.0.0.1:{server.server_address[1]}"
     assert_nothing_left(tmp_path)
 
@@ -340,6 +342,24 @@ def test_ctrl_c_stops_master_and_workers(target: Target, tmp_path: Path, record_
     assert_nothing_left(tmp_path)
 
 
+def test_a_second_run_into_the_same_results_dir_is_refused(target: Target, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "llmpyramid.load", "-u", "1", "-t", "300", "--results-dir", str(tmp_path)]
+    first = subprocess.Popen(cmd, env=_env(tmp_path, target), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: (tmp_path / "run" / "locust.json").is_file(), 180), "locust did not start"
+        second = front_door(tmp_path, "-u", "1", "-t", "3", target=target, timeout=120)
+        assert second.returncode == 3, second.stderr[-2000:]
+        assert "already running (locust pid" in second.stderr and second.stderr.count("\n") == 1
+        assert first.poll() is None  # the first run goes on
+        assert not (tmp_path / "load_results.json").exists()  # nothing written into the first run's directory
+    finally:
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=SHUTDOWN_LIMIT_S)
+    assert first.returncode == 130, err
+    assert results_of(tmp_path)["verdict"] == "interrupted"
+    assert_nothing_left(tmp_path)
+
+
 def test_killed_front_door_takes_master_and_workers_with_it(
     target: Target, tmp_path: Path, record_property: Any
 ) -> None:
@@ -373,6 +393,16 @@ def test_distributed_run_has_the_same_result_shape(target: Target, tmp_path: Pat
     # every answered request reached the master, the tail sent when the workers stopped included
     assert b["completed"] >= b["min_requests"] and b["requests"] >= b["completed"]
     assert (dist / "locust_report.html").stat().st_size > 10_000
+    # each locust process is a managed service: a private run directory, its own 0600 log
+    run_dir = dist / "run"
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in run_dir.iterdir()}
+    assert {"locust.log", "locust-worker-1.log", "locust-worker-2.log"} <= set(modes), modes
+    assert set(modes.values()) == {0o600}, modes
+    assert not [name for name in modes if name.endswith(".json")]  # stopped: no state left claiming the dir
+    artifacts = results_of(dist)["artifacts"]
+    assert artifacts["log"] == str(run_dir / "locust.log") and len(artifacts["worker_logs"]) == 2
+    assert "LLM load verdict: passed" in (run_dir / "locust.log").read_text()
     assert_nothing_left(local)
     assert_nothing_left(dist)
 

@@ -21,7 +21,7 @@ from llmpyramid.cli import ArgumentParser, early_flag, guarded
 from llmpyramid.config import env_value, parse_duration, parse_float, parse_path, parse_url
 from llmpyramid.errors import ConfigError, PyramidError
 from llmpyramid.load.config import SHAPES, LoadConfig
-from llmpyramid.load.report import RESULTS_FILE, write_json
+from llmpyramid.load.report import RESULTS_FILE, RunInProgress, write_json
 
 if TYPE_CHECKING:
     from llmpyramid.stack import Target
@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             args = build_parser().parse_args(argv)
             return _run(args)
+        except RunInProgress:
+            raise  # its results file belongs to the run in progress
         except PyramidError as exc:
             where = _record(_results_file(args, argv), f"error: {exc}", int(exc.exit_code), str(exc))
             exc.args = (f"{exc}; {where}",)

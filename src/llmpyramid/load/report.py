@@ -28,6 +28,10 @@ LOCUST_HTML_FILE = "locust_report.html"
 RENDER_TIMEOUT_S = 300.0
 
 
+class RunInProgress(ConfigError):
+    """Another load run is writing into the results directory: this one must not touch its files."""
+
+
 def inconclusive(completed: int, needed: int) -> str:
     return f"inconclusive: only {completed} requests completed (need {needed})"
 

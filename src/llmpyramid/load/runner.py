@@ -2,9 +2,12 @@
 
 Locust runs in its own processes: gevent's monkey-patching stays out of the caller (pytest,
 scripts/run_tests.py), distributed mode needs processes anyway, and the generator's CPU cost
-can be measured exactly (rusage of the reaped children). Every process started here is in its
-own session and is stopped in `finally` - on success, failure, Ctrl-C or SIGTERM alike - and gets
-SIGTERM from the kernel if the process that started it dies without cleaning up (SIGKILL).
+can be measured exactly (rusage of the reaped children). Each locust process is a
+llmpyramid.procs.ManagedService in the run directory `RESULTS_DIR/run/` (0700; its state and log
+files 0600: `locust.log`, `locust-worker-N.log`). It is stopped on the way out - on success,
+failure, Ctrl-C or SIGTERM alike; SIGTERM first, so locust writes its reports - and gets SIGTERM
+from the kernel if the process that started it dies without cleaning up (SIGKILL). A second run
+into the same results directory while one is going on is refused (exit 3), never mixed in.
 
 Credentials (API_KEY, `user:password@` in BASE_URL) reach locust through its environment, never
 its command line, and every line shown or written names the target with them redacted. The
@@ -17,16 +20,14 @@ import contextlib
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
-
-import psutil
 
 from llmpyramid.config import PROJECT_ROOT, parse_int
 from llmpyramid.errors import ConfigError, ExitCode, InfrastructureError
@@ -36,6 +37,7 @@ from llmpyramid.load.report import (
     LOCUST_HTML_FILE,
     RESULTS_FILE,
     SAMPLES_FILE,
+    RunInProgress,
     compare_baseline,
     load_baseline,
     render_reports,
@@ -43,7 +45,7 @@ from llmpyramid.load.report import (
     write_json,
 )
 from llmpyramid.ports import free_port
-from llmpyramid.procs import die_with_parent
+from llmpyramid.procs import ManagedService
 
 if TYPE_CHECKING:
     from llmpyramid.stack.target import Target
@@ -54,6 +56,7 @@ STOP_IN_FLIGHT_S = 15.0  # at the end of a run, wait this long for in-flight req
 # locust start-up (imports, workers connecting) on a busy 2-core box; only a safety net
 START_SLACK_S = 120.0
 STALE_FILES = (RESULTS_FILE, SAMPLES_FILE, HTML_FILE, LOCUST_HTML_FILE, "load_over_time.png", "sweep.png")
+RUN_DIR = "run"  # under the results directory: the locust services' state, lock and log files
 
 
 def _notify_stderr(message: str) -> None:
@@ -84,34 +87,6 @@ class LoadRun:
 def _children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
-
-
-def _die_with_parent() -> None:  # runs in the forked locust process, before exec
-    die_with_parent(signal.SIGTERM)  # SIGTERM: locust still writes its reports and quits
-
-
-def stop_processes(procs: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE_S) -> None:
-    """SIGTERM (locust writes its reports on it), then SIGKILL; includes any grandchildren."""
-    family: list[psutil.Process] = []
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            parent = psutil.Process(p.pid)
-            family += [parent, *parent.children(recursive=True)]
-    for p in procs:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for p in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-    for proc in family:
-        with contextlib.suppress(psutil.Error):
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                proc.kill()
-    for p in procs:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            p.wait(timeout=5)
 
 
 def locust_command(
@@ -166,19 +141,25 @@ def run_load(
         raise ConfigError(f"locustfile {lf} not found")
 
     t_start = time.monotonic()
+    results_dir = config.results_dir
     try:
-        config.results_dir.mkdir(parents=True, exist_ok=True)
-        clear_stale_reports(config.results_dir)
+        results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"results directory {config.results_dir}: {exc.strerror or exc}") from None
+        raise ConfigError(f"results directory {results_dir}: {exc.strerror or exc}") from None
     from llmpyramid.stack.target import target_session  # here: bad input stays fast
 
-    results_dir = config.results_dir
-    log_path = results_dir / "locust.log"
-    # a given target is probed once here; else the running `invoke stack.up` stack, else one of our own
-    with target_session(target, reuse_running=True, notify=notify) as (tgt, _stack):
-        rc, generator_cpu = _run_locust(config, tgt, lf, workers, log_path, notify)
+    locust = LocustProcesses(results_dir, workers)
+    with contextlib.ExitStack() as run:
+        with locust.master.locked():  # from "is a run going on here?" to "its processes are recorded"
+            locust.refuse_if_running()
+            clear_stale_reports(results_dir)
+            # a given target is probed once here; else the running `invoke stack.up` stack, else one of our own
+            tgt, _stack = run.enter_context(target_session(target, reuse_running=True, notify=notify))
+            run.enter_context(locust)  # stopped (and its CPU counted) before the target session ends
+            locust.start(config, tgt, lf, notify)
+        rc = locust.wait(config.planned_seconds + STOP_IN_FLIGHT_S + START_SLACK_S, notify)
 
+    log_path = locust.master.log_file
     for line in log_path.read_text(errors="replace").splitlines():
         if line.startswith(("LLM load", "FAIL:", "error:")) and not line.startswith("LLM load verdict:"):
             notify(line)
@@ -199,63 +180,98 @@ def run_load(
         findings.append(f"locust exited with code {rc}: {_last_error_line(log_path)}")
     exit_code = int(ExitCode.FAILURES) if findings else int(ExitCode.OK)
     artifacts = {**(doc.get("artifacts") or {}), "html": str(results_dir / "locust_report.html"),
-                 "locust_json": str(results_dir / "locust_stats.json"), "log": str(log_path)}  # fmt: skip
-    run = LoadRun(doc["load_test"], findings, exit_code, artifacts, round(generator_cpu, 3),
-                  round(time.monotonic() - t_start, 2))  # fmt: skip
-    doc.update(verdict=run.verdict, findings=findings, exit_code=exit_code, artifacts=artifacts,
-               generator_cpu_seconds=run.generator_cpu_seconds, wall_seconds=run.wall_seconds,
+                 "locust_json": str(results_dir / "locust_stats.json"), "log": str(log_path),
+                 "worker_logs": [str(w.log_file) for w in locust.workers]}  # fmt: skip
+    result = LoadRun(doc["load_test"], findings, exit_code, artifacts, round(locust.cpu_seconds, 3),
+                     round(time.monotonic() - t_start, 2))  # fmt: skip
+    doc.update(verdict=result.verdict, findings=findings, exit_code=exit_code, artifacts=artifacts,
+               generator_cpu_seconds=result.generator_cpu_seconds, wall_seconds=result.wall_seconds,
                baseline={"file": str(baseline), "tolerance": tolerance} if baseline else None)  # fmt: skip
     write_json(results_path, doc)
-    notify(f"load verdict: {run.verdict}")
+    notify(f"load verdict: {result.verdict}")
     if config.plots:
         problem = render_reports(results_dir)
         if problem:
             notify(f"load: {problem}")
         with contextlib.suppress(OSError, ValueError):
-            run.artifacts = json.loads(results_path.read_text()).get("artifacts") or artifacts
-    return run
+            result.artifacts = json.loads(results_path.read_text()).get("artifacts") or artifacts
+    return result
 
 
 def clear_stale_reports(results_dir: Path) -> None:
     """A reader must never find the previous run's verdict: its reports go before this run starts."""
-    for name in STALE_FILES:
-        (results_dir / name).unlink(missing_ok=True)
-
-
-def _run_locust(
-    config: LoadConfig, tgt: Target, lf: Path, workers: int, log_path: Path, notify: Callable[[str], None]
-) -> tuple[int | None, float]:
-    """Locust's master (or single process) and workers until the master exits: (its exit code or None
-    if it had to be stopped, CPU seconds of all of them). Everything started here is stopped here."""
-    from llmpyramid.stack.target import handoff_env
-
-    # LOAD_PLOTS=0: locust leaves the plots to us (after the verdict, at low priority)
-    env = {**os.environ, **config.to_env(), **handoff_env(tgt), "PYTHONUNBUFFERED": "1", "LOAD_PLOTS": "0"}
-    port = free_port() if workers else None
-    master_cmd, worker_cmds = locust_command(config, lf, workers=workers, master_port=port)
-    how_long = (f"{config.duration:g}s or until {config.min_requests} requests are done "
-                f"(at most {config.effective_max_duration:g}s)") if config.shape != "sweep" else (
-                f"up to {config.planned_seconds:g}s")  # fmt: skip
-    notify(f"load: {config.shape} shape against {tgt.display_url}, {workers or 'no'} worker process(es), "
-           f"{how_long}; reports in {config.results_dir}")  # fmt: skip
-    procs: list[subprocess.Popen[bytes]] = []
-    cpu_before = _children_cpu()
-    rc: int | None = None
     try:
-        with log_path.open("wb") as log:
-            # Own session (we decide what stops on Ctrl-C); and they die with us if we are killed.
-            for argv in (master_cmd, *worker_cmds):
-                procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                              env=env, start_new_session=True,
-                                              preexec_fn=_die_with_parent))  # fmt: skip
-            timeout = config.planned_seconds + STOP_IN_FLIGHT_S + START_SLACK_S
-            try:
-                rc = procs[0].wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                notify(f"load: locust did not finish within {timeout:.0f}s; stopping it")
-    finally:
-        stop_processes(procs)
-    return rc, _children_cpu() - cpu_before
+        for name in STALE_FILES:
+            (results_dir / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"results directory {results_dir}: cannot remove the last run's reports ({exc})") from None
+
+
+class LocustProcesses:
+    """Locust's master (or single local process) and its workers: one ManagedService each, in the
+    run's private directory. Leaving the context stops them all (master first: on SIGTERM it writes its
+    reports and tells the workers to quit), reaps them and counts their CPU seconds."""
+
+    def __init__(self, results_dir: Path, workers: int) -> None:
+        run_dir = results_dir / RUN_DIR
+        self.results_dir = results_dir
+        self.master = ManagedService("locust", run_dir, stop_grace=STOP_GRACE_S)
+        self.workers = [ManagedService(f"locust-worker-{i}", run_dir, stop_grace=STOP_GRACE_S)
+                        for i in range(1, workers + 1)]  # fmt: skip
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.cpu_seconds = 0.0
+        self._cpu_before = 0.0
+
+    def refuse_if_running(self) -> None:
+        """Call inside `master.locked()`: a live master means another run owns this results directory."""
+        state = self.master.running()
+        if state is not None:
+            raise RunInProgress(
+                f"a load run into {self.results_dir} is already running (locust pid {state.pid}); "
+                "wait for it or choose another --results-dir / LOAD_RESULTS_DIR"
+            )
+
+    def start(self, config: LoadConfig, tgt: Target, lf: Path, notify: Callable[[str], None]) -> None:
+        """Spawn master and workers (inside `master.locked()`, after `refuse_if_running`)."""
+        from llmpyramid.stack.target import handoff_env
+
+        # LOAD_PLOTS=0: locust leaves the plots to us (after the verdict, at low priority)
+        env = {**os.environ, **config.to_env(), **handoff_env(tgt), "PYTHONUNBUFFERED": "1", "LOAD_PLOTS": "0"}
+        workers = len(self.workers)
+        master_cmd, worker_cmds = locust_command(config, lf, workers=workers,
+                                                 master_port=free_port() if workers else None)  # fmt: skip
+        how_long = (f"{config.duration:g}s or until {config.min_requests} requests are done "
+                    f"(at most {config.effective_max_duration:g}s)") if config.shape != "sweep" else (
+                    f"up to {config.planned_seconds:g}s")  # fmt: skip
+        notify(f"load: {config.shape} shape against {tgt.display_url}, {workers or 'no'} worker process(es), "
+               f"{how_long}; reports in {self.results_dir}")  # fmt: skip
+        self._cpu_before = _children_cpu()
+        for service, argv in zip((self.master, *self.workers), (master_cmd, *worker_cmds), strict=True):
+            service.log_file.unlink(missing_ok=True)  # the log holds this run only (spawn appends)
+            proc, _state = service.spawn(argv, env=env, owner_pid=os.getpid())
+            self.procs.append(proc)
+
+    def wait(self, timeout: float, notify: Callable[[str], None]) -> int | None:
+        """The master's exit code, or None if it had to be stopped."""
+        try:
+            return self.procs[0].wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            notify(f"load: locust did not finish within {timeout:.0f}s; stopping it")
+            return None
+
+    def __enter__(self) -> LocustProcesses:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for service in (self.master, *self.workers):
+            service.stop()
+        for proc in self.procs:  # reaped, so RUSAGE_CHILDREN counts them
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        if self.procs:
+            self.cpu_seconds = _children_cpu() - self._cpu_before
 
 
 def _last_error_line(log_path: Path) -> str:
