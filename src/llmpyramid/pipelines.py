@@ -99,6 +99,7 @@ class RunContext:
     settings: PipelineSettings
     target: Target | None = None
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # step label -> its entry
+    step_note: str | None = None  # how computed arguments were chosen, for the step's report entry
 
 
 def _local_steps(_s: PipelineSettings) -> tuple[Step, ...]:
@@ -118,13 +119,26 @@ def _staging_steps(_s: PipelineSettings) -> tuple[Step, ...]:
 
 
 def _knee_users(ctx: RunContext) -> tuple[str, ...]:
-    """Users at the knee the sweep step found (its load_results.json), for the sustained run."""
-    sweep = ctx.out_dir / "load_sweep" / "load_results.json"
+    """Users at the knee the sweep step found (its load_results.json), for the sustained run.
+
+    A sweep whose throughput was still rising at its top level found no knee: the server carries at
+    least that level, so the sustained run holds it there (and the report's note says so)."""
+    path = ctx.out_dir / "load_sweep" / "load_results.json"
     try:
-        knee = json.loads(sweep.read_text())["load_test"]["sweep"]["knee"]["users"]
+        sweep = json.loads(path.read_text())["load_test"]["sweep"]
+        knee = sweep["knee"]
+        tried = [int(level["users"]) for level in sweep["levels"] if level.get("requests")]
     except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"the sweep left no knee in {sweep}") from None
-    return ("--users", str(int(knee)))
+        raise ConfigError(f"the sweep left no results in {path}") from None
+    if knee.get("users"):
+        users = int(knee["users"])
+        ctx.step_note = f"at the sweep's knee, {users} users: {knee.get('reason', '')}"
+    elif tried:
+        users = tried[-1]
+        ctx.step_note = f"no knee ({knee.get('reason', '')}): at the sweep's top level, {users} users"
+    else:
+        raise ConfigError(f"the sweep completed no requests at any level ({path})")
+    return ("--users", str(users))
 
 
 def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
@@ -288,8 +302,11 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None]) -> dict[s
         step_dir / layers.pytest_report_name(layer.name),
     ):
         stale.unlink(missing_ok=True)  # an earlier run's notes must not speak for this one
+    ctx.step_note = None
     try:
         posargs = step.posargs(ctx) if callable(step.posargs) else step.posargs
+        if ctx.step_note:
+            entry["note"] = ctx.step_note
     except ConfigError as exc:
         entry.update(status="error", exit_code=int(exc.exit_code), reason=str(exc))
         ctx.reports[step.label] = entry

@@ -31,8 +31,9 @@ pytestmark = pytest.mark.timeout(900)
 
 def _staging(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str, float]:
     tag = uuid.uuid4().hex
+    (tmp_path / "tmp").mkdir()
     env = {**os.environ, "LLMPYRAMID_TEST_TAG": tag, "STAGING_PROVISIONER": "local",
-           "PIPELINE_RESULTS_DIR": str(tmp_path / "results")}  # fmt: skip
+           "PIPELINE_RESULTS_DIR": str(tmp_path / "results"), "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
     env.pop("BASE_URL", None)
     since = time.time()
     proc = subprocess.Popen([sys.executable, "-m", "invoke", "staging", *args], cwd=ROOT, env=env, text=True,
@@ -55,6 +56,7 @@ def test_offline_staging_provisions_tests_reports_and_tears_down(tmp_path):
     assert json.loads((tmp_path / "results" / "pipeline-staging.json").read_text()) == report
     assert not psutil.pid_exists(report["provision"]["pid"]), "the staging stand-in outlived the pipeline"
     assert not tagged(tag, since)
+    assert not list((tmp_path / "tmp").glob("llmpyramid-*"))
 
 
 def _running(procs: list[psutil.Process], needle: str) -> bool:
@@ -97,7 +99,9 @@ def test_interrupted_staging_exits_130_and_leaves_nothing(tmp_path, sig, step):
             break
         time.sleep(0.2)
     assert not left, [" ".join(p.cmdline())[:120] for p in left]
-    print(f"{step} {sig.name}: exit 130 after {took:.1f}s, 0 processes left")
+    run_dirs = sorted(p.name for p in (tmp_path / "tmp").glob("llmpyramid-*"))  # the stand-in's, the suites'
+    assert not run_dirs, f"run directories left behind: {run_dirs}"
+    print(f"{step} {sig.name}: exit 130 after {took:.1f}s, 0 processes and 0 run directories left")
 
 
 def test_preprod_against_an_embedded_stack_reports_the_worst_step(tmp_path):
@@ -109,7 +113,8 @@ def test_preprod_against_an_embedded_stack_reports_the_worst_step(tmp_path):
     tag = uuid.uuid4().hex
     env = {**os.environ, "LLMPYRAMID_TEST_TAG": tag, "API_KEY": key, "PIPELINE_RESULTS_DIR": str(tmp_path / "results"),
            "PREPROD_SLO_FILE": str(slo), "PREPROD_SUSTAINED_DURATION": "5s", "PREPROD_CLOUDS": "none",
-           "LOAD_SWEEP_MAX_USERS": "2", "LOAD_SWEEP_STEP": "8"}  # fmt: skip
+           # a short sweep; 5 samples are enough to prove the wiring (the gates have their own tests)
+           "LOAD_SWEEP_MAX_USERS": "2", "LOAD_SWEEP_STEP": "10", "LOAD_MIN_REQUESTS": "5"}  # fmt: skip
     env.pop("BASE_URL", None)
     since = time.time()
     with target_session(None, api_key=key, notify=lambda _m: None) as (target, _stack):
@@ -123,6 +128,7 @@ def test_preprod_against_an_embedded_stack_reports_the_worst_step(tmp_path):
     assert list(steps) == ["smoke", "integration", "contract", "load_sweep", "load_sustained"], done.stderr[-3000:]
     assert all(steps[s]["status"] == "passed" for s in list(steps)[:4]), report["steps"]
     assert steps["load_sustained"]["status"] == "failed" and steps["load_sustained"]["exit_code"] == 1
+    assert "users" in steps["load_sustained"]["note"]  # at the knee, or at the top level if still rising
     sustained = json.loads(Path(steps["load_sustained"]["results_file"]).read_text())
     assert any("ttft" in finding.lower() for finding in sustained["findings"]), sustained["findings"]
     assert report["exit_code"] == done.returncode == 1

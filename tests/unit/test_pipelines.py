@@ -89,10 +89,21 @@ def test_preprod_clouds_and_sustained_duration_are_knobs(monkeypatch, tmp_path):
     sustained = next(s for s in pipelines._preprod_steps(settings) if s.name == "load_sustained")
     sweep = tmp_path / "load_sweep" / "load_results.json"
     sweep.parent.mkdir()
-    sweep.write_text(json.dumps({"load_test": {"sweep": {"knee": {"users": 6}}}}))
+    levels = [{"users": 1, "requests": 9}, {"users": 2, "requests": 7}, {"users": 4, "requests": 0}]
+    sweep.write_text(json.dumps({"load_test": {"sweep": {"knee": {"users": 2, "reason": "r"}, "levels": levels}}}))
     assert callable(sustained.posargs)
-    args = sustained.posargs(pipelines.RunContext("preprod", tmp_path, settings))
-    assert args[:4] == ("--users", "6", "--duration", "300s")
+    ctx = pipelines.RunContext("preprod", tmp_path, settings)
+    assert sustained.posargs(ctx)[:4] == ("--users", "2", "--duration", "300s")
+    assert ctx.step_note and "knee, 2 users" in ctx.step_note
+    # still rising at the top level that completed requests: held there, and the note says so
+    sweep.write_text(
+        json.dumps({"load_test": {"sweep": {"knee": {"users": None, "reason": "rising"}, "levels": levels}}})
+    )
+    assert sustained.posargs(ctx)[:2] == ("--users", "2")
+    assert "no knee (rising)" in ctx.step_note
+    sweep.write_text(json.dumps({"load_test": {"sweep": {"knee": {"users": None}, "levels": levels[2:]}}}))
+    with pytest.raises(ConfigError, match="no requests"):
+        sustained.posargs(ctx)
     monkeypatch.setenv("PREPROD_CLOUDS", "aws,ibm")
     with pytest.raises(ConfigError, match="PREPROD_CLOUDS: unknown ibm"):
         pipelines.plan("preprod")
