@@ -6,6 +6,7 @@ llmpyramid.cloud.suite; the real SkyPilot paths run against moto in tests/cloud.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -234,9 +235,9 @@ class FakeSmoke(CloudSmoke):
 
 @pytest.fixture(autouse=True)
 def no_skypilot(monkeypatch):
-    from llmpyramid.cloud import skypilot, sweeper
+    from llmpyramid.cloud import api_server, sweeper
 
-    monkeypatch.setattr(skypilot, "api_server_pids", lambda: [1])
+    monkeypatch.setattr(api_server, "scope", lambda run_dir: contextlib.nullcontext())
     monkeypatch.setattr(sweeper, "sweep", lambda *a, **k: sweeper.SweepReport("aws", False))
 
 

@@ -66,18 +66,18 @@ def main(argv: list[str] | None = None) -> int:
             catalog.guard(est)
             return 0
         if args.command == "check":
-            from llmpyramid.cloud import skypilot
+            from llmpyramid.cloud import api_server, skypilot
 
-            with skypilot.api_server_scope():
+            with api_server.scope(settings.run_dir):
                 caps = skypilot.check_credentials(args.cloud, settings.request_timeout)
             print(f"{args.cloud}: enabled for {', '.join(caps)}")
             return 0
         if args.command == "sweep":
-            from llmpyramid.cloud import skypilot
+            from llmpyramid.cloud import api_server
             from llmpyramid.cloud.sweeper import sweep
 
             older = parse_duration("--older-than", args.older_than, minimum=0)
-            with skypilot.api_server_scope():
+            with api_server.scope(settings.run_dir):
                 report = sweep(args.cloud, older_than=older, dry_run=args.dry_run, regions=[settings.region_name])
             print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
             return 0

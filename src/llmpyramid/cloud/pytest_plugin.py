@@ -39,7 +39,7 @@ def cloud_smoke(request: pytest.FixtureRequest) -> Iterator[Any]:
     cloud = request.config.getoption("--cloud")
     if not cloud:
         pytest.skip("the cloud smoke needs --cloud aws|gcp|azure (it launches a real spot instance)")
-    from llmpyramid.cloud import skypilot
+    from llmpyramid.cloud import api_server
     from llmpyramid.cloud.settings import CloudSettings
     from llmpyramid.cloud.smoke import CloudSmoke
 
@@ -54,7 +54,7 @@ def cloud_smoke(request: pytest.FixtureRequest) -> Iterator[Any]:
         smoke.guard_cost()
     except PyramidError as exc:
         abort(exc)
-    with skypilot.api_server_scope():
+    with api_server.scope(smoke.settings.run_dir):
         try:
             yield smoke
         finally:

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from llmpyramid.cloud import CLOUDS
-from llmpyramid.config import Settings, knob, parse_bool, parse_duration, parse_float, parse_int, parse_str
+from llmpyramid.config import (
+    PROJECT_ROOT,
+    Settings,
+    knob,
+    parse_bool,
+    parse_duration,
+    parse_float,
+    parse_int,
+    parse_path,
+    parse_str,
+)
 from llmpyramid.errors import ConfigError
 
 # The seed's instance per cloud, and a region whose pinned catalog rows price it.
@@ -38,6 +49,8 @@ class CloudSettings(Settings):
     max_cost_usd: float = knob(1.0, "CLOUD_MAX_COST_USD", parse_float, minimum=0, maximum=1000)
     model_url: str | None = knob(None, "CLOUD_MODEL_URL", parse_str)  # s3:// or gs:// (invoke model.publish)
     model_sha256: str | None = knob(None, "CLOUD_MODEL_SHA256", parse_str)
+    # SkyPilot's API server, when this run has to start one: its state and log (0700 directory, 0600 files)
+    run_dir: Path = knob(PROJECT_ROOT / ".run" / "cloud", "CLOUD_RUN_DIR", parse_path)
 
     def __post_init__(self) -> None:
         super().__post_init__()

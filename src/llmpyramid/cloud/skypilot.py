@@ -1,7 +1,7 @@
 """The few SkyPilot SDK calls the cloud smoke makes, with SkyPilot's errors mapped to exit codes.
 
-SkyPilot 0.14's SDK talks to an API server (started on first use, on 127.0.0.1, outliving the caller)
-and returns request ids; `wait` polls a request with a deadline so no call can hang a run. Errors:
+SkyPilot 0.14's SDK talks to an API server (llmpyramid.cloud.api_server starts and stops it) and
+returns request ids; `wait` polls a request with a deadline so no call can hang a run. Errors:
 credentials -> ConfigError (3); API server unreachable, no capacity, provisioning failures, timeouts
 -> InfrastructureError (2); a cancelled request -> Cancelled.
 """
@@ -9,19 +9,15 @@ credentials -> ConfigError (3); API server unreachable, no capacity, provisionin
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-import psutil
 
 from llmpyramid.cloud.settings import CREDENTIALS_FIX
 from llmpyramid.errors import ConfigError, InfrastructureError, PyramidError
 from llmpyramid.results import one_line
 
 DONE = ("SUCCEEDED", "FAILED", "CANCELLED")
-API_SERVER_MARKER = "sky.server.server"
 
 
 class Cancelled(PyramidError):
@@ -173,36 +169,3 @@ def endpoint(cluster: str, port: int, timeout: float) -> str:
     if not address:
         raise InfrastructureError(f"SkyPilot reports no endpoint for port {port} on {cluster}")
     return address if "://" in address else f"http://{address}"
-
-
-# --- the local API server -------------------------------------------------------------------------
-
-
-def api_server_pids() -> list[int]:
-    pids = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        if any(API_SERVER_MARKER in part for part in cmdline):
-            pids.append(proc.info["pid"])
-    return pids
-
-
-def stop_api_server() -> None:
-    """`sky api stop`: the local API server otherwise outlives every run."""
-    with contextlib.suppress(Exception):
-        _sdk().api_stop()
-
-
-@contextlib.contextmanager
-def api_server_scope() -> Iterator[None]:
-    """Stop the local API server afterwards if this run is the one that started it.
-
-    SkyPilot prints its progress on stdout; inside the scope it goes to stderr, so a front door's
-    stdout carries only its JSON document."""
-    was_running = bool(api_server_pids())
-    with contextlib.redirect_stdout(sys.stderr):
-        try:
-            yield
-        finally:
-            if not was_running and api_server_pids():
-                stop_api_server()

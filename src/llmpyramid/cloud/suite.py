@@ -23,7 +23,7 @@ from typing import Any
 
 from llmpyramid import results
 from llmpyramid.checks.shared import CheckFailed
-from llmpyramid.cloud import skypilot
+from llmpyramid.cloud import api_server
 from llmpyramid.cloud.settings import CloudSettings
 from llmpyramid.cloud.smoke import CloudSmoke
 from llmpyramid.errors import ConfigError, ExitCode, PyramidError
@@ -71,7 +71,7 @@ def run_smoke(
     code, error, stopped_at = ExitCode.OK, None, None
     notes: list[str] = []
     started = time.monotonic()
-    with skypilot.api_server_scope():
+    with api_server.scope(settings.run_dir):
         try:
             est = smoke.guard_cost()
             notes.append(f"cost estimate: {est.describe()}")
