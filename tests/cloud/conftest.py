@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cloud_leftovers import assert_all_stopped
 
 from llmpyramid.cloud.emulator import UNAVAILABLE_ENV, EmulatedAWS, loopback_only_reason
 
@@ -27,12 +28,10 @@ def emulated_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedA
         pytest.skip(f"no loopback-only network namespace ({reason}); {HOW}")
     if importlib.util.find_spec("sky") is None:  # not imported here: SkyPilot fixes paths from HOME on import
         pytest.skip("SkyPilot is in the `cloud` dependency group: uv sync --group cloud")
-    from llmpyramid.cloud import skypilot
-
     with EmulatedAWS(Path(tmp_path_factory.mktemp("emulated-aws"))) as aws:
         yield aws
-    left = skypilot.api_server_pids()
-    assert not left, f"SkyPilot API server still running after the session: pids {left}"
+        started = aws.processes()
+    assert_all_stopped(aws, started)
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ What it takes (measured with skypilot 0.14.1 + moto 5.2.5, see ../shared/ENVIRON
 - a network namespace with only loopback: SkyPilot probes the fake public IPs moto hands out, and no
   packet may leave the machine. SSH to the instance is therefore impossible by design: launches stop
   at the SSH phase, which is what the emulated tests assert.
-Leaving the context stops SkyPilot's API server (it otherwise survives) and moto.
+moto and SkyPilot's API server are started here as managed services (llmpyramid.procs), so SkyPilot's
+client never daemonizes a server of its own; leaving the context stops both with their workers.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from llmpyramid.cloud import catalog, skypilot
+from llmpyramid.cloud import api_server, catalog
+from llmpyramid.cloud.api_server import ApiServer
+from llmpyramid.emulators.manager import EmulatorManager, EmulatorSettings
 from llmpyramid.errors import InfrastructureError
 from llmpyramid.ports import free_port
+from llmpyramid.procs import ProcessIdentity, private_dir
 
 MOTO_AMI = "ami-785db401"  # an Ubuntu image in moto's built-in list
 REGION = "us-east-1"
@@ -116,18 +120,24 @@ def inside_netns(command: list[str]) -> int:
 
 
 class EmulatedAWS:
-    """moto on loopback, seeded for SkyPilot, and the environment SkyPilot must start with."""
+    """moto on loopback, seeded for SkyPilot, and SkyPilot's API server started in moto's environment.
+
+    Both are managed services (llmpyramid.procs) in `<root>/run` (0700; state and logs 0600), owned by
+    this process: they die with it, and leaving the context stops each with its whole process family."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self.home = self.root / "home"
-        self.port = 0
-        self.api_port = 0
+        self.run_dir = self.root / "run"
+        self.emulators = EmulatorManager(EmulatorSettings.from_env(run_dir=self.run_dir))
         self.endpoint = ""
-        self._moto: subprocess.Popen[bytes] | None = None
-        self._saved_env: dict[str, str | None] = {}
+        self.sky_api: ApiServer | None = None
+        self._environ: contextlib.ExitStack | None = None
 
     def env(self) -> dict[str, str]:
+        """What SkyPilot's client and server see: set before the server starts (it keeps the environment
+        it was started with), and the client is pointed at that server only."""
+        assert self.sky_api is not None, "enter the context first"
         return {
             "HOME": str(self.home),
             "AWS_ACCESS_KEY_ID": "testing",
@@ -136,7 +146,8 @@ class EmulatedAWS:
             "AWS_ENDPOINT_URL": self.endpoint,
             "PIP_NO_BUILD_ISOLATION": "0",  # pip's quirk: 0 turns build isolation *off*
             "SKYPILOT_DISABLE_USAGE_COLLECTION": "1",
-            "SKYPILOT_API_SERVER_LOCAL_PORT": str(self.api_port),
+            api_server.PORT_ENV: str(self.sky_api.port),
+            api_server.NO_LOCAL_SERVER_ENV: "1",
         }
 
     def __enter__(self) -> EmulatedAWS:
@@ -147,34 +158,25 @@ class EmulatedAWS:
             )
         if not shutil.which("rsync"):
             raise InfrastructureError("rsync is not on PATH (SkyPilot needs it): apt-get install -y rsync")
-        self.home.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
+        private_dir(self.home)
         catalog.install(self.home, "aws", image_id=MOTO_AMI)
-        self.port, self.api_port = free_port(), free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        log = (self.root / "moto.log").open("wb")
-        self._moto = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        for name, value in self.env().items():
-            self._saved_env[name] = os.environ.get(name)
-            os.environ[name] = value
+        self._environ = contextlib.ExitStack()
         try:
-            self._wait_moto()
+            self.endpoint = self.emulators.up("aws", owner_pid=os.getpid()).url
+            self.sky_api = ApiServer(self.run_dir, free_port())
+            self._environ.enter_context(api_server.patched_environ(self.env()))
             self.seed()
+            self.sky_api.up(os.environ, owner_pid=os.getpid())
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
-    def _wait_moto(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                self.client("sts").get_caller_identity()
-                return
-            time.sleep(0.2)
-        raise InfrastructureError(f"moto did not answer on {self.endpoint} within {timeout:.0f}s")
+    def processes(self) -> list[ProcessIdentity]:
+        """Every process this emulator runs now: moto, SkyPilot's API server, its workers and its reaper."""
+        moto = self.emulators.service("aws").running()
+        return [*([moto.identity] if moto else []), *(self.sky_api.processes() if self.sky_api else [])]
 
     def client(self, service: str) -> Any:
         import boto3
@@ -221,43 +223,16 @@ class EmulatedAWS:
             time.sleep(1.0)
         raise InfrastructureError(f"no running instance for {cluster} in moto within {timeout:.0f}s")
 
-    def _kill_own_api_server(self) -> None:
-        """`sky api stop` failed or was not reached: the server on this run's port dies anyway."""
-        from llmpyramid.procs import stop_process
-
-        for pid in _own_api_server_pids(self.api_port):
-            stop_process(pid, grace=5.0)
-
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            skypilot.stop_api_server()
-            self._kill_own_api_server()
+            if self.sky_api is not None:
+                self.sky_api.down()
         finally:
-            if self._moto is not None:
-                self._moto.terminate()
-                try:
-                    self._moto.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self._moto.kill()
-                    self._moto.wait()
-            for name, value in self._saved_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
-
-
-def _own_api_server_pids(port: int) -> list[int]:
-    import psutil
-
-    pids = []
-    for pid in skypilot.api_server_pids():
-        with contextlib.suppress(psutil.Error):
-            if f"--port={port}" in psutil.Process(pid).cmdline():
-                pids.append(pid)
-    return pids
+            self.emulators.down("aws")
+            if self._environ is not None:
+                self._environ.close()
 
 
 def _tag(instance: dict[str, Any], key: str) -> str:

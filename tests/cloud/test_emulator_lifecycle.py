@@ -1,0 +1,88 @@
+"""The emulated cloud's own services: SkyPilot's client uses the API server we started (it never
+daemonizes one), and nothing outlives the emulator — not when it ends (conftest checks that for the
+session), and not when its owner is killed outright.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from cloud_leftovers import assert_all_stopped, same_home
+
+from llmpyramid.cloud import skypilot
+from llmpyramid.cloud.emulator import EmulatedAWS
+from llmpyramid.procs import ProcessIdentity
+
+OWNER = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from llmpyramid.cloud import skypilot
+    from llmpyramid.cloud.emulator import EmulatedAWS
+
+    with EmulatedAWS(Path(sys.argv[1])) as aws:
+        skypilot.status(None, 180)  # a request: SkyPilot's executors are busy
+        print(json.dumps([[p.pid, p.create_time, list(p.argv)] for p in aws.processes()]), flush=True)
+        sys.stdin.read()  # until killed
+""")
+
+
+def test_skypilots_client_talks_to_the_server_we_started(emulated_aws):
+    from sky.server import common
+
+    assert emulated_aws.sky_api is not None
+    skypilot.status(None, 180)  # a request through whichever server the client picks
+    assert common.get_server_url() == emulated_aws.sky_api.url
+    ours = {(p.pid, p.create_time) for p in emulated_aws.processes()}
+    theirs = same_home(emulated_aws)  # everything that runs with the emulator's HOME
+    assert any("sky.server.server" in " ".join(cmd) for _, cmd in theirs), theirs
+    strays = [(pid, cmd) for pid, cmd in theirs if (pid, ProcessIdentity.of(pid).create_time) not in ours]
+    assert strays == [], "a SkyPilot process that is not ours: the client started a server of its own"
+
+
+def _owner_processes(owner: subprocess.Popen[str]) -> list[ProcessIdentity]:
+    assert owner.stdout is not None
+    line = owner.stdout.readline()
+    assert line, f"the owner exited ({owner.wait()}) before its emulator was up"
+    return [ProcessIdentity(pid, created, tuple(argv)) for pid, created, argv in json.loads(line)]
+
+
+@pytest.mark.timeout(600)
+def test_nothing_outlives_an_owner_killed_with_sigkill(emulated_aws, tmp_path):
+    """No teardown runs: moto follows its owner (parent-death signal + watchdog), SkyPilot's server gets the
+    parent-death signal, and the reaper stops the server's executors, which would otherwise live on."""
+    root = tmp_path / "owned"
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(root)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        started = _owner_processes(owner)
+        assert len(started) > 3, "moto, the server and its reaper, plus the server's workers"
+        aws = EmulatedAWS(root)  # not entered: names the owner's paths
+        reaper_log = aws.run_dir / "skypilot-api-server-reaper.log"
+        watched = {p.pid for p in started if not any(a.startswith("llmpyramid.") for a in p.argv)}  # SkyPilot's
+        wait_for(lambda: any(watched <= _pids(line) for line in reaper_log.read_text().splitlines()),
+                 "the reaper never watched the server's family")  # fmt: skip
+        owner.kill()
+        owner.wait()
+        assert_all_stopped(aws, started, timeout=120)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+
+
+def _pids(line: str) -> set[int]:
+    if not line.startswith("reaper: watching pids ["):
+        return set()
+    return {int(x) for x in line.split("[", 1)[1].rstrip("]").split(",") if x.strip()}
+
+
+def wait_for(predicate, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
