@@ -7,10 +7,12 @@ import pytest
 from llmpyramid.errors import ConfigError, ExitCode
 from llmpyramid.load.cli import build_parser, config_from_args, main
 from llmpyramid.load.config import SLO, LoadConfig
+from llmpyramid.load.suite import LoadSuiteSettings
 
 LOAD_VARS = ["LOAD_SHAPE", "LOAD_USERS", "LOAD_DURATION", "LOAD_SLO_FILE", "LOAD_MIX", "LOAD_MAX_TOKENS",
              "SLO_P95_LATENCY_MS", "SLO_ERROR_RATE", "BASE_URL", "LOAD_MIN_REQUESTS", "LOAD_MAX_DURATION",
-             "LOAD_PLOTS", "LOAD_RESULTS_DIR", "API_KEY"]  # fmt: skip
+             "LOAD_PLOTS", "LOAD_RESULTS_DIR", "API_KEY", "LOAD_WORKERS", "LOAD_BASELINE",
+             "LOAD_BASELINE_TOLERANCE"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -91,6 +93,22 @@ def test_bad_environment_values_name_the_variable(
     with pytest.raises(ConfigError, match=message) as info:
         LoadConfig.from_env()
     assert info.value.exit_code == ExitCode.CONFIGURATION and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("var", "raw", "message"),
+    [
+        ("LOAD_WORKERS", "abc", "LOAD_WORKERS must be an integer"),
+        ("LOAD_WORKERS", "65", "LOAD_WORKERS must be between 0 and 64, got 65"),
+        ("LOAD_BASELINE_TOLERANCE", "nan", "LOAD_BASELINE_TOLERANCE must be a finite number"),
+        ("LOAD_BASELINE_TOLERANCE", "-0.1", "LOAD_BASELINE_TOLERANCE must be between 0 and 10"),
+    ],
+)
+def test_suite_settings_name_the_variable(var: str, raw: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert LoadSuiteSettings.from_env() == LoadSuiteSettings(workers=0, baseline=None, tolerance=0.10)
+    monkeypatch.setenv(var, raw)
+    with pytest.raises(ConfigError, match=message):
+        LoadSuiteSettings.from_env()
 
 
 def test_every_default_goes_through_its_parser() -> None:

@@ -142,7 +142,7 @@ def _resolve_host(environment: Any) -> str:
     STATE.target_shown = redact_url(url)
     from llmpyramid.stack.target import PROBED_ENV, Target, check_reachable
 
-    if os.environ.get(PROBED_ENV) != url:  # the front door has not probed it: raw `locust -f ...`
+    if env_value(PROBED_ENV) != url:  # the front door has not probed it: raw `locust -f ...`
         check_reachable(Target(url))
     return without_userinfo(url)
 

@@ -7,12 +7,13 @@ example: "p95 latency 350ms > threshold 200ms".
 
 from __future__ import annotations
 
-import os
 import time
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 from llmpyramid import results
-from llmpyramid.config import parse_float, parse_int
+from llmpyramid.config import Settings, knob, parse_float, parse_int, parse_path
 from llmpyramid.errors import ExitCode
 from llmpyramid.load.config import SLO_FIELDS, LoadConfig
 from llmpyramid.load.runner import run_load
@@ -22,14 +23,23 @@ SEED_KEYS = ("requests_per_second", "p50_latency_ms", "p95_latency_ms", "p99_lat
              "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "output_tokens_per_second", "error_rate")  # fmt: skip
 
 
+@dataclass(frozen=True)
+class LoadSuiteSettings(Settings):
+    """What the suite takes beyond LoadConfig: locust worker processes and a baseline to compare with."""
+
+    section: ClassVar[str] = "load suite setting"
+    workers: int = knob(0, "LOAD_WORKERS", parse_int, minimum=0, maximum=64)
+    baseline: Path | None = knob(None, "LOAD_BASELINE", parse_path)
+    tolerance: float = knob(0.10, "LOAD_BASELINE_TOLERANCE", parse_float, minimum=0, maximum=10)
+
+
 def run_suite(req: RunRequest) -> SuiteRun:
     overrides: dict[str, Any] = {"duration": req.duration} if req.duration else {}
     config = LoadConfig.from_env(**overrides)
-    workers = parse_int("LOAD_WORKERS", os.environ.get("LOAD_WORKERS") or 0, maximum=64)
-    baseline = os.environ.get("LOAD_BASELINE") or None
-    tolerance = parse_float("LOAD_BASELINE_TOLERANCE", os.environ.get("LOAD_BASELINE_TOLERANCE") or 0.10)
+    suite = LoadSuiteSettings.from_env()
     started = time.monotonic()
-    run = run_load(config, req.target, workers=workers, baseline=baseline, tolerance=tolerance, notify=req.log)
+    run = run_load(config, req.target, workers=suite.workers, baseline=suite.baseline, tolerance=suite.tolerance,
+                   notify=req.log)  # fmt: skip
     elapsed = time.monotonic() - started
     lt = run.load_test
     metrics = {k: lt.get(k) for k in SEED_KEYS}
@@ -41,11 +51,11 @@ def run_suite(req: RunRequest) -> SuiteRun:
             f"load_slo_{name}", "failed" if failed else "passed", elapsed,
             error=failed[0] if failed else None, metrics={key: lt.get(key), "threshold": threshold},
         ))  # fmt: skip
-    if baseline:
+    if suite.baseline:
         regressions = [f for f in run.findings if f.startswith("baseline regression")]
         tests.append(results.test_entry(
             "load_baseline", "failed" if regressions else "passed", elapsed,
-            error="; ".join(regressions) or None, metrics={"tolerance": tolerance},
+            error="; ".join(regressions) or None, metrics={"tolerance": suite.tolerance},
         ))  # fmt: skip
     other = [f for f in run.findings if not any(t.get("error") and f in t["error"] for t in tests)]
     tests.append(results.test_entry(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import time
 from typing import Any, ClassVar
@@ -28,6 +27,7 @@ from gevent.pool import Pool
 from geventhttpclient.response import HTTPConnectionClosed
 from locust import FastHttpUser, constant, task
 
+from llmpyramid.config import env_value
 from llmpyramid.load.config import LoadConfig
 from llmpyramid.load.metrics import Arrivals, Collector, Sample
 from llmpyramid.load.protocol import PROMPTS, RequestFailed, StreamState, apply_usage, build_request, text_of
@@ -46,7 +46,7 @@ class LLMClientMixin:
     """Shared request logic for both user classes (needs `self.client`, a FastHttpSession)."""
 
     config: ClassVar[LoadConfig]
-    model: ClassVar[str | None] = os.environ.get("MODEL") or None  # else: the first one /v1/models lists
+    model: ClassVar[str | None] = env_value("MODEL")  # else: the first one /v1/models lists
     _model_resolved: ClassVar[bool] = False
     client: Any
     environment: Any
