@@ -6,7 +6,8 @@
     python -m llmpyramid.load --baseline results/load-baseline.json --tolerance 0.15
 
 Flags override LOAD_* / SLO_* environment variables. Exit codes: 0 pass, 1 SLO violation,
-baseline regression or failed requests, 2 target unreachable, 3 bad configuration.
+baseline regression or failed requests, 2 target unreachable, 3 bad configuration (or another
+run still writing into the results directory). Locust's own logs: RESULTS_DIR/run/.
 """
 
 from __future__ import annotations
