@@ -178,7 +178,7 @@ def reap(owner_pid: int, server: ProcessIdentity, grace: float, poll: float = 0.
     known: set[ProcessIdentity] = set()
     while not stop.is_set() and psutil.pid_exists(owner_pid):
         current = {p for p in known if p.alive()} | family_of(server)
-        if current != known:
+        if {p.pid for p in current} != {p.pid for p in known}:
             print(f"reaper: watching pids {sorted(p.pid for p in current)}", flush=True)
         known = current
         stop.wait(poll)
