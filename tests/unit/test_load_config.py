@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from llmpyramid.config import Settings
 from llmpyramid.errors import ConfigError, ExitCode
 from llmpyramid.load.cli import build_parser, config_from_args, main
 from llmpyramid.load.config import SLO, LoadConfig
@@ -70,45 +71,34 @@ def test_bad_values_raise_config_error(overrides: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("var", "raw", "message"),
+    ("settings", "var", "raw", "message"),
     [
-        ("LOAD_DURATION", "nan", "LOAD_DURATION must be a duration like 60, 60s, 2m or 1h, got 'nan'"),
-        ("LOAD_DURATION", "-5s", "LOAD_DURATION must be a duration"),
-        ("LOAD_MAX_DURATION", "1e999", "LOAD_MAX_DURATION must be a duration"),
-        ("LOAD_SPAWN_RATE", "inf", "LOAD_SPAWN_RATE must be a finite number, got 'inf'"),
-        ("LOAD_RATE", "nan", "LOAD_RATE must be a finite number"),
-        ("LOAD_SWEEP_MIN_GAIN", "1.5", "LOAD_SWEEP_MIN_GAIN must be between 0 and 1, got 1.5"),
-        ("LOAD_REQUEST_TIMEOUT", "0", "LOAD_REQUEST_TIMEOUT must be between 0.1 and 3600, got 0.0"),
-        ("LOAD_SEED", "nan", "LOAD_SEED must be an integer"),
-        ("LOAD_PLOTS", "maybe", "LOAD_PLOTS must be one of"),
-        ("LOAD_SHAPE", "zigzag", "LOAD_SHAPE must be one of constant, sweep, rate"),
-        ("LOAD_MIX", "chat=abc", "LOAD_MIX weight of chat must be an integer"),
-        ("LOAD_RESULTS_DIR", " ", "LOAD_RESULTS_DIR must be a path, got ' '"),
+        (LoadConfig, "LOAD_DURATION", "nan", "LOAD_DURATION must be a duration like 60, 60s, 2m or 1h, got 'nan'"),
+        (LoadConfig, "LOAD_DURATION", "-5s", "LOAD_DURATION must be a duration"),
+        (LoadConfig, "LOAD_MAX_DURATION", "1e999", "LOAD_MAX_DURATION must be a duration"),
+        (LoadConfig, "LOAD_SPAWN_RATE", "inf", "LOAD_SPAWN_RATE must be a finite number, got 'inf'"),
+        (LoadConfig, "LOAD_RATE", "nan", "LOAD_RATE must be a finite number"),
+        (LoadConfig, "LOAD_SWEEP_MIN_GAIN", "1.5", "LOAD_SWEEP_MIN_GAIN must be between 0 and 1, got 1.5"),
+        (LoadConfig, "LOAD_REQUEST_TIMEOUT", "0", "LOAD_REQUEST_TIMEOUT must be between 0.1 and 3600, got 0.0"),
+        (LoadConfig, "LOAD_SEED", "nan", "LOAD_SEED must be an integer"),
+        (LoadConfig, "LOAD_PLOTS", "maybe", "LOAD_PLOTS must be one of"),
+        (LoadConfig, "LOAD_SHAPE", "zigzag", "LOAD_SHAPE must be one of constant, sweep, rate"),
+        (LoadConfig, "LOAD_MIX", "chat=abc", "LOAD_MIX weight of chat must be an integer"),
+        (LoadConfig, "LOAD_RESULTS_DIR", " ", "LOAD_RESULTS_DIR must be a path, got ' '"),
+        (LoadSuiteSettings, "LOAD_WORKERS", "abc", "LOAD_WORKERS must be an integer"),
+        (LoadSuiteSettings, "LOAD_WORKERS", "65", "LOAD_WORKERS must be between 0 and 64, got 65"),
+        (LoadSuiteSettings, "LOAD_BASELINE_TOLERANCE", "nan", "LOAD_BASELINE_TOLERANCE must be a finite number"),
+        (LoadSuiteSettings, "LOAD_BASELINE_TOLERANCE", "-0.1", "LOAD_BASELINE_TOLERANCE must be between 0 and 10"),
     ],
 )
 def test_bad_environment_values_name_the_variable(
-    var: str, raw: str, message: str, monkeypatch: pytest.MonkeyPatch
+    settings: type[Settings], var: str, raw: str, message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    settings.from_env()  # the defaults are valid
     monkeypatch.setenv(var, raw)
     with pytest.raises(ConfigError, match=message) as info:
-        LoadConfig.from_env()
+        settings.from_env()
     assert info.value.exit_code == ExitCode.CONFIGURATION and "\n" not in str(info.value)
-
-
-@pytest.mark.parametrize(
-    ("var", "raw", "message"),
-    [
-        ("LOAD_WORKERS", "abc", "LOAD_WORKERS must be an integer"),
-        ("LOAD_WORKERS", "65", "LOAD_WORKERS must be between 0 and 64, got 65"),
-        ("LOAD_BASELINE_TOLERANCE", "nan", "LOAD_BASELINE_TOLERANCE must be a finite number"),
-        ("LOAD_BASELINE_TOLERANCE", "-0.1", "LOAD_BASELINE_TOLERANCE must be between 0 and 10"),
-    ],
-)
-def test_suite_settings_name_the_variable(var: str, raw: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert LoadSuiteSettings.from_env() == LoadSuiteSettings(workers=0, baseline=None, tolerance=0.10)
-    monkeypatch.setenv(var, raw)
-    with pytest.raises(ConfigError, match=message):
-        LoadSuiteSettings.from_env()
 
 
 def test_every_default_goes_through_its_parser() -> None:
