@@ -24,6 +24,7 @@ pytestmark = pytest.mark.timeout(600)
 
 ENTRIES = {
     "uv run nox -s smoke": ["uv", "run", "--frozen", "nox", "-s", "smoke"],
+    "nox -s smoke": [sys.executable, "-m", "nox", "-s", "smoke"],  # nox itself, no uv in front
     "run_tests.py --suite smoke": [sys.executable, "scripts/run_tests.py", "--suite", "smoke"],
 }
 
