@@ -119,7 +119,9 @@ LAYERS: tuple[Layer, ...] = (
           ("test", "load", "hybrid"), paths=("tests/hybrid",), run="llmpyramid.hybrid.suite:run_suite",
           tags=("hybrid",), needs=(ROUTER,), default=False, flags=("router",), estimate_s=330),
     Layer("frontdoors", "bad input at every front door: one line, exit 3 (2 unreachable), no traceback, no stale file",
-          ("dev", "cloud", "hybrid"), paths=("tests/frontdoors",), tags=("security",), estimate_s=540),
+          # independent cases, each waiting on its own child process: one pytest worker per core
+          ("dev", "cloud", "hybrid"), paths=("tests/frontdoors",), pytest_extra=("-n", "auto"), tags=("security",),
+          estimate_s=300),
     Layer("bench_stack", "benchmark: embedded stack up-to-healthy, RSS, tok/s at n_parallel 1/4/8", TEST,
           command=("python", "-m", "llmpyramid.stack.bench"), tags=("bench",), default=False, estimate_s=120),
     Layer("bench", "benchmark: load harness fidelity, CPU per 1k tokens, max rps on one core", ("load",),
