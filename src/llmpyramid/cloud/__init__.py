@@ -5,6 +5,7 @@
     tasks/           the SkyPilot task files (one per cloud) and the node's setup/run scripts
     node.py          what runs on the instance: fetch the model, serve it on port 8080
     skypilot.py      the few SkyPilot SDK calls used here, with errors mapped to exit codes
+    api_server.py    SkyPilot's API server as a managed service (llmpyramid.procs) that dies with its owner
     smoke.py         the steps (credentials, launch, health, inference, teardown) and their timings
     suite.py         the results document (seed schema + `cloud` block), /tmp/cloud_smoke_results.json
     sweeper.py       find and remove leaked `wf-smoke-*` clusters (SkyPilot status + EC2 tags)
