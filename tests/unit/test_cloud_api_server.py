@@ -112,6 +112,19 @@ def test_a_server_that_dies_at_startup_is_exit_2_with_its_last_log_line(monkeypa
     assert server.service.read_state() is None
 
 
+def test_a_busy_port_is_refused_before_anything_starts(monkeypatch, tmp_path):
+    stand_in(monkeypatch, HEALTHY)
+    first = api_server.ApiServer(tmp_path / "first", free_port(), startup_timeout=30)
+    first.up(os.environ, owner_pid=os.getpid())
+    try:
+        second = api_server.ApiServer(tmp_path / "second", first.port, startup_timeout=30)
+        with pytest.raises(InfrastructureError, match=f"port {first.port} on 127.0.0.1 is busy"):
+            second.up(os.environ, owner_pid=os.getpid())
+        assert second.service.read_state() is None and second.reaper.read_state() is None
+    finally:
+        first.down()
+
+
 def test_a_server_that_never_gets_healthy_is_stopped_after_the_timeout(monkeypatch, tmp_path):
     stand_in(monkeypatch, "import time; print('stuck', flush=True); time.sleep(600)")
     server = api_server.ApiServer(tmp_path / "run", free_port(), startup_timeout=1)

@@ -30,6 +30,7 @@ import httpx
 import psutil
 
 from llmpyramid.errors import InfrastructureError
+from llmpyramid.ports import port_is_free, port_owner
 from llmpyramid.procs import ManagedService, ProcessIdentity, ServiceState, stop_event_on_signals, stop_process
 
 NAME = "skypilot-api-server"
@@ -78,6 +79,9 @@ class ApiServer:
             if (running := self.service.running()) is not None:
                 raise InfrastructureError(f"a SkyPilot API server is already running from {self.service.run_dir} "
                                           f"(pid {running.pid})")  # fmt: skip
+            if not port_is_free(self.port, HOST):  # whatever answers there would pass for ours
+                held = f" (held by {owner})" if (owner := port_owner(self.port)) else ""
+                raise InfrastructureError(f"port {self.port} on {HOST} is busy{held}")
             proc, state = self.service.spawn(argv(self.port), env=server_env(env), owner_pid=owner_pid,
                                              extra={"port": self.port})  # fmt: skip
         try:
