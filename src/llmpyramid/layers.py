@@ -109,7 +109,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer("cloud_emulated", "SkyPilot spot launch -> teardown -> sweep against moto in a loopback-only netns",
           ("test", "cloud"), command=("python", "-m", "llmpyramid.cloud", "netns", "--", "python", "-m", "pytest",
                                       "tests/cloud"),
-          tags=("cloud", "emulated"), needs=(NETNS,), estimate_s=330),
+          tags=("cloud", "emulated"), needs=(NETNS,), estimate_s=450),
     Layer("cloud", "real spot instance via SkyPilot: credentials, launch, health, inference, teardown",
           ("test", "cloud"), paths=("tests/test_cloud_smoke.py",), run="llmpyramid.cloud.suite:run_suite",
           tags=("cloud",), cost="costs money", needs=(CREDENTIALS,), default=False, flags=("cloud",),
