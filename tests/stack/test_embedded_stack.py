@@ -5,6 +5,7 @@ Each test uses its own run directory and a free port, so it never touches a stac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -64,6 +65,38 @@ def test_up_serves_health_and_a_completion_then_down_frees_the_port(stack):
     assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
     assert port_is_free(state.port)
     assert stack.read_state() is None
+
+
+def test_sigterm_ends_the_server_with_requests_in_flight(stack):
+    """SIGTERM alone ends the server even mid-answer (its C++ destructor would wait for them): a stop
+    must not depend on the SIGKILL after the grace period, and a cloud node has no one to send it."""
+    import threading
+
+    state = stack.up(notify=lambda _: None)
+    body = {"prompt": "Count to one thousand:", "max_tokens": 400, "ignore_eos": True}
+
+    def long_answer() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{state.base_url}/v1/completions", json=body, timeout=120)
+
+    for _ in range(2):
+        threading.Thread(target=long_answer, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _slots_busy(state.base_url):
+        time.sleep(0.1)
+    assert _slots_busy(state.base_url), "the long answers never started"
+    server = psutil.Process(state.pid)
+    server.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    server.wait(timeout=60)  # before the fix: still running after the SIGTERM, however long one waited
+    print(f"server exited {time.monotonic() - started:.1f}s after SIGTERM with 2 requests in flight")
+
+
+def _slots_busy(base_url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError, ValueError):
+        slots = httpx.get(f"{base_url}/slots", timeout=5).json()
+        return sum(bool(s.get("is_processing")) for s in slots) >= 1
+    return False
 
 
 def test_second_up_reports_the_running_stack(stack):
