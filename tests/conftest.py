@@ -53,6 +53,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # and when whatever started pytest (nox, uv, a runner) dies, pytest is told the same way.
     sigterm_as_interrupt()
     die_with_parent(signal.SIGTERM)
+    # Started as a background job of a script (`cmd &`), every process inherits an *ignored* SIGINT and
+    # Python then installs no Ctrl-C handler. Ctrl-C is what a terminal sends, so pytest and everything it
+    # starts take it as a terminal gives it (a handler resets to the default in an exec'd child).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
