@@ -9,10 +9,11 @@ what help texts promise (`60`, `60s`, `2m`, `1h`); URLs are validated and redact
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -30,6 +31,21 @@ def env_value(name: str, default: str | None = None, environ: Mapping[str, str] 
 
 
 _env = env_value  # short alias used inside the library
+
+
+@contextlib.contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in os.environ (this process and the children it starts) until the block ends."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 # --- parsers: (name, raw, **bounds) -> typed value, or ConfigError naming `name` ----------------

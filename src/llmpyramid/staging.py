@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from typing import Any
 import httpx
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from llmpyramid.config import PROJECT_ROOT, env_value, parse_duration
+from llmpyramid.config import PROJECT_ROOT, env_value, parse_duration, patched_environ
 from llmpyramid.errors import ConfigError, InfrastructureError
 from llmpyramid.iac.terraform import Terraform
 from llmpyramid.stack.target import Target
@@ -83,9 +82,7 @@ def hetzner_staging(log: Callable[[str], None]) -> Iterator[tuple[Target, dict[s
         shutil.copytree(MODULE, workdir, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*", "tests"))
         tf = Terraform(run_dir=Path(tmp) / "tf")
         # The provider reads HCLOUD_TOKEN itself; the per-run key goes through TF_VAR_*, never argv.
-        env_vars = {"TF_VAR_staging_api_key": api_key}
-        os.environ.update(env_vars)
-        try:
+        with patched_environ({"TF_VAR_staging_api_key": api_key}):
             init = tf.run("init", "-input=false", cwd=workdir)
             if not init.ok:
                 raise InfrastructureError(f"terraform init failed for terraform/hetzner: {init.first_error()}")
@@ -115,6 +112,3 @@ def hetzner_staging(log: Callable[[str], None]) -> Iterator[tuple[Target, dict[s
                 destroyed = tf.run("destroy", "-auto-approve", "-input=false", *var_args, cwd=workdir)
                 if not destroyed.ok:
                     log(f"staging: DESTROY FAILED, remove it by hand: {destroyed.first_error()}")
-        finally:
-            for name in env_vars:
-                os.environ.pop(name, None)

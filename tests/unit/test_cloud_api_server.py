@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from llmpyramid.cloud import api_server
+from llmpyramid.config import patched_environ
 from llmpyramid.errors import InfrastructureError
 from llmpyramid.ports import free_port
 from llmpyramid.procs import ProcessIdentity
@@ -196,7 +197,7 @@ def test_scope_sends_skypilots_stdout_to_stderr(monkeypatch, tmp_path, fake_skyp
 def test_patched_environ_restores_set_and_unset_names(monkeypatch):
     monkeypatch.setenv("LLMPYRAMID_T_SET", "before")
     monkeypatch.delenv("LLMPYRAMID_T_UNSET", raising=False)
-    with api_server.patched_environ({"LLMPYRAMID_T_SET": "x", "LLMPYRAMID_T_UNSET": "y"}):
+    with patched_environ({"LLMPYRAMID_T_SET": "x", "LLMPYRAMID_T_UNSET": "y"}):
         assert (os.environ["LLMPYRAMID_T_SET"], os.environ["LLMPYRAMID_T_UNSET"]) == ("x", "y")
         assert subprocess.run([sys.executable, "-c", "import os; print(os.environ['LLMPYRAMID_T_UNSET'])"],
                               capture_output=True, text=True).stdout.strip() == "y"  # fmt: skip

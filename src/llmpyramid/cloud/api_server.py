@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from llmpyramid.config import patched_environ
 from llmpyramid.errors import InfrastructureError
 from llmpyramid.ports import port_is_free, port_owner
 from llmpyramid.procs import ManagedService, ProcessIdentity, ServiceState, stop_event_on_signals, stop_process
@@ -114,21 +115,6 @@ class ApiServer:
             return self.service.stop(port=self.port)
         finally:
             self.reaper.stop()
-
-
-@contextlib.contextmanager
-def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
-    """`values` in os.environ (this process and the children it starts) until the block ends."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ from typing import Any
 
 from llmpyramid.cloud import api_server, catalog
 from llmpyramid.cloud.api_server import ApiServer
+from llmpyramid.config import patched_environ
 from llmpyramid.emulators.manager import EmulatorManager, EmulatorSettings
 from llmpyramid.errors import InfrastructureError
 from llmpyramid.ports import free_port
@@ -165,7 +166,7 @@ class EmulatedAWS:
         try:
             self.endpoint = self.emulators.up("aws", owner_pid=os.getpid()).url
             self.sky_api = ApiServer(self.run_dir, free_port())
-            self._environ.enter_context(api_server.patched_environ(self.env()))
+            self._environ.enter_context(patched_environ(self.env()))
             self.seed()
             self.sky_api.up(os.environ, owner_pid=os.getpid())
         except BaseException:
