@@ -244,7 +244,11 @@ class StackSettings(Settings):
     section: ClassVar[str] = "stack setting"
     host: str = "127.0.0.1"  # always loopback for anything started here
     port: int = knob(8080, "STACK_PORT", parse_int, minimum=0, maximum=65535)  # 0 = pick a free port
-    threads: int = knob(2, "STACK_THREADS", parse_int, minimum=1, maximum=256)
+    # One thread: ggml's worker threads meet at spinning barriers after every operation, so with two
+    # threads on a box whose cores are also busy elsewhere, one waits on the other's lost time slice.
+    # Measured under two CPU burners on 2 cores, a 24-token completion: 0.5-0.8 s with 1 thread,
+    # 3.6-105 s with 2 (and a ReadTimeout in the suites). A dedicated server sets STACK_THREADS.
+    threads: int = knob(1, "STACK_THREADS", parse_int, minimum=1, maximum=256)
     parallel: int = knob(8, "STACK_PARALLEL", parse_int, minimum=1, maximum=64)  # slots; n_ctx is split
     ctx_size: int = knob(8192, "STACK_CTX_SIZE", parse_int, minimum=256, maximum=1 << 20)
     api_key: str | None = knob(None, "API_KEY")  # when set, the server requires it (Bearer)

@@ -12,12 +12,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import psutil
 import pytest
-from leftovers import tagged
+from leftovers import commands, tagged_run
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
@@ -30,34 +29,24 @@ ENTRIES = {
 
 
 def _server_running(procs: list[psutil.Process]) -> bool:
-    return any("llmpyramid.stack.server" in " ".join(p.cmdline()) for p in procs if p.is_running())
+    return any("llmpyramid.stack.server" in c for c in commands(procs))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("entry", list(ENTRIES))
 def test_interrupt_mid_suite_exits_130_and_leaves_nothing(entry, sig, tmp_path):
-    tag = uuid.uuid4().hex
-    env = {**os.environ, "LLMPYRAMID_TEST_TAG": tag, "SMOKE_LATENCY_SAMPLES": "200"}  # a suite still running
+    env = {**os.environ, "SMOKE_LATENCY_SAMPLES": "200"}  # a suite still running
     env.pop("BASE_URL", None)
-    since = time.time()
-    proc = subprocess.Popen(ENTRIES[entry], cwd=ROOT, env=env, text=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline and proc.poll() is None and not _server_running(tagged(tag, since)):
-        time.sleep(0.2)
-    assert proc.poll() is None, f"{entry} ended before the signal: {proc.communicate()[1][-2000:]}"
-    time.sleep(2)  # inside the suite
-    proc.send_signal(sig)
-    started = time.monotonic()
-    _, err = proc.communicate(timeout=300)
-    took = time.monotonic() - started
-    assert proc.returncode == 130, err[-2000:]
+    with tagged_run(ENTRIES[entry], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as run:
+        reached = run.wait_until(_server_running, poll_s=0.2)
+        assert reached, f"{entry} ended before the signal: {run.proc.communicate()[1][-2000:]}"
+        time.sleep(2)  # inside the suite
+        run.proc.send_signal(sig)
+        started = time.monotonic()
+        _, err = run.proc.communicate()
+        took = time.monotonic() - started
+        left = run.left_after_exit()
+    assert run.proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err.split("Interrupted")[-1]
-    left: list[psutil.Process] = []
-    for _ in range(50):
-        left = tagged(tag, since)
-        if not left:
-            break
-        time.sleep(0.2)
-    assert not left, [" ".join(p.cmdline())[:120] for p in left]
+    assert not left, commands(left)
     print(f"{entry} {sig.name}: exit 130 after {took:.1f}s, 0 processes left")

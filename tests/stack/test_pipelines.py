@@ -19,32 +19,32 @@ from pathlib import Path
 
 import psutil
 import pytest
-from leftovers import tagged
+from leftovers import TaggedRun, commands, tagged_run
 
 from llmpyramid import pipelines
 from llmpyramid.stack.embedded import SERVER_MODULE
 from llmpyramid.stack.target import target_session
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.timeout(900)
+# Generous: under two CPU burners staging needs ~10 min to reach its load step. The timeout is the
+# only bound; a failed test still stops everything the pipeline started (tagged_run).
+pytestmark = pytest.mark.timeout(1800)
 
 
-def _staging(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str, float]:
-    tag = uuid.uuid4().hex
+def _staging(tmp_path: Path, *args: str) -> contextlib.AbstractContextManager[TaggedRun]:
     (tmp_path / "tmp").mkdir()
-    env = {**os.environ, "LLMPYRAMID_TEST_TAG": tag, "STAGING_PROVISIONER": "local",
-           "PIPELINE_RESULTS_DIR": str(tmp_path / "results"), "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
+    env = {**os.environ, "STAGING_PROVISIONER": "local", "PIPELINE_RESULTS_DIR": str(tmp_path / "results"),
+           "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
     env.pop("BASE_URL", None)
-    since = time.time()
-    proc = subprocess.Popen([sys.executable, "-m", "invoke", "staging", *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    return proc, tag, since
+    argv = [sys.executable, "-m", "invoke", "staging", *args]
+    return tagged_run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def test_offline_staging_provisions_tests_reports_and_tears_down(tmp_path):
-    proc, tag, since = _staging(tmp_path, "--output", "json")
-    out, err = proc.communicate(timeout=840)
-    assert proc.returncode == 0, err[-3000:]
+    with _staging(tmp_path, "--output", "json") as run:
+        out, err = run.proc.communicate()
+        left = run.left_after_exit()
+    assert run.proc.returncode == 0, err[-3000:]
     report = json.loads(out)
     pipelines.validate(report)
     assert [s["step"] for s in report["steps"]] == ["smoke", "integration", "contract", "load"]
@@ -55,16 +55,12 @@ def test_offline_staging_provisions_tests_reports_and_tears_down(tmp_path):
         assert step["results_file"] and Path(step["results_file"]).exists(), step
     assert json.loads((tmp_path / "results" / "pipeline-staging.json").read_text()) == report
     assert not psutil.pid_exists(report["provision"]["pid"]), "the staging stand-in outlived the pipeline"
-    assert not tagged(tag, since)
+    assert not left, commands(left)
     assert not list((tmp_path / "tmp").glob("llmpyramid-*"))
 
 
 def _running(procs: list[psutil.Process], needle: str) -> bool:
-    cmds = []
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            cmds.append(" ".join(p.cmdline()))
-    return any(needle in c for c in cmds)
+    return any(needle in c for c in commands(procs))
 
 
 # Where to land the signal, read off the processes the pipeline has started so far.
@@ -84,26 +80,17 @@ INTERRUPTS = [(step, sig) for step in STEP_REACHED for sig in (signal.SIGINT, si
 
 @pytest.mark.parametrize(("step", "sig"), INTERRUPTS, ids=[f"{step}-{sig.name}" for step, sig in INTERRUPTS])
 def test_interrupted_staging_exits_130_and_leaves_nothing(tmp_path, step, sig):
-    proc, tag, since = _staging(tmp_path)
-    reached = STEP_REACHED[step]
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None and not reached(tagged(tag, since)):
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()[1][-2000:]
-    assert reached(tagged(tag, since)), f"the pipeline never reached {step}"
-    proc.send_signal(sig)
-    started = time.monotonic()
-    _, err = proc.communicate(timeout=180)
-    took = time.monotonic() - started
-    assert proc.returncode == 130, err[-2000:]
+    with _staging(tmp_path) as run:
+        reached = run.wait_until(STEP_REACHED[step])
+        assert reached, f"the pipeline ended before reaching {step}: {run.proc.communicate()[1][-2000:]}"
+        run.proc.send_signal(sig)
+        started = time.monotonic()
+        _, err = run.proc.communicate()
+        took = time.monotonic() - started
+        left = run.left_after_exit()
+    assert run.proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1].startswith("interrupted")
-    left = []
-    for _ in range(50):  # children finish their own teardown within the bounded grace
-        left = tagged(tag, since)
-        if not left:
-            break
-        time.sleep(0.2)
-    assert not left, [" ".join(p.cmdline())[:120] for p in left]
+    assert not left, commands(left)
     run_dirs = sorted(p.name for p in (tmp_path / "tmp").glob("llmpyramid-*"))  # the stand-in's, the suites'
     assert not run_dirs, f"run directories left behind: {run_dirs}"
     print(f"{step} {sig.name}: exit 130 after {took:.1f}s, 0 processes and 0 run directories left")
@@ -115,26 +102,25 @@ def test_preprod_against_an_embedded_stack_reports_the_worst_step(tmp_path):
     slo = tmp_path / "slo.toml"
     slo.write_text("[slo]\nttft_p95_ms = 0.001\n")
     key = f"preprod-{uuid.uuid4().hex}"
-    tag = uuid.uuid4().hex
-    env = {**os.environ, "LLMPYRAMID_TEST_TAG": tag, "API_KEY": key, "PIPELINE_RESULTS_DIR": str(tmp_path / "results"),
+    env = {**os.environ, "API_KEY": key, "PIPELINE_RESULTS_DIR": str(tmp_path / "results"),
            "PREPROD_SLO_FILE": str(slo), "PREPROD_SUSTAINED_DURATION": "5s", "PREPROD_CLOUDS": "none",
            # a short sweep; 5 samples are enough to prove the wiring (the gates have their own tests)
            "LOAD_SWEEP_MAX_USERS": "2", "LOAD_SWEEP_STEP": "10", "LOAD_MIN_REQUESTS": "5"}  # fmt: skip
     env.pop("BASE_URL", None)
-    since = time.time()
     with target_session(None, api_key=key, notify=lambda _m: None) as (target, _stack):
-        done = subprocess.run([sys.executable, "-m", "invoke", "preprod", "--base-url", target.base_url,
-                               "--output", "json"], cwd=ROOT, env=env, text=True, capture_output=True,
-                              timeout=840)  # fmt: skip
-    assert key not in done.stdout + done.stderr, "the API key was printed"
-    report = json.loads(done.stdout)
+        argv = [sys.executable, "-m", "invoke", "preprod", "--base-url", target.base_url, "--output", "json"]
+        with tagged_run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
+            out, err = run.proc.communicate()
+            left = run.left_after_exit()
+    assert key not in out + err, "the API key was printed"
+    report = json.loads(out)
     pipelines.validate(report)
     steps = {s["step"]: s for s in report["steps"]}
-    assert list(steps) == ["smoke", "integration", "contract", "load_sweep", "load_sustained"], done.stderr[-3000:]
+    assert list(steps) == ["smoke", "integration", "contract", "load_sweep", "load_sustained"], err[-3000:]
     assert all(steps[s]["status"] == "passed" for s in list(steps)[:4]), report["steps"]
     assert steps["load_sustained"]["status"] == "failed" and steps["load_sustained"]["exit_code"] == 1
     assert "users" in steps["load_sustained"]["note"]  # at the knee, or at the top level if still rising
     sustained = json.loads(Path(steps["load_sustained"]["results_file"]).read_text())
     assert any("ttft" in finding.lower() for finding in sustained["findings"]), sustained["findings"]
-    assert report["exit_code"] == done.returncode == 1
-    assert not tagged(tag, since)
+    assert report["exit_code"] == run.proc.returncode == 1
+    assert not left, commands(left)

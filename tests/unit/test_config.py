@@ -8,11 +8,11 @@ from llmpyramid.config import ModelSettings, StackSettings
 from llmpyramid.errors import ConfigError, ExitCode
 
 
-def test_defaults_are_loopback_8080_and_tuned_for_two_cores(monkeypatch):
+def test_defaults_are_loopback_8080_and_one_thread(monkeypatch):
     for name in ("STACK_PORT", "STACK_THREADS", "STACK_PARALLEL", "STACK_CTX_SIZE", "API_KEY", "MODEL"):
         monkeypatch.delenv(name, raising=False)
     s = StackSettings.from_env()
-    assert (s.host, s.port, s.threads, s.parallel, s.ctx_size) == ("127.0.0.1", 8080, 2, 8, 8192)
+    assert (s.host, s.port, s.threads, s.parallel, s.ctx_size) == ("127.0.0.1", 8080, 1, 8, 8192)
     assert s.api_key is None
 
 
