@@ -67,6 +67,7 @@ def test_task_setup_and_run_bring_up_a_healthy_server_on_loopback(tmp_path, metr
     port, key = free_port(), secrets.token_urlsafe(16)
     env = {
         **os.environ, **envs, "SERVE_HOST": "127.0.0.1", "SERVE_PORT": str(port), "API_KEY": key,
+        "SERVE_THREADS": "1",  # this box is shared with the test run (see STACK_THREADS)
         "MODEL_DIR": str(PROJECT_ROOT / "models" / "test"), "MODEL_OFFLINE": "1", "UV_OFFLINE": "1",
         "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv"), "UV_CACHE_DIR": _user_uv_cache(),
     }  # fmt: skip

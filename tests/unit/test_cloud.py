@@ -176,6 +176,13 @@ def test_node_serves_with_the_key_in_the_environment_not_on_argv(monkeypatch, tm
     monkeypatch.setenv("SERVE_PORT", "8080")
     argv = node.serve_argv(tmp_path / "m.gguf")
     assert argv[argv.index("--api-key-env") + 1] == "API_KEY"
+    monkeypatch.setenv("SERVE_THREADS", "1")
+    argv = node.serve_argv(tmp_path / "m.gguf")
+    assert argv[argv.index("--threads") + 1] == "1"
+    monkeypatch.setenv("SERVE_THREADS", "0")
+    with pytest.raises(ConfigError, match="SERVE_THREADS"):
+        node.serve_argv(tmp_path / "m.gguf")
+    monkeypatch.delenv("SERVE_THREADS")
     monkeypatch.setenv("SERVE_PORT", "http")
     with pytest.raises(ConfigError, match="SERVE_PORT"):
         node.serve_argv(tmp_path / "m.gguf")

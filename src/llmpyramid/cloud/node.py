@@ -44,10 +44,12 @@ def serve_argv(model: Path) -> list[str]:
     """Arguments for llmpyramid.stack.server (the local stack's server entry point)."""
     host = parse_str("SERVE_HOST", env_value("SERVE_HOST", "0.0.0.0"))
     port = parse_int("SERVE_PORT", env_value("SERVE_PORT", "8080"), minimum=1, maximum=65535)
-    threads = str(max(1, os.cpu_count() or 1))
+    # the VM's cores are the server's; a shared box (the local task test) sets 1, see STACK_THREADS
+    cores = str(max(1, os.cpu_count() or 1))
+    threads = parse_int("SERVE_THREADS", env_value("SERVE_THREADS", cores), minimum=1, maximum=256)
     return [
         "--model", str(model), "--alias", env_value("MODEL", "SmolLM2-135M-Instruct") or "",
-        "--host", host, "--port", str(port), "--threads", threads, "--api-key-env", API_KEY_ENV,
+        "--host", host, "--port", str(port), "--threads", str(threads), "--api-key-env", API_KEY_ENV,
     ]  # fmt: skip
 
 
