@@ -75,7 +75,7 @@ LAYERS: tuple[Layer, ...] = (
           command=("python", "-m", "llmpyramid.lint"), tags=("quality",), estimate_s=40),
     Layer("unit", "instant, no network: config, mocked endpoints, schemas, math",
           ("test", "load", "iac", "emulators", "lint", "cloud"),
-          paths=("tests/unit",), tags=("pyramid",), estimate_s=30),
+          paths=("tests/unit",), pytest_extra=("-n", "auto"), tags=("pyramid",), estimate_s=60),
     Layer("stack", "the embedded llama.cpp stack: lifecycle, failure modes, invoke tasks", TEST,
           paths=("tests/stack",), tags=("pyramid",), needs=(EMBEDDED_STACK,), estimate_s=60),
     Layer("smoke", "health, completions, chat, models, latency", TEST, paths=("tests/test_smoke.py",),

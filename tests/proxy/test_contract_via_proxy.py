@@ -1,6 +1,6 @@
 """The contract verdict does not depend on what stands in front of the server.
 
-The contract suite (tests/test_contract.py) runs twice against the same server — directly and
+The contract suite (tests/test_contract.py) runs twice, at once, against the same server — directly and
 through a real pass-through HTTP proxy on loopback that replaces the `Server:` header, as proxies
 and load balancers do — and must reach the same verdict, test by test. On the embedded llama.cpp
 stack that verdict is a pass with its one known deviation reported as xfailed in both runs.
@@ -36,29 +36,47 @@ class Verdict:
     reasons: dict[str, str]  # nodeid -> why it did not pass (failure or xfail reason)
 
 
-def run_contract_suite(base_url: str, target: Target, report: Path) -> Verdict:
-    env = {k: v for k, v in os.environ.items() if k not in ("BASE_URL", "LLMPYRAMID_ABORT_FILE")}
-    env.update(API_KEY=target.api_key or "", MODEL=target.model or "")
-    cmd = [
-        sys.executable, "-m", "pytest", "tests/test_contract.py", "--base-url", base_url,
-        "-p", "no:cacheprovider", "-q", "--json-report", f"--json-report-file={report}",
-        "--json-report-omit", "keywords", "streams", "log", "collectors_passed",
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=420)
-    assert report.exists(), f"the contract suite wrote no report (exit {proc.returncode}): {proc.stdout[-2000:]}"
-    tests = json.loads(report.read_text())["tests"]
-    return Verdict(
-        proc.returncode,
-        {t["nodeid"]: t["outcome"] for t in tests},
-        {t["nodeid"]: str((t.get("call") or {}).get("longrepr", ""))[-600:] for t in tests if t["outcome"] != "passed"},
-    )
+def run_contract_suites(runs: dict[str, tuple[str, Target]], out_dir: Path) -> dict[str, Verdict]:
+    """Run the contract suite once per (base URL, target), all at once (each is mostly waiting on the server)."""
+    started = {}
+    for name, (base_url, target) in runs.items():
+        env = {k: v for k, v in os.environ.items() if k not in ("BASE_URL", "LLMPYRAMID_ABORT_FILE")}
+        env.update(API_KEY=target.api_key or "", MODEL=target.model or "")
+        report = out_dir / f"{name}.json"
+        cmd = [
+            sys.executable, "-m", "pytest", "tests/test_contract.py", "--base-url", base_url,
+            "-p", "no:cacheprovider", "-q", "--json-report", f"--json-report-file={report}",
+            "--json-report-omit", "keywords", "streams", "log", "collectors_passed",
+        ]  # fmt: skip
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)  # fmt: skip
+        started[name] = (proc, report)
+    verdicts = {}
+    try:
+        for name, (proc, report) in started.items():
+            out, _ = proc.communicate(timeout=420)
+            assert report.exists(), f"the {name} contract run wrote no report (exit {proc.returncode}): {out[-2000:]}"
+            tests = json.loads(report.read_text())["tests"]
+            verdicts[name] = Verdict(
+                proc.returncode,
+                {t["nodeid"]: t["outcome"] for t in tests},
+                {t["nodeid"]: str((t.get("call") or {}).get("longrepr", ""))[-600:]
+                 for t in tests if t["outcome"] != "passed"},
+            )  # fmt: skip
+    finally:
+        for proc, _ in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return verdicts
 
 
 def test_contract_verdict_is_the_same_through_a_proxy(target, embedded_stack, tmp_path):
     with PassThroughProxy(target.base_url) as proxy:
-        direct = run_contract_suite(target.base_url, target, tmp_path / "direct.json")
         proxied_target = Target(proxy.url, target.api_key, target.model)
-        via_proxy = run_contract_suite(proxy.url, proxied_target, tmp_path / "proxy.json")
+        runs = {"direct": (target.base_url, target), "proxy": (proxy.url, proxied_target)}
+        verdicts = run_contract_suites(runs, tmp_path)
+        direct, via_proxy = verdicts["direct"], verdicts["proxy"]
         server_direct = httpx.get(target.url("/health"), timeout=30).headers.get("server", "")
         server_via_proxy = httpx.get(proxied_target.url("/health"), timeout=30).headers.get("server", "")
         with Client(target) as c, Client(proxied_target) as p:
