@@ -56,6 +56,14 @@ class TaggedRun:
             time.sleep(poll_s)
         return False
 
+    def interrupt(self, sig: int) -> tuple[str, float, list[psutil.Process]]:
+        """Send `sig`, wait for the front door to exit: its stderr, seconds to exit, what it left running."""
+        self.proc.send_signal(sig)
+        started = time.monotonic()
+        _, err = self.proc.communicate()
+        took = time.monotonic() - started
+        return err, took, self.left_after_exit()
+
     def left_after_exit(self) -> list[psutil.Process]:
         """What is still running once the front door has exited (children finish their bounded teardown)."""
         left = self.processes()

@@ -41,11 +41,7 @@ def test_interrupt_mid_suite_exits_130_and_leaves_nothing(entry, sig, tmp_path):
         reached = run.wait_until(_server_running, poll_s=0.2)
         assert reached, f"{entry} ended before the signal: {run.proc.communicate()[1][-2000:]}"
         time.sleep(2)  # inside the suite
-        run.proc.send_signal(sig)
-        started = time.monotonic()
-        _, err = run.proc.communicate()
-        took = time.monotonic() - started
-        left = run.left_after_exit()
+        err, took, left = run.interrupt(sig)
     assert run.proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err.split("Interrupted")[-1]
     assert not left, commands(left)

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -83,11 +82,7 @@ def test_interrupted_staging_exits_130_and_leaves_nothing(tmp_path, step, sig):
     with _staging(tmp_path) as run:
         reached = run.wait_until(STEP_REACHED[step])
         assert reached, f"the pipeline ended before reaching {step}: {run.proc.communicate()[1][-2000:]}"
-        run.proc.send_signal(sig)
-        started = time.monotonic()
-        _, err = run.proc.communicate()
-        took = time.monotonic() - started
-        left = run.left_after_exit()
+        err, took, left = run.interrupt(sig)
     assert run.proc.returncode == 130, err[-2000:]
     assert err.strip().splitlines()[-1].startswith("interrupted")
     assert not left, commands(left)
