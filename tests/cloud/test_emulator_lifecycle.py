@@ -14,8 +14,9 @@ import time
 import pytest
 from cloud_leftovers import assert_all_stopped, same_home
 
-from llmpyramid.cloud import skypilot
-from llmpyramid.cloud.emulator import EmulatedAWS
+from llmpyramid.cloud import api_server, skypilot
+from llmpyramid.cloud.emulator import EPHEMERAL_PORTS, PORT_RANGE_SYSCTL, EmulatedAWS
+from llmpyramid.ports import free_port, port_is_free
 from llmpyramid.procs import ProcessIdentity
 
 OWNER = textwrap.dedent("""
@@ -42,6 +43,16 @@ def test_skypilots_client_talks_to_the_server_we_started(emulated_aws):
     assert any("sky.server.server" in " ".join(cmd) for _, cmd in theirs), theirs
     strays = [(pid, cmd) for pid, cmd in theirs if (pid, ProcessIdentity.of(pid).create_time) not in ours]
     assert strays == [], "a SkyPilot process that is not ours: the client started a server of its own"
+
+
+def test_no_ephemeral_port_can_take_skypilots_queue_manager_port(emulated_aws):
+    """SkyPilot's server binds its queue manager late, on a port derived from its own (CI once saw an API server
+    never get healthy because that port was taken meanwhile): in our namespace ephemeral ports stay below it."""
+    assert emulated_aws.sky_api is not None
+    assert tuple(int(x) for x in PORT_RANGE_SYSCTL.read_text().split()) == EPHEMERAL_PORTS
+    queue_port = api_server.queue_manager_port(emulated_aws.sky_api.port)
+    assert not port_is_free(queue_port, api_server.HOST), "SkyPilot's queue manager listens where we expect it"
+    assert queue_port > EPHEMERAL_PORTS[1] >= max(free_port() for _ in range(200))
 
 
 def _owner_processes(owner: subprocess.Popen[str]) -> list[ProcessIdentity]:

@@ -7,6 +7,7 @@ The real server (started this way, used by SkyPilot's client, stopped with its w
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -126,13 +127,49 @@ def test_a_busy_port_is_refused_before_anything_starts(monkeypatch, tmp_path):
         first.down()
 
 
+def _listening(port):
+    sock = socket.socket()
+    sock.bind((api_server.HOST, port))
+    sock.listen()
+    return sock
+
+
+def test_a_busy_queue_manager_port_is_refused_before_anything_starts(monkeypatch, tmp_path):
+    """SkyPilot's server binds its queue manager ~10 s after start; taken by then, the server never gets healthy."""
+    stand_in(monkeypatch, HEALTHY)
+    server = api_server.ApiServer(tmp_path / "run", api_server.free_api_port(), startup_timeout=30)
+    queue_port = api_server.queue_manager_port(server.port)
+    with _listening(queue_port), pytest.raises(InfrastructureError, match=f"port {queue_port} on 127.0.0.1 is busy"):
+        server.up(os.environ, owner_pid=os.getpid())
+    assert server.service.read_state() is None and server.reaper.read_state() is None
+
+
+def test_free_api_port_passes_over_a_port_whose_queue_port_is_busy(monkeypatch):
+    first, second = free_port(), api_server.free_api_port()
+    candidates = iter([first, second])
+    monkeypatch.setattr(api_server, "free_port", lambda host: next(candidates))
+    with _listening(api_server.queue_manager_port(first)):
+        assert api_server.free_api_port() == second
+
+
+@pytest.mark.parametrize("port", [1024, 32768, 40000, 46580, 49999, 50000, 56569, 60999, 65535])
+def test_queue_manager_port_is_skypilots_rule_and_above_the_emulated_clouds_ephemeral_ports(port):
+    from sky.server.requests.queues import mp_queue
+
+    from llmpyramid.cloud.emulator import EPHEMERAL_PORTS
+
+    with patched_environ({api_server.PORT_ENV: str(port)}):
+        assert api_server.queue_manager_port(port) == mp_queue.get_queue_manager_port()
+    assert EPHEMERAL_PORTS[1] < api_server.queue_manager_port(port) < 65536
+
+
 def test_a_server_that_never_gets_healthy_is_stopped_after_the_timeout(monkeypatch, tmp_path):
     stand_in(monkeypatch, "import time; print('stuck', flush=True); time.sleep(600)")
     server = api_server.ApiServer(tmp_path / "run", free_port(), startup_timeout=1)
     spawned = []
     spawn = server.service.spawn
     monkeypatch.setattr(server.service, "spawn", lambda *a, **k: spawned.append(spawn(*a, **k)) or spawned[-1])
-    with pytest.raises(InfrastructureError, match=r"not healthy after 1s.*stuck"):
+    with pytest.raises(InfrastructureError, match=r"not healthy after 1s .*skypilot-api-server.log.*stuck"):
         server.up(os.environ, owner_pid=os.getpid())
     proc, state = spawned[0]
     assert proc.wait(timeout=10) is not None and not state.identity.alive()

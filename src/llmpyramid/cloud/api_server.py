@@ -10,6 +10,12 @@ start time + argv, dies with its owner, stopped with SIGTERM -> grace -> SIGKILL
 server only when none answers); SKYPILOT_DISABLE_LOCAL_API_SERVER=1 makes sure it never daemonizes a
 second one should ours go away (the call fails instead).
 
+SkyPilot's server listens on a second port it derives from its own: its request-queue manager, in
+[50000, 60000) (`queue_manager_port`). It checks that port, then binds it ~10 s later from a child
+process; a port taken meanwhile kills the child and leaves the server waiting on whatever answers there,
+never healthy (seen in CI). So `up` refuses a busy queue port too, `free_api_port` picks a port whose
+queue port is free, and the emulated cloud keeps ephemeral ports out of that range (emulator.py).
+
 Owner death: the server gets SIGTERM from the kernel (parent-death signal) and exits, but its request
 executors do not (measured: they outlive it indefinitely, re-parented to init). So a small reaper
 (`python -m llmpyramid.cloud.api_server reap ...`, a managed service of its own) keeps the current
@@ -31,7 +37,7 @@ import psutil
 
 from llmpyramid.config import patched_environ
 from llmpyramid.errors import InfrastructureError
-from llmpyramid.ports import port_is_free, port_owner
+from llmpyramid.ports import free_port, port_is_free, port_owner
 from llmpyramid.procs import ManagedService, ProcessIdentity, ServiceState, stop_event_on_signals, stop_process
 
 NAME = "skypilot-api-server"
@@ -52,6 +58,24 @@ def server_env(base: Mapping[str, str]) -> dict[str, str]:
     from sky.skylet import constants
 
     return {**base, constants.ENV_VAR_IS_SKYPILOT_SERVER: "true"}
+
+
+def queue_manager_port(port: int) -> int:
+    """The port SkyPilot's server on `port` gives its request-queue manager: SkyPilot's rule
+    (`sky.server.requests.queues.mp_queue.get_queue_manager_port`), written out because importing SkyPilot
+    fixes its paths from HOME, and the emulated cloud picks the port before it sets HOME (a unit test holds
+    this copy to SkyPilot's function)."""
+    default_server_port, default_queue_port = 46580, 50011
+    return 50000 + (default_queue_port - 50000 + port - default_server_port) % 10000
+
+
+def free_api_port(attempts: int = 100) -> int:
+    """A free loopback port for a server whose queue-manager port is free as well."""
+    for _ in range(attempts):
+        port = free_port(HOST)
+        if port_is_free(queue_manager_port(port), HOST):
+            return port
+    raise InfrastructureError(f"no free port for a SkyPilot API server and its queue manager in {attempts} tries")
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -80,9 +104,10 @@ class ApiServer:
             if (running := self.service.running()) is not None:
                 raise InfrastructureError(f"a SkyPilot API server is already running from {self.service.run_dir} "
                                           f"(pid {running.pid})")  # fmt: skip
-            if not port_is_free(self.port, HOST):  # whatever answers there would pass for ours
-                held = f" (held by {owner})" if (owner := port_owner(self.port)) else ""
-                raise InfrastructureError(f"port {self.port} on {HOST} is busy{held}")
+            for port in (self.port, queue_manager_port(self.port)):  # whatever answers there would pass for ours
+                if not port_is_free(port, HOST):
+                    held = f" (held by {owner})" if (owner := port_owner(port)) else ""
+                    raise InfrastructureError(f"port {port} on {HOST} is busy{held}")
             proc, state = self.service.spawn(argv(self.port), env=server_env(env), owner_pid=owner_pid,
                                              extra={"port": self.port})  # fmt: skip
         try:
@@ -95,7 +120,8 @@ class ApiServer:
                                               f"was healthy: {self.service.last_log_line()}")  # fmt: skip
                 if time.monotonic() > deadline:
                     raise InfrastructureError(f"SkyPilot API server not healthy after {self.startup_timeout:.0f}s "
-                                              f"at {self.url}: {self.service.last_log_line()}")  # fmt: skip
+                                              f"at {self.url} (log {self.service.log_file}): "
+                                              f"{self.service.last_log_line()}")  # fmt: skip
                 time.sleep(0.5)
         except BaseException:
             self.down()

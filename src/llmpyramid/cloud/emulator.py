@@ -15,7 +15,8 @@ What it takes (measured with skypilot 0.14.1 + moto 5.2.5, see ../shared/ENVIRON
   would fetch setuptools from PyPI;
 - a network namespace with only loopback: SkyPilot probes the fake public IPs moto hands out, and no
   packet may leave the machine. SSH to the instance is therefore impossible by design: launches stop
-  at the SSH phase, which is what the emulated tests assert.
+  at the SSH phase, which is what the emulated tests assert. In that namespace ephemeral ports stay
+  below SkyPilot's queue-manager range (api_server.queue_manager_port), so none can take it;
 moto and SkyPilot's API server are started here as managed services (llmpyramid.procs), so SkyPilot's
 client never daemonizes a server of its own; leaving the context stops both with their workers.
 """
@@ -41,13 +42,16 @@ from llmpyramid.cloud.api_server import ApiServer
 from llmpyramid.config import patched_environ
 from llmpyramid.emulators.manager import EmulatorManager, EmulatorSettings
 from llmpyramid.errors import InfrastructureError
-from llmpyramid.ports import free_port
 from llmpyramid.procs import ProcessIdentity, private_dir
 
 MOTO_AMI = "ami-785db401"  # an Ubuntu image in moto's built-in list
 REGION = "us-east-1"
 UNAVAILABLE_ENV = "LLMPYRAMID_NETNS_UNAVAILABLE"  # why the namespace could not be created
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+# Ephemeral ports (outgoing sockets, bind to port 0) in our namespace: below [50000, 60000), where
+# SkyPilot's server binds its queue manager ~10 s after checking the port is free.
+EPHEMERAL_PORTS = (32768, 49999)
+PORT_RANGE_SYSCTL = Path("/proc/sys/net/ipv4/ip_local_port_range")  # per network namespace
 _ASSUME_ROLE = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
 }
@@ -114,6 +118,7 @@ def inside_netns(command: list[str]) -> int:
     if reason:
         print(f"cloud_emulated: namespace check failed: {reason}", file=sys.stderr, flush=True)
         return 2
+    PORT_RANGE_SYSCTL.write_text("{} {}\n".format(*EPHEMERAL_PORTS))  # only ours: checked just above
     return subprocess.call(command)
 
 
@@ -165,7 +170,7 @@ class EmulatedAWS:
         self._environ = contextlib.ExitStack()
         try:
             self.endpoint = self.emulators.up("aws", owner_pid=os.getpid()).url
-            self.sky_api = ApiServer(self.run_dir, free_port())
+            self.sky_api = ApiServer(self.run_dir, api_server.free_api_port())
             self._environ.enter_context(patched_environ(self.env()))
             self.seed()
             self.sky_api.up(os.environ, owner_pid=os.getpid())
