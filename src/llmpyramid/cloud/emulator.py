@@ -16,7 +16,7 @@ What it takes (measured with skypilot 0.14.1 + moto 5.2.5, see ../shared/ENVIRON
 - a network namespace with only loopback: SkyPilot probes the fake public IPs moto hands out, and no
   packet may leave the machine. SSH to the instance is therefore impossible by design: launches stop
   at the SSH phase, which is what the emulated tests assert. In that namespace ephemeral ports stay
-  below SkyPilot's queue-manager range (api_server.queue_manager_port), so none can take it;
+  below SkyPilot's queue-manager range (api_server.queue_manager_port), so none can take it.
 moto and SkyPilot's API server are started here as managed services (llmpyramid.procs), so SkyPilot's
 client never daemonizes a server of its own; leaving the context stops both with their workers.
 """
