@@ -44,9 +44,10 @@ def test_state_and_log_are_0600_in_a_0700_directory(service):
 def test_a_foreign_pid_in_the_state_file_is_never_signalled(service):
     foreign = subprocess.Popen(SLEEPER)
     time.sleep(0.2)  # a pid reused later has a later start time
+    ours = None
     try:
         with service.locked():
-            service.spawn(SLEEPER)
+            ours, _ = service.spawn(SLEEPER)
         doc = json.loads(service.state_file.read_text())
         doc["pid"] = foreign.pid  # same argv, different start time: a reused pid
         write_private(service.state_file, json.dumps(doc))
@@ -54,8 +55,10 @@ def test_a_foreign_pid_in_the_state_file_is_never_signalled(service):
         assert service.stop() is False
         assert foreign.poll() is None, "a process that is not ours was signalled"
     finally:
-        foreign.kill()
-        foreign.wait()
+        for proc in (foreign, ours):  # ours too: the rewritten state file no longer names it
+            if proc is not None:
+                proc.kill()
+                proc.wait()
 
 
 def test_identity_needs_pid_start_time_and_exact_argv():
