@@ -1,4 +1,4 @@
-"""Loopback port helpers: is a port free, who holds it, pick a free one."""
+"""Loopback port helpers: is a port free, who holds it, pick a free one, refuse a busy one."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import contextlib
 import socket
 
 import psutil
+
+from llmpyramid.errors import InfrastructureError
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -33,3 +35,10 @@ def port_owner(port: int) -> str | None:
                     return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
                 return f"pid {conn.pid}"
     return None
+
+
+def require_free(port: int, host: str = "127.0.0.1") -> None:
+    """Exit 2 naming the holder when `port` is taken: whatever answers there would pass for ours."""
+    if not port_is_free(port, host):
+        owner = port_owner(port)
+        raise InfrastructureError(f"port {port} on {host} is busy" + (f" (held by {owner})" if owner else ""))

@@ -37,7 +37,7 @@ import psutil
 
 from llmpyramid.config import patched_environ
 from llmpyramid.errors import InfrastructureError
-from llmpyramid.ports import free_port, port_is_free, port_owner
+from llmpyramid.ports import free_port, port_is_free, require_free
 from llmpyramid.procs import ManagedService, ProcessIdentity, ServiceState, stop_event_on_signals, stop_process
 
 NAME = "skypilot-api-server"
@@ -104,10 +104,8 @@ class ApiServer:
             if (running := self.service.running()) is not None:
                 raise InfrastructureError(f"a SkyPilot API server is already running from {self.service.run_dir} "
                                           f"(pid {running.pid})")  # fmt: skip
-            for port in (self.port, queue_manager_port(self.port)):  # whatever answers there would pass for ours
-                if not port_is_free(port, HOST):
-                    held = f" (held by {owner})" if (owner := port_owner(port)) else ""
-                    raise InfrastructureError(f"port {port} on {HOST} is busy{held}")
+            for port in (self.port, queue_manager_port(self.port)):
+                require_free(port, HOST)
             proc, state = self.service.spawn(argv(self.port), env=server_env(env), owner_pid=owner_pid,
                                              extra={"port": self.port})  # fmt: skip
         try:

@@ -30,7 +30,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from llmpyramid.config import PROJECT_ROOT, Settings, _env, knob, parse_duration, parse_path, parse_url, redact_url
 from llmpyramid.errors import ConfigError, InfrastructureError
-from llmpyramid.ports import free_port, port_is_free, port_owner
+from llmpyramid.ports import free_port, require_free
 from llmpyramid.procs import ManagedService, ServiceState, private_dir, stop_process
 
 RUNNER_MODULE = "llmpyramid.emulators.runner"
@@ -209,9 +209,7 @@ class EmulatorManager:
         self, k: Kind, service: ManagedService, owner_pid: int | None
     ) -> tuple[subprocess.Popen[bytes], EmulatorState]:
         port = free_port(HOST)
-        if not port_is_free(port, HOST):  # pragma: no cover - a race with another process
-            owner = port_owner(port)
-            raise InfrastructureError(f"port {port} on {HOST} is busy" + (f" (held by {owner})" if owner else ""))
+        require_free(port, HOST)  # a race with another process
         argv = [sys.executable, "-m", RUNNER_MODULE, k.name, "--host", HOST, "--port", str(port)]
         if owner_pid:
             argv += ["--owner-pid", str(owner_pid)]

@@ -24,7 +24,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 from llmpyramid.config import ModelSettings, StackSettings
 from llmpyramid.errors import InfrastructureError
 from llmpyramid.model import ensure_model
-from llmpyramid.ports import free_port, port_is_free, port_owner
+from llmpyramid.ports import free_port, require_free
 from llmpyramid.procs import ManagedService, ServiceState, stop_process
 from llmpyramid.stack.target import Target
 
@@ -129,9 +129,7 @@ class EmbeddedStack:
     def _spawn(self, model_path: str, owner_pid: int | None) -> tuple[subprocess.Popen[bytes], ServiceState]:
         s = self.settings
         port = s.port or free_port(s.host)
-        if not port_is_free(port, s.host):
-            owner = port_owner(port)
-            raise InfrastructureError(f"port {port} on {s.host} is busy" + (f" (held by {owner})" if owner else ""))
+        require_free(port, s.host)
         argv = [
             sys.executable, "-m", SERVER_MODULE, "--model", model_path, "--alias", s.model_alias,
             "--host", s.host, "--port", str(port), "--threads", str(s.threads),
