@@ -37,6 +37,7 @@ from llmpyramid.ports import port_is_free
 
 PR_SET_PDEATHSIG = 1
 START_TIME_TOLERANCE_S = 0.05  # psutil's create_time has clock-tick resolution
+SIGNAL_CHECK_S = 0.2  # how often a waiting main thread lets pending signal handlers run (see StopEvent)
 
 
 # --- children and owners ----------------------------------------------------------------------
@@ -68,11 +69,44 @@ def exit_when_owner_dies(owner_pid: int) -> None:
     threading.Thread(target=watch, name="owner-watchdog", daemon=True).start()
 
 
-def stop_event_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT: a child's main thread waits on it, then shuts down."""
-    stop = threading.Event()
+class StopEvent(threading.Event):
+    """An event set by SIGTERM or SIGINT (see stop_event_on_signals), or by set() from any thread.
+
+    Two rules keep a signal from being lost:
+    - the signal handler only assigns `signalled`, never takes a lock: it runs between two bytecodes of
+      the main thread, possibly inside Event.set() of the previous signal, and Event.set() re-entered
+      blocks on the lock its own thread holds. `uv run` forwards its SIGTERM to a child that `killpg`
+      already signalled, so the cloud node got two at once (measured: 8 of 40 stops hung that way);
+    - wait() wakes at least every SIGNAL_CHECK_S: the kernel may hand the signal to any thread that does
+      not block it (one of llama.cpp's or moto's), and CPython runs the handler only when the main thread
+      next executes bytecode, which a main thread parked in an untimed wait never does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signalled = False
+
+    def is_set(self) -> bool:
+        return self.signalled or super().is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = SIGNAL_CHECK_S if deadline is None else min(SIGNAL_CHECK_S, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            super().wait(left)
+        return True
+
+
+def stop_event_on_signals() -> StopEvent:
+    """A StopEvent set by SIGTERM or SIGINT: a child's main thread waits on it, then shuts down."""
+    stop = StopEvent()
+
+    def on_signal(*_: object) -> None:
+        stop.signalled = True  # no lock here: see StopEvent
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     return stop
 
 

@@ -129,3 +129,49 @@ def test_stop_takes_the_family_a_parent_leaves_behind():
     parent.wait(timeout=5)
     _gone, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, [p.pid for p in alive]
+
+
+def _run_child(code: str) -> None:
+    # a lost signal hangs the child: the timeout turns that into a failure instead of a stuck run
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "stopped"), done.stderr
+
+
+def test_a_signal_taken_by_another_thread_still_ends_the_main_threads_wait():
+    # the main thread blocks SIGTERM, so the kernel must hand it to the other thread, as it may hand it
+    # to one of llama.cpp's workers while the main thread waits for the stop event
+    _run_child("""
+import os, signal, threading, time
+from llmpyramid.procs import stop_event_on_signals
+stop = stop_event_on_signals()
+threading.Thread(target=time.sleep, args=(120,), daemon=True).start()
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+os.kill(os.getpid(), signal.SIGTERM)
+stop.wait()
+print("stopped")
+""")
+
+
+def test_a_signal_arriving_while_the_event_is_being_set_does_not_deadlock():
+    # the second of two SIGTERMs (killpg + uv run's forwarded one) runs its handler inside the first
+    # one's Event.set(), i.e. while the event's own lock is held by this very thread
+    _run_child("""
+import os, signal
+from llmpyramid.procs import stop_event_on_signals
+stop = stop_event_on_signals()
+with stop._cond:  # what Event.set() holds while it runs
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(1000):  # bytecodes: the handler runs here, under the lock
+        pass
+stop.wait()
+print("stopped")
+""")
+
+
+def test_stop_event_wait_keeps_its_timeout_and_sees_set_from_other_threads():
+    from llmpyramid.procs import StopEvent
+
+    stop = StopEvent()
+    assert stop.wait(0.05) is False
+    threading.Timer(0.05, stop.set).start()
+    assert stop.wait() is True

@@ -20,7 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
-from llmpyramid.procs import die_with_parent, exit_when_owner_dies, stop_event_on_signals
+from llmpyramid.procs import StopEvent, die_with_parent, exit_when_owner_dies, stop_event_on_signals
 
 
 def fake_gcs_binary() -> Path:
@@ -34,7 +34,7 @@ def _die_with_parent() -> None:  # runs in the forked grandchild, before exec
     die_with_parent(signal.SIGKILL)
 
 
-def serve_aws(host: str, port: int, stop: threading.Event) -> int:
+def serve_aws(host: str, port: int, stop: StopEvent) -> int:
     from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
@@ -45,7 +45,7 @@ def serve_aws(host: str, port: int, stop: threading.Event) -> int:
     return 0
 
 
-def serve_gcs(host: str, port: int, stop: threading.Event) -> int:
+def serve_gcs(host: str, port: int, stop: StopEvent) -> int:
     cmd = [
         str(fake_gcs_binary()), "-scheme", "http", "-host", host, "-port", str(port),
         "-external-url", f"http://{host}:{port}", "-public-host", f"{host}:{port}",
