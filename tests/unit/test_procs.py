@@ -13,7 +13,7 @@ import time
 import psutil
 import pytest
 
-from llmpyramid.procs import ManagedService, ProcessIdentity, private_dir, stop_process, write_private
+from llmpyramid.procs import ManagedService, ProcessIdentity, StopEvent, private_dir, stop_process, write_private
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -169,8 +169,6 @@ print("stopped")
 
 
 def test_stop_event_wait_keeps_its_timeout_and_sees_set_from_other_threads():
-    from llmpyramid.procs import StopEvent
-
     stop = StopEvent()
     assert stop.wait(0.05) is False
     threading.Timer(0.05, stop.set).start()
