@@ -1,12 +1,16 @@
 """Nox sessions: one per layer of the test pyramid, generated from llmpyramid.layers (THE table).
 
-Sessions only isolate and install; the logic lives in `src/llmpyramid`. Dependencies come from
-`uv.lock` (dependency groups in pyproject.toml), so every session runs pinned versions.
+A session installs its layer's dependency groups (pinned by `uv.lock`), then runs the layer's one
+executor, `python -m llmpyramid.run_tests --suite NAME`: the same call, flags and results document
+as `scripts/run_tests.py --suite NAME`. The document goes to results/NAME.json (under a pipeline:
+the step's directory).
 
     nox -l                 # list sessions (= run_tests.py --suite names = the CI matrix)
     nox                    # default local pyramid (no credentials, no Docker, no network)
     nox -s smoke           # starts the embedded llama.cpp stack when no BASE_URL is given
     nox -s smoke -- --base-url http://host:8080 -k health
+    nox -s unit -- -- -x tests/unit/test_config.py   # after the second --: pytest's own arguments
+    nox -s load -- --duration 30s -- --users 4        # ... or the load command's flags
     nox -t iac             # every infrastructure-as-code session
     nox -t bench           # benchmarks (print numbers; never part of the default run)
 """
@@ -22,7 +26,7 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # the table is plain data: no install needed
-from llmpyramid.layers import LAYERS, REPORT_DIR_ENV, Layer, pytest_report_name, skip_note_name
+from llmpyramid.layers import LAYERS, REPORT_DIR_ENV, STEP_RESULTS_FILE, Layer
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = True
@@ -62,37 +66,14 @@ def checkov_venv(session: nox.Session) -> None:
     session.env["IAC_CHECKOV_BIN"] = f"{venv}/bin/checkov"
 
 
-def cloud_credentials(session: nox.Session) -> None:
-    """Real cloud smoke only where SkyPilot finds credentials; otherwise a skip that says why, never a pass."""
-    args = list(session.posargs)
-    cloud = args[args.index("--cloud") + 1] if "--cloud" in args[:-1] else None
-    if cloud is None:
-        session.error("nox -s cloud -- --cloud aws|gcp|azure")
-    check = session.run("python", "-m", "llmpyramid.cloud", "check", "--cloud", cloud, success_codes=[0, 3],
-                        silent=True)  # fmt: skip
-    if isinstance(check, str) and "error:" in check:
-        skip(session, check.strip().splitlines()[-1])
-
-
-def skip(session: nox.Session, reason: str) -> None:
-    """session.skip, and under a pipeline a note saying why (nox itself exits 0 for a skipped session)."""
-    if report_dir := os.environ.get(REPORT_DIR_ENV):
-        Path(report_dir, skip_note_name(session.name)).write_text(reason + "\n")
-    session.skip(reason)
-
-
 # Extra preparation a layer's session needs beyond its dependency groups.
-PREPARE: dict[str, Callable[[nox.Session], None]] = {"static_iac": checkov_venv, "cloud": cloud_credentials}
+PREPARE: dict[str, Callable[[nox.Session], None]] = {"static_iac": checkov_venv}
 
 
-def report_args(layer: Layer) -> list[str]:
-    """Under a pipeline (llmpyramid.pipelines), pytest also writes a JSON report for its results document."""
+def results_file(layer: Layer) -> str:
+    """Where the session's results document goes: the pipeline step's directory, else results/NAME.json."""
     report_dir = os.environ.get(REPORT_DIR_ENV)
-    if not report_dir:
-        return []
-    report_file = Path(report_dir, pytest_report_name(layer.name))
-    return ["--json-report", f"--json-report-file={report_file}", "--json-report-omit",
-            "keywords", "streams", "log", "collectors_passed"]  # fmt: skip
+    return str(Path(report_dir, STEP_RESULTS_FILE) if report_dir else Path("results", f"{layer.name}.json"))
 
 
 def make_session(layer: Layer) -> None:
@@ -100,11 +81,10 @@ def make_session(layer: Layer) -> None:
         install(session, *layer.groups)
         if prepare := PREPARE.get(layer.name):
             prepare(session)
-        timeouts = {"interrupt_timeout": INTERRUPT_TIMEOUT_S, "terminate_timeout": TERMINATE_TIMEOUT_S}
-        if layer.is_pytest:
-            session.run("python", "-m", "pytest", *layer.pytest_args, *report_args(layer), *session.posargs, **timeouts)
-        else:
-            session.run(*layer.command, *session.posargs, **timeouts)
+        session.run(
+            "python", "-m", "llmpyramid.run_tests", "--suite", layer.name, "--results-file", results_file(layer),
+            *session.posargs, interrupt_timeout=INTERRUPT_TIMEOUT_S, terminate_timeout=TERMINATE_TIMEOUT_S,
+        )  # fmt: skip
 
     body.__doc__ = layer.checks
     nox.session(body, name=layer.name, python=PYTHON, tags=list(layer.tags), default=layer.default)

@@ -31,7 +31,7 @@ from llmpyramid.cli import guarded
 from llmpyramid.config import ModelSettings, StackSettings, parse_int, parse_url
 from llmpyramid.errors import ConfigError, ExitCode
 from llmpyramid.model import ensure_model
-from llmpyramid.stack import EmbeddedStack
+from llmpyramid.stack.embedded import EmbeddedStack
 
 # --- bad flags --------------------------------------------------------------------------------
 # invoke exits 1 on a task flag or task name it does not know; the project's rule is one `error:`

@@ -1,6 +1,6 @@
 """Fixtures for the pyramid's suites: where the server is, a client for it, and metrics reporting.
 
-Target selection follows THE target rule (llmpyramid.stack.target): `--base-url` / `BASE_URL`
+Target selection follows THE target rule (llmpyramid.target): `--base-url` / `BASE_URL`
 (+ `API_KEY`, `MODEL`) name an OpenAI-compatible server (embedded, Docker or remote; a front door
 such as run_tests.py hands its already-probed target down this way); with neither, the embedded
 llama.cpp stack is started once per session on a free port and stopped at the end. Suites never
@@ -28,8 +28,9 @@ from llmpyramid.config import Thresholds
 from llmpyramid.errors import PyramidError
 from llmpyramid.procs import die_with_parent
 from llmpyramid.results import one_line
-from llmpyramid.stack import EmbeddedStack, Target, target_session
-from llmpyramid.suites import write_abort
+from llmpyramid.runs import write_abort
+from llmpyramid.stack.embedded import EmbeddedStack, target_session
+from llmpyramid.target import Target
 
 pytest_plugins = ("llmpyramid.cloud.pytest_plugin",)  # --cloud, --skip-teardown (imports no SkyPilot)
 

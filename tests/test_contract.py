@@ -16,7 +16,7 @@ import pytest
 from llmpyramid import checks
 from llmpyramid.client import Client
 from llmpyramid.errors import ConfigError
-from llmpyramid.suites import write_abort
+from llmpyramid.runs import write_abort
 
 pytestmark = pytest.mark.contract
 

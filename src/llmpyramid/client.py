@@ -26,7 +26,7 @@ from typing import Any, Literal
 import httpx
 from httpx_sse import EventSource, SSEError
 
-from llmpyramid.stack import Target
+from llmpyramid.target import Target
 
 Kind = Literal["completion", "chat"]
 

@@ -6,13 +6,15 @@
 - pytest markers (tests/conftest.py registers one per marked layer),
 - invoke pipelines (llmpyramid.pipelines chains layers by name).
 
-A layer is selected either by pytest (paths + marker) or by a command, and `run` names the
-function behind `--suite` for layers that are not plain pytest (`module:function`, imported only
-when that layer runs, so a layer's heavy dependencies never load for the others).
+Each layer has one executor (llmpyramid.suites.run_layer), whichever front door asks: a pytest
+selection (paths + marker, run inside `wrap` when it needs one), a runner function (`run =
+"module:function"`, imported only when that layer runs, so a layer's heavy dependencies never load
+for the others), or a command.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,8 +37,12 @@ class Layer:
     paths: tuple[str, ...] = ()  # pytest selection
     marker: str | None = None  # pytest -m
     pytest_extra: tuple[str, ...] = ()  # further pytest arguments (e.g. --ignore)
-    command: tuple[str, ...] = ()  # a non-pytest layer's command (run inside its session)
-    run: str | None = None  # "module:function(RunRequest) -> SuiteRun" behind --suite, when not plain pytest
+    wrap: tuple[str, ...] = ()  # a pytest layer's pytest runs inside this command (e.g. a network namespace)
+    command: tuple[str, ...] = ()  # a command layer's command (lint, benchmarks)
+    run: str | None = None  # "module:function(RunRequest) -> SuiteRun" for a layer with its own runner
+    takes: str = ""  # what a runner layer takes after `--` (a pytest layer takes pytest arguments)
+    # a runner layer's defaults, as environment variables: code defaults < these < the environment < flags
+    env_defaults: tuple[tuple[str, str], ...] = ()
     tags: tuple[str, ...] = ()
     cost: Cost = "free"
     needs: tuple[str, ...] = ()
@@ -50,24 +56,24 @@ class Layer:
     def pytest_args(self) -> tuple[str, ...]:
         return (*self.paths, *(("-m", self.marker) if self.marker else ()), *self.pytest_extra)
 
+    def environ(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The environment a runner layer reads its settings from: its defaults under the given one."""
+        return {**dict(self.env_defaults), **environ}
+
     @property
     def is_pytest(self) -> bool:
         return bool(self.paths)
 
+    @property
+    def takes_args(self) -> bool:
+        return self.is_pytest or bool(self.takes)
+
 
 TEST = ("test",)
 
-# Under a pipeline (llmpyramid.pipelines) each session leaves its reports in this directory: pytest's
-# JSON report, or a note saying why the session skipped itself (a skip is never a pass).
+# Under a pipeline (llmpyramid.pipelines) a session writes its results document into this directory.
 REPORT_DIR_ENV = "LLMPYRAMID_REPORT_DIR"
-
-
-def pytest_report_name(layer_name: str) -> str:
-    return f"{layer_name}.pytest.json"
-
-
-def skip_note_name(layer_name: str) -> str:
-    return f"{layer_name}.skipped"
+STEP_RESULTS_FILE = "results.json"
 
 
 LAYERS: tuple[Layer, ...] = (
@@ -77,7 +83,9 @@ LAYERS: tuple[Layer, ...] = (
           ("test", "load", "iac", "emulators", "lint", "cloud"),
           paths=("tests/unit",), pytest_extra=("-n", "auto"), tags=("pyramid",), estimate_s=75),
     Layer("stack", "the embedded llama.cpp stack: lifecycle, failure modes, invoke tasks", TEST,
-          paths=("tests/stack",), tags=("pyramid",), needs=(EMBEDDED_STACK,), estimate_s=400),
+          paths=("tests/stack",), tags=("pyramid",), needs=(EMBEDDED_STACK,), estimate_s=150),
+    Layer("pipelines", "invoke pipelines for real (offline staging, preprod) and Ctrl-C/SIGTERM at every entry point",
+          TEST, paths=("tests/pipelines",), tags=("pyramid",), needs=(EMBEDDED_STACK,), estimate_s=250),
     Layer("smoke", "health, completions, chat, models, latency", TEST, paths=("tests/test_smoke.py",),
           marker="smoke", tags=("pyramid", "target"), needs=(EMBEDDED_STACK,), target=True, in_all=True,
           estimate_s=10),
@@ -85,38 +93,36 @@ LAYERS: tuple[Layer, ...] = (
           paths=("tests/test_integration.py",), marker="integration", tags=("pyramid", "target"),
           needs=(EMBEDDED_STACK,), target=True, in_all=True, estimate_s=25),
     Layer("contract", "OpenAI schemas for bodies and SSE chunks, headers, error object, official client", TEST,
-          paths=("tests/test_contract.py", "tests/proxy"), marker="contract", tags=("pyramid", "target"),
+          paths=("tests/test_contract.py", "tests/contract"), marker="contract", tags=("pyramid", "target"),
           needs=(EMBEDDED_STACK,), target=True, in_all=True, estimate_s=25),
     Layer("load", "LLM load (locust): throughput, latency, TTFT/ITL percentiles, SLO gates", ("load",),
           # short answers and a generous cap: the verdict needs LOAD_MIN_REQUESTS samples, even on a busy box
-          command=("python", "-m", "llmpyramid.load", "--duration", "20", "--max-tokens", "16,32,64",
-                   "--max-duration", "240"),
-          run="llmpyramid.load.suite:run_suite", tags=("load", "target"), needs=(EMBEDDED_STACK,), target=True,
-          flags=("duration",), estimate_s=45),
+          run="llmpyramid.load.suite:run_suite", takes="the load command's flags (python -m llmpyramid.load --help)",
+          env_defaults=(("LOAD_DURATION", "20"), ("LOAD_MAX_TOKENS", "16,32,64"), ("LOAD_MAX_DURATION", "240")),
+          tags=("load", "target"), needs=(EMBEDDED_STACK,), target=True, flags=("duration",), estimate_s=45),
     Layer("load_faults", "the load layer for real: seed locust command, bad input, dying server, no leftovers",
-          ("test", "load"), paths=("tests/load",), marker="load", tags=("load",), needs=(EMBEDDED_STACK,),
+          ("test", "load"), paths=("tests/load_faults",), marker="load", tags=("load",), needs=(EMBEDDED_STACK,),
           estimate_s=180),
     Layer("static_iac", "terraform fmt, TFLint, Checkov SARIF, Rego policies, broken fixtures caught", ("test", "iac"),
-          paths=("tests/iac",), pytest_extra=("--ignore=tests/iac/test_terraform_native.py",), tags=("iac",),
+          paths=("tests/static_iac",), tags=("iac",),
           estimate_s=60),
     Layer("terraform", "terraform test per module (plan-only, mocked providers)", ("test", "iac"),
-          paths=("tests/iac/test_terraform_native.py",), marker="terraform", tags=("iac",), needs=(TERRAFORM,),
+          paths=("tests/terraform",), marker="terraform", tags=("iac",), needs=(TERRAFORM,),
           estimate_s=45),
     Layer("localstack", "emulated AWS/GCS: terraform/aws applied to moto and destroyed; model storage",
           ("test", "emulators", "iac"), paths=("tests/integration",), tags=("iac", "emulated"),
           needs=(EMULATORS, TERRAFORM), estimate_s=190),
     # pytest runs inside a loopback-only network namespace: SkyPilot probes moto's fake public IPs
     Layer("cloud_emulated", "SkyPilot spot launch -> teardown -> sweep against moto in a loopback-only netns",
-          ("test", "cloud"), command=("python", "-m", "llmpyramid.cloud", "netns", "--", "python", "-m", "pytest",
-                                      "tests/cloud"),
+          ("test", "cloud"), paths=("tests/cloud_emulated",), wrap=("python", "-m", "llmpyramid.cloud", "netns", "--"),
           tags=("cloud", "emulated"), needs=(NETNS,), estimate_s=450),
     Layer("cloud", "real spot instance via SkyPilot: credentials, launch, health, inference, teardown",
-          ("test", "cloud"), paths=("tests/test_cloud_smoke.py",), run="llmpyramid.cloud.suite:run_suite",
+          ("test", "cloud"), run="llmpyramid.cloud.suite:run_suite",
           tags=("cloud",), cost="costs money", needs=(CREDENTIALS,), default=False, flags=("cloud",),
           estimate_s=600),
     # not in the default run: ~5 min of heavy CPU (two servers, router, load) and ~580 MB of router venv
     Layer("hybrid", "base + burst behind a router: overflow, failover, fail-back, loss per phase",
-          ("test", "load", "hybrid"), paths=("tests/hybrid",), run="llmpyramid.hybrid.suite:run_suite",
+          ("test", "load", "hybrid"), run="llmpyramid.hybrid.suite:run_suite",
           tags=("hybrid",), needs=(ROUTER,), default=False, flags=("router",), estimate_s=330),
     Layer("frontdoors", "bad input at every front door: one line, exit 3 (2 unreachable), no traceback, no stale file",
           # independent cases, each waiting on its own child process: one pytest worker per core

@@ -3,8 +3,9 @@
     invoke local | ci | staging | preprod --base-url URL   [--dry-run] [--output json]
 
 A pipeline runs its steps in order. Each step is a layer's nox session (the same isolation CI
-uses) and leaves its own results document; the pipeline report (`results/pipeline-<name>.json`,
-schema `schemas/pipeline.schema.json`) lists per step: status, exit code, duration, cost and the
+uses), which runs the layer's one executor and leaves its results document in the step's
+directory; the pipeline report (`results/pipeline-<name>.json`, schema
+`schemas/pipeline.schema.json`) lists per step: status, exit code, duration, cost and the
 path of that document. The pipeline's exit code is the worst step's (seed codes). A step is
 skipped only where it cannot mean anything: its `requires` failed (no load test against a target
 that failed smoke), and the report says so.
@@ -44,8 +45,9 @@ from llmpyramid.config import (
     parse_str,
 )
 from llmpyramid.errors import ConfigError, ExitCode, worst
-from llmpyramid.stack.target import Target, check_reachable, handoff_env, target_from_env, target_session
-from llmpyramid.suites import ABORT_FILE_ENV, run_child
+from llmpyramid.stack.embedded import target_session
+from llmpyramid.suites import run_child
+from llmpyramid.target import Target, check_reachable, handoff_env, target_from_env
 
 SCHEMA_VERSION = 1
 
@@ -77,6 +79,8 @@ class Step:
     posargs: tuple[str, ...] | PosArgs = ()  # passed to the session after `--`
     requires: tuple[str, ...] = ()  # earlier steps that must pass for this one to mean anything
     env: Mapping[str, str] = field(default_factory=dict)
+    # runs only where its needs are met: a configuration error (no credentials) makes it "skipped", with why
+    optional: bool = False
 
     @property
     def label(self) -> str:
@@ -151,7 +155,8 @@ def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
         Step("load", name="load_sweep", posargs=("--shape", "sweep"), requires=gate),
         Step("load", name="load_sustained", posargs=lambda ctx: (*_knee_users(ctx), *sustained),
              requires=("load_sweep",)),
-        *(Step("cloud", name=f"cloud_{cloud}", posargs=("--cloud", cloud)) for cloud in s.preprod_clouds),
+        *(Step("cloud", name=f"cloud_{cloud}", posargs=("--cloud", cloud), optional=True)
+          for cloud in s.preprod_clouds),
     )  # fmt: skip
 
 
@@ -295,13 +300,8 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None]) -> dict[s
         return entry
     step_dir = ctx.out_dir / step.label
     step_dir.mkdir(parents=True, exist_ok=True)
-    abort_file = step_dir / "abort.json"
-    for stale in (
-        abort_file,
-        step_dir / layers.skip_note_name(layer.name),
-        step_dir / layers.pytest_report_name(layer.name),
-    ):
-        stale.unlink(missing_ok=True)  # an earlier run's notes must not speak for this one
+    doc_path = step_dir / layers.STEP_RESULTS_FILE
+    doc_path.unlink(missing_ok=True)  # an earlier run's document must not speak for this one
     ctx.step_note = None
     try:
         posargs = step.posargs(ctx) if callable(step.posargs) else step.posargs
@@ -312,71 +312,55 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None]) -> dict[s
         ctx.reports[step.label] = entry
         return entry
     env = {
-        **os.environ, **step.env, layers.REPORT_DIR_ENV: str(step_dir), ABORT_FILE_ENV: str(abort_file),
-        "LOAD_RESULTS_DIR": str(step_dir), **(handoff_env(ctx.target) if ctx.target and layer.target else {}),
+        **os.environ, **step.env, layers.REPORT_DIR_ENV: str(step_dir), "LOAD_RESULTS_DIR": str(step_dir),
+        **(handoff_env(ctx.target) if ctx.target and layer.target else {}),
     }  # fmt: skip
     argv = [sys.executable, "-m", "nox", "-s", layer.name, *(("--", *posargs) if posargs else ())]
     log(f"pipeline {ctx.pipeline}: {step.label}: {' '.join(argv[2:])}")
     started = time.monotonic()
     rc = run_child(argv, env, stdout=sys.stderr)  # stdout carries only the report
     elapsed = time.monotonic() - started
-    code = _step_exit_code(rc, abort_file)
-    doc_path = _step_document(layer, step_dir, code)
-    entry.update(
-        status="passed" if code == ExitCode.OK else "failed",
-        exit_code=int(code),
-        duration_seconds=round(elapsed, 3),
-        results_file=doc_path,
-    )
-    if code == ExitCode.OK and (why := _skip_note(layer, step_dir) or _all_skipped(doc_path)):
-        entry.update(status="skipped", reason=why)  # e.g. cloud smoke without credentials: never "passed"
+    entry.update(duration_seconds=round(elapsed, 3), **step_verdict(_read_document(doc_path), rc, step.optional))
+    entry["results_file"] = str(doc_path) if doc_path.exists() else None
     ctx.reports[step.label] = entry
-    log(f"pipeline {ctx.pipeline}: {step.label}: {entry['status']} (exit {code}) in {elapsed:.0f}s")
+    log(f"pipeline {ctx.pipeline}: {step.label}: {entry['status']} (exit {entry['exit_code']}) in {elapsed:.0f}s")
     return entry
 
 
-def _step_exit_code(rc: int, abort_file: Path) -> ExitCode:
-    """nox says 0 or 1; a suite that could not run records why (2 or 3) in its abort file."""
-    if rc == 0:
-        return ExitCode.OK
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        return ExitCode(int(json.loads(abort_file.read_text())["exit_code"]))
-    return ExitCode.FAILURES
-
-
-def _step_document(layer: layers.Layer, step_dir: Path, code: ExitCode) -> str | None:
-    """The step's own results document: the seed schema from pytest's report, or the layer's own file."""
-    if layer.is_pytest:
-        with contextlib.suppress(OSError, ValueError):
-            report = json.loads((step_dir / layers.pytest_report_name(layer.name)).read_text())
-            doc = results.from_pytest_report(report, suite=layer.name)
-            doc["exit_code"] = int(code)
-            path = step_dir / "results.json"
-            results.write_results(path, doc)
-            return str(path)
-        return None
-    own = step_dir / "load_results.json"
-    return str(own) if own.exists() else None
-
-
-def _skip_note(layer: layers.Layer, step_dir: Path) -> str | None:
-    """Why the session skipped itself (e.g. no cloud credentials), if it did: nox says 0 for a skip."""
-    with contextlib.suppress(OSError):
-        return "skipped: " + (step_dir / layers.skip_note_name(layer.name)).read_text().strip()
+def _read_document(path: Path) -> dict[str, Any] | None:
+    with contextlib.suppress(OSError, ValueError):
+        return dict(json.loads(path.read_text()))
     return None
 
 
-def _all_skipped(doc_path: str | None) -> str | None:
-    """The skip reason when every test of a step's document was skipped (a skip is not a pass)."""
-    if doc_path is None:
-        return None
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        doc = json.loads(Path(doc_path).read_text())
-        summary = doc["summary"]
-        if summary["total"] and summary["skipped"] == summary["total"]:
-            reasons = sorted({t.get("reason", "") for t in doc["tests"]} - {""})
-            return "skipped: " + ("; ".join(reasons) or "every test was skipped")
-    return None
+def step_verdict(doc: Mapping[str, Any] | None, rc: int, optional: bool = False) -> dict[str, Any]:
+    """A step's status, exit code and reason, read off the document its layer's executor wrote.
+
+    A skip is never a pass: a step whose every test skipped is "skipped", one with some skipped tests
+    says how many and why; an optional step that could not run (exit 3: no credentials) is "skipped"."""
+    if doc is None:
+        return {"status": "error" if rc else "failed", "exit_code": int(ExitCode.FAILURES),
+                "reason": f"the session (exit {rc}) wrote no results document; see its log"}  # fmt: skip
+    code = ExitCode(int(doc.get("exit_code", ExitCode.FAILURES if rc else ExitCode.OK)))
+    summary = doc.get("summary") or {}
+    reasons = "; ".join(
+        sorted({t.get("reason", "") for t in doc.get("tests", []) if t.get("status") == "skipped"} - {""})
+    )
+    if code == ExitCode.CONFIGURATION and optional:
+        return {
+            "status": "skipped",
+            "exit_code": 0,
+            "reason": f"skipped: {doc.get('error') or 'its needs are not met'}",
+        }
+    if code != ExitCode.OK:
+        status = "failed" if code == ExitCode.FAILURES else "error"
+        return {"status": status, "exit_code": int(code), **({"reason": doc["error"]} if doc.get("error") else {})}
+    total, skipped = summary.get("total", 0), summary.get("skipped", 0)
+    if total and skipped == total:
+        return {"status": "skipped", "exit_code": 0, "reason": "skipped: " + (reasons or "every test was skipped")}
+    if skipped:
+        return {"status": "passed", "exit_code": 0, "reason": f"passed with {skipped} skipped: {reasons}"}
+    return {"status": "passed", "exit_code": 0}
 
 
 def _actual_cost(pipe: Pipeline, settings: PipelineSettings, report: dict[str, Any]) -> dict[str, Any]:

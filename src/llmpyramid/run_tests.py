@@ -1,6 +1,7 @@
 """The agent entry point behind `scripts/run_tests.py`: flags -> preflight -> suite -> document.
 
     uv run python scripts/run_tests.py --suite smoke --output json
+    uv run python scripts/run_tests.py --suite unit -- -x tests/unit/test_config.py   # after --: the layer's own
 
 Order of verdicts: configuration (unknown suite, bad flag value, invalid URL, bad threshold env:
 exit 3), then infrastructure (the given target does not answer: exit 2, checked before any test
@@ -21,8 +22,8 @@ from llmpyramid import layers, results
 from llmpyramid.cli import ArgumentParser, early_flag, guarded
 from llmpyramid.config import PROJECT_ROOT, Thresholds, parse_duration
 from llmpyramid.errors import ConfigError, ExitCode, PyramidError, worst
-from llmpyramid.stack import check_reachable, target_from_env
 from llmpyramid.suites import CLOUDS, RunRequest, SuiteRun, run_layer, suite_names
+from llmpyramid.target import check_reachable, target_from_env
 
 DEFAULT_RESULTS_FILE = "results/results.json"
 ROUTER_FLAGS = {
@@ -41,8 +42,10 @@ def _duration(raw: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="run_tests.py",
+        usage="%(prog)s [options] [-- LAYER ARGUMENTS]",
         description="Run a layer of the test pyramid and report the seed's Test Results Schema. "
-        "Exit codes: 0 passed, 1 test failures, 2 infrastructure error, 3 configuration error.",
+        "Exit codes: 0 passed, 1 test failures, 2 infrastructure error, 3 configuration error. "
+        "After --: pytest arguments for a pytest layer, the load command's flags for --suite load.",
     )
     p.add_argument(
         "--suite",
@@ -108,8 +111,17 @@ def _router_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"base_url": args.base_url, **{name: getattr(args, name) for name in names}}
 
 
+def split_layer_args(argv: list[str]) -> tuple[list[str], tuple[str, ...]]:
+    """run_tests' own flags, and what follows `--` (handed to the layer)."""
+    if "--" not in argv:
+        return argv, ()
+    i = argv.index("--")
+    return argv[:i], tuple(argv[i + 1 :])
+
+
 def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, str]:
     """Parse, preflight and run: (document, exit code, output mode). Never raises PyramidError."""
+    argv, layer_args = split_layer_args(list(argv or []))
     output = early_flag(argv or [], "--output", ("json", "text")) or "text"
     suite_name: str | None = None
     target_url: str | None = None
@@ -131,6 +143,8 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, st
         router_given = [f for f in ROUTER_FLAGS if getattr(args, f[2:].replace("-", "_")) is not None]
         if router_given and "router" not in flags:
             raise ConfigError(f"{router_given[0]} does not apply to --suite {args.suite} (it is for --suite hybrid)")
+        if layer_args and not (layer is not None and layer.takes_args):
+            raise ConfigError(f"--suite {args.suite} takes no arguments after --: {' '.join(layer_args)}")
         Thresholds.from_env()  # a bad threshold is a configuration error, found up front
         uses_target = layer is None or layer.target
         target = target_from_env(args.base_url) if uses_target else None
@@ -142,7 +156,7 @@ def execute(argv: list[str] | None = None) -> tuple[dict[str, Any], ExitCode, st
             target=target,
             duration=args.duration,
             cloud=args.cloud,
-            pytest_args=("-k", args.keyword) if args.keyword else (),
+            layer_args=(*(("-k", args.keyword) if args.keyword else ()), *layer_args),
             options=_router_options(args) if "router" in flags else None,
         )
         run: SuiteRun = run_layer(args.suite, request)
@@ -175,3 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {document['error']}", file=sys.stderr)
         return int(code)
     return int(ExitCode.FAILURES)  # pragma: no cover - guarded() exits on error
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,7 +28,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 from llmpyramid.config import PROJECT_ROOT, env_value, parse_duration, patched_environ
 from llmpyramid.errors import ConfigError, InfrastructureError
 from llmpyramid.iac.terraform import Terraform
-from llmpyramid.stack.target import Target
+from llmpyramid.target import Target
 
 MODULE = PROJECT_ROOT / "terraform" / "hetzner"
 STAGING_VARS = {"environment": "staging", "staging_enabled": "true", "staging_server_type": "cpx31"}

@@ -1,9 +1,13 @@
-"""What `scripts/run_tests.py --suite NAME` runs, derived from the table of layers (llmpyramid.layers).
+"""THE executor: `run_layer(name, request)` runs one layer of the table (llmpyramid.layers) and
+returns its results document and the seed's exit code. Every front door calls it: a nox session
+(after installing the layer's groups), `scripts/run_tests.py --suite NAME`, a pipeline step (which
+runs the nox session and reads the document it wrote) and the CI matrix (nox sessions).
 
-A pytest layer runs its selection in a child pytest; a command layer runs its command; a layer
-with `run = "module:function"` is handed a RunRequest and returns a SuiteRun. Every run returns a
-results document (llmpyramid.results) and the seed's exit code. Which server is tested is decided
-once by the front door (llmpyramid.stack.target, THE target rule) and handed down.
+A pytest layer runs its selection in a child pytest (inside the layer's `wrap`, e.g. a loopback-only
+network namespace) and its JSON report becomes the document, skips included; a layer with `run =
+"module:function"` is handed a RunRequest and returns a SuiteRun; a command layer (lint, benchmarks)
+runs its command. Which server is tested is decided once by the front door (llmpyramid.target,
+THE target rule) and handed down.
 """
 
 from __future__ import annotations
@@ -17,45 +21,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmpyramid import layers, results
-from llmpyramid.config import PROJECT_ROOT, Thresholds
-from llmpyramid.errors import ConfigError, ExitCode, PyramidError, worst
+from llmpyramid.config import PROJECT_ROOT
+from llmpyramid.errors import ConfigError, ExitCode, worst
 from llmpyramid.layers import Layer
 from llmpyramid.model import ensure_model
 from llmpyramid.procs import die_with_parent
-from llmpyramid.stack.target import Target, handoff_env, target_session
+from llmpyramid.runs import ABORT_FILE_ENV, RunRequest, SuiteFn, SuiteRun
+from llmpyramid.stack.embedded import target_session
+from llmpyramid.target import Target, handoff_env
 
-ABORT_FILE_ENV = "LLMPYRAMID_ABORT_FILE"  # where conftest records an infra/config abort for the runner
 CLOUDS = ("aws", "gcp", "azure")
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    suite: str
-    target: Target | None  # None: the layer starts the embedded stack (THE target rule)
-    duration: float | None = None  # --duration (load, cloud)
-    cloud: str | None = None  # --cloud (cloud)
-    log: Callable[[str], None] = _log
-    pytest_args: tuple[str, ...] = ()  # extra pytest arguments (e.g. -k), pytest layers only
-    options: dict[str, Any] | None = None  # layer-specific flags (e.g. hybrid's --router-url)
-
-
-@dataclass
-class SuiteRun:
-    document: dict[str, Any]  # a results document (llmpyramid.results)
-    exit_code: ExitCode
-
-
-SuiteFn = Callable[[RunRequest], SuiteRun]
 
 
 def suite_names() -> list[str]:
@@ -76,7 +55,7 @@ def runner_for(layer: Layer) -> SuiteFn:
             ) from None
         return fn
     if layer.is_pytest:
-        return lambda req: run_pytest(req, layer.pytest_args, fetch_model=layer.target)
+        return lambda req: run_pytest(req, layer.pytest_args, fetch_model=layer.target, wrap=layer.wrap)
     return lambda req: run_command(req, layer)
 
 
@@ -115,7 +94,9 @@ def run_all(req: RunRequest) -> SuiteRun:
     return SuiteRun(doc, code)
 
 
-def run_pytest(req: RunRequest, selection: tuple[str, ...], *, fetch_model: bool = False) -> SuiteRun:
+def run_pytest(
+    req: RunRequest, selection: tuple[str, ...], *, fetch_model: bool = False, wrap: tuple[str, ...] = ()
+) -> SuiteRun:
     """Run a pytest selection in a child process with pytest-json-report.
 
     The child's output goes to our stderr, so stdout stays free for the document. A layer that
@@ -127,16 +108,18 @@ def run_pytest(req: RunRequest, selection: tuple[str, ...], *, fetch_model: bool
         ensure_model(notify=req.log)
     session = target_session(notify=req.log) if start_stack else contextlib.nullcontext((req.target, None))
     with session as (target, _stack):
-        return _pytest_child(req, selection, target)
+        return _pytest_child(req, selection, target, wrap)
 
 
-def _pytest_child(req: RunRequest, selection: tuple[str, ...], target: Target | None) -> SuiteRun:
+def _pytest_child(
+    req: RunRequest, selection: tuple[str, ...], target: Target | None, wrap: tuple[str, ...]
+) -> SuiteRun:
     target_url = target.display_url if target else None
     with tempfile.TemporaryDirectory(prefix="llmpyramid-run-") as tmp:
         report_file = Path(tmp) / "report.json"
         abort_file = Path(tmp) / "abort.json"
         cmd = [
-            sys.executable, "-m", "pytest", *selection, *req.pytest_args,
+            *_argv(wrap), *_argv(("python", "-m", "pytest")), *selection, *req.layer_args,
             "-p", "no:cacheprovider", "-q", "-rfEX",
             "--json-report", f"--json-report-file={report_file}",
             "--json-report-omit", "keywords", "streams", "log", "collectors_passed",
@@ -169,7 +152,7 @@ def _pytest_child(req: RunRequest, selection: tuple[str, ...], target: Target | 
     code = results.exit_code_for(rc, doc)
     doc["exit_code"] = int(code)
     if rc == results.PYTEST_NO_TESTS:
-        doc["error"] = f"suite {req.suite!r} selected no tests: {' '.join((*selection, *req.pytest_args))}"
+        doc["error"] = f"suite {req.suite!r} selected no tests: {' '.join((*selection, *req.layer_args))}"
     elif rc not in (results.PYTEST_OK, results.PYTEST_FAILED) and not doc.get("error"):
         doc["error"] = f"pytest exited with code {rc} (collection error or interrupted; see the log above)"
     return SuiteRun(doc, code)
@@ -177,7 +160,9 @@ def _pytest_child(req: RunRequest, selection: tuple[str, ...], target: Target | 
 
 def run_command(req: RunRequest, layer: Layer) -> SuiteRun:
     """A command layer (lint, benchmarks): one test entry, passed when the command exits 0."""
-    argv = [sys.executable if layer.command[0] == "python" else layer.command[0], *layer.command[1:]]
+    if req.layer_args:
+        raise ConfigError(f"--suite {layer.name} takes no arguments after --: {' '.join(req.layer_args)}")
+    argv = _argv(layer.command)
     req.log(f"running {req.suite}: {' '.join(layer.command)}")
     started = time.monotonic()
     rc = run_child(argv, dict(os.environ), stdout=sys.stderr)
@@ -188,6 +173,11 @@ def run_command(req: RunRequest, layer: Layer) -> SuiteRun:
     code = ExitCode.OK if rc == 0 else ExitCode.FAILURES
     doc = results.build_document([test], elapsed, suite=req.suite, target=None, exit_code=code, error=error)
     return SuiteRun(doc, code)
+
+
+def _argv(command: tuple[str, ...]) -> list[str]:
+    """A layer's command as argv: `python` is this interpreter (the session's venv)."""
+    return [sys.executable if command[:1] == ("python",) else command[0], *command[1:]] if command else []
 
 
 CHILD_STOP_GRACE_S = 300.0  # an interrupted child tears down (fixtures stop services; a cleanup destroy is bounded)
@@ -221,14 +211,4 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def write_abort(exc: PyramidError) -> None:
-    """Called by tests/conftest.py when the suite cannot run: tell the runner why (exit 2 or 3)."""
-    path = os.environ.get(ABORT_FILE_ENV)
-    if path:
-        with contextlib.suppress(OSError):
-            Path(path).write_text(json.dumps({"exit_code": int(exc.exit_code), "message": str(exc)}))
-
-
-__all__ = [
-    "RunRequest", "SuiteRun", "Thresholds", "run_layer", "run_pytest", "suite_names", "target_session", "write_abort",
-]  # fmt: skip
+__all__ = ["RunRequest", "SuiteRun", "run_layer", "run_pytest", "suite_names"]

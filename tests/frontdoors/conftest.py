@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from frontdoor_harness import Sandbox, make_sandbox
+
+from tests.support.frontdoor_harness import Sandbox, make_sandbox
 
 
 @pytest.fixture

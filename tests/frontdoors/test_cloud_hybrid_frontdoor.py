@@ -4,7 +4,8 @@ SkyPilot, a router or a backend starts; one line, exit 3 (2 when well-formed but
 from __future__ import annotations
 
 import pytest
-from frontdoor_harness import BAD_URLS, CRED_HOST_URL, PYTHON, Marks, Sandbox, assert_rejected
+
+from tests.support.frontdoor_harness import BAD_URLS, CRED_HOST_URL, PYTHON, Marks, Sandbox, assert_rejected
 
 CLOUD = [PYTHON, "-m", "llmpyramid.cloud"]
 HYBRID = [PYTHON, "-m", "llmpyramid.hybrid", "--output", "json"]

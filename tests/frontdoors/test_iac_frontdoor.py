@@ -4,7 +4,8 @@ runs, one line, exit 3, and no previous run's iac.json left standing as this run
 from __future__ import annotations
 
 import pytest
-from frontdoor_harness import PYTHON, Marks, Sandbox, assert_rejected
+
+from tests.support.frontdoor_harness import PYTHON, Marks, Sandbox, assert_rejected
 
 IAC = [PYTHON, "-m", "llmpyramid.iac"]
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from frontdoor_harness import (
+
+from tests.support.frontdoor_harness import (
     BAD_NUMBERS,
     BAD_URLS,
     CRED_HOST_URL,

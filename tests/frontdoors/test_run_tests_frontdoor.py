@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from frontdoor_harness import (
+
+from tests.support.frontdoor_harness import (
     BAD_NUMBERS,
     BAD_URLS,
     CRED_HOST_URL,

@@ -12,10 +12,10 @@ import importlib
 from typing import Any
 
 import pytest
-from frontdoor_harness import PROJECT_ROOT, PYTHON, Sandbox, assert_rejected, invoke
 
 from llmpyramid import config
 from llmpyramid.config import Settings
+from tests.support.frontdoor_harness import PROJECT_ROOT, PYTHON, Sandbox, assert_rejected, invoke
 
 SETTINGS_MODULES = (
     "llmpyramid.config",

@@ -4,7 +4,16 @@ arguments, 2 for a well-formed URL where nothing answers, the last stderr line o
 from __future__ import annotations
 
 import pytest
-from frontdoor_harness import BAD_NUMBERS, BAD_URLS, CRED_HOST_URL, PROJECT_ROOT, Marks, Sandbox, assert_rejected
+
+from tests.support.frontdoor_harness import (
+    BAD_NUMBERS,
+    BAD_URLS,
+    CRED_HOST_URL,
+    PROJECT_ROOT,
+    Marks,
+    Sandbox,
+    assert_rejected,
+)
 
 WAIT = [str(PROJECT_ROOT / "scripts" / "wait_healthy.sh")]
 

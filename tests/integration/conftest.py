@@ -24,7 +24,7 @@ import pytest
 
 from llmpyramid.emulators import Endpoint, client_env, emulators
 from llmpyramid.errors import ConfigError, PyramidError
-from llmpyramid.suites import write_abort
+from llmpyramid.runs import write_abort
 
 # Variables of the session's terraform/aws apply; tests read them back from `aws_apply.variables`.
 ADMIN_CIDRS = ["10.99.0.0/16"]

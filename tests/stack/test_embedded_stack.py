@@ -23,7 +23,7 @@ import pytest
 from llmpyramid.config import StackSettings
 from llmpyramid.errors import ConfigError, InfrastructureError
 from llmpyramid.ports import free_port, port_is_free
-from llmpyramid.stack import EmbeddedStack
+from llmpyramid.stack.embedded import EmbeddedStack
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)
@@ -167,7 +167,7 @@ def test_stack_dies_with_its_owner(tmp_path):
         [sys.executable, "-c", textwrap.dedent(f"""
             import os, time
             from llmpyramid.config import StackSettings
-            from llmpyramid.stack import EmbeddedStack
+            from llmpyramid.stack.embedded import EmbeddedStack
             st = EmbeddedStack(StackSettings(port={port}, run_dir={str(tmp_path / "run")!r}))
             print(st.up(owner_pid=os.getpid(), notify=lambda _: None).pid, flush=True)
             time.sleep(120)

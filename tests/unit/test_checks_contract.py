@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_openai import FakeOpenAI
 
 from llmpyramid import checks
 from llmpyramid.client import Client
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.errors import ConfigError, ExitCode
+from tests.support.fake_openai import FakeOpenAI
 
 DECLARED = checks.ServerProfile(declared=frozenset({"error_code_int"}))
 

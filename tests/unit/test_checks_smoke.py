@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from fake_openai import FakeOpenAI
 
 from llmpyramid import checks
 from llmpyramid.client import Client
+from tests.support.fake_openai import FakeOpenAI
 
 
 def test_too_few_samples_are_inconclusive_never_passed() -> None:

@@ -395,7 +395,7 @@ def test_bad_flags_exit_3(argv, capsys):
 
 def test_run_suite_needs_a_cloud():
     from llmpyramid.cloud.suite import run_suite
-    from llmpyramid.suites import RunRequest
+    from llmpyramid.runs import RunRequest
 
     with pytest.raises(ConfigError, match="--cloud"):
         run_suite(RunRequest(suite="cloud", target=None, cloud=None))
@@ -403,7 +403,7 @@ def test_run_suite_needs_a_cloud():
 
 def test_run_suite_writes_the_seed_file_with_top_level_counts(monkeypatch, tmp_path):
     from llmpyramid.cloud import suite
-    from llmpyramid.suites import RunRequest
+    from llmpyramid.runs import RunRequest
 
     seed_file = tmp_path / "cloud_smoke_results.json"
     monkeypatch.setattr(suite, "SEED_RESULTS_FILE", seed_file)

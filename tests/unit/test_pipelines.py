@@ -39,24 +39,29 @@ def test_unknown_pipeline_and_missing_url_are_configuration_errors(monkeypatch):
         pipelines.run("local", base_url="http://127.0.0.1:1")
 
 
-def _fake_nox(codes: dict[str, int]):
-    """run_child stand-in: `nox -s LAYER` exits with codes[LAYER]; an abort file carries 2/3."""
+def _document(exit_code: int, error: str | None = None, statuses: tuple[str, ...] = ("passed",)) -> dict:
+    tests = [{"name": f"t{i}", "status": s, **({"reason": "no tflint"} if s == "skipped" else {})}
+             for i, s in enumerate(statuses)]  # fmt: skip
+    summary = {"total": len(tests), "skipped": statuses.count("skipped")}
+    return {"exit_code": exit_code, "summary": summary, "tests": tests, **({"error": error} if error else {})}
+
+
+def _fake_nox(docs: dict[str, dict]):
+    """run_child stand-in: `nox -s LAYER` writes docs[LAYER] where the executor writes its document."""
 
     def run_child(argv, env, **_kw):
         layer = argv[argv.index("-s") + 1]
-        code = codes.get(layer, 0)
-        if code in (2, 3):
-            with open(env["LLMPYRAMID_ABORT_FILE"], "w") as fh:
-                json.dump({"exit_code": code, "message": "x"}, fh)
-            return 1
-        return code
+        doc = docs.get(layer, _document(0))
+        with open(f"{env[layers.REPORT_DIR_ENV]}/{layers.STEP_RESULTS_FILE}", "w") as fh:
+            json.dump(doc, fh)
+        return 0 if doc["exit_code"] == 0 else 1  # nox says only 0 or 1
 
     return run_child
 
 
 def test_worst_exit_code_and_dependent_steps_skipped_with_reason(monkeypatch, tmp_path):
     monkeypatch.setenv("PIPELINE_RESULTS_DIR", str(tmp_path))
-    monkeypatch.setattr(pipelines, "run_child", _fake_nox({"smoke": 2, "lint": 1}))
+    monkeypatch.setattr(pipelines, "run_child", _fake_nox({"smoke": _document(2, "unreachable"), "lint": _document(1)}))
     report = pipelines.run("local", notify=lambda _m: None)
     pipelines.validate(report)
     by_step = {s["step"]: s for s in report["steps"]}
@@ -113,26 +118,35 @@ def test_preprod_clouds_and_sustained_duration_are_knobs(monkeypatch, tmp_path):
         pipelines.plan("preprod")
 
 
-def test_a_session_that_skipped_itself_is_reported_skipped_not_passed(monkeypatch, tmp_path):
-    """nox exits 0 for a skipped session (cloud smoke without credentials); its note makes it a skip."""
+def test_cloud_smoke_without_credentials_is_a_skipped_optional_step_not_a_pass(monkeypatch, tmp_path):
+    """The cloud layer says exit 3 without credentials (as `nox -s cloud` does); preprod reports the step skipped."""
     monkeypatch.setenv("PIPELINE_RESULTS_DIR", str(tmp_path))
     monkeypatch.setenv("PREPROD_CLOUDS", "aws")
-
-    def run_child(argv, env, **_kw):
-        layer = argv[argv.index("-s") + 1]
-        if layer == "cloud":
-            report_dir = env[layers.REPORT_DIR_ENV]
-            with open(f"{report_dir}/{layers.skip_note_name(layer)}", "w") as fh:
-                fh.write("error: aws is not enabled in SkyPilot: no credentials\n")
-        return 0
-
-    monkeypatch.setattr(pipelines, "run_child", run_child)
+    no_credentials = _document(3, "aws is not enabled in SkyPilot: no credentials", ("failed",))
+    monkeypatch.setattr(pipelines, "run_child", _fake_nox({"cloud": no_credentials}))
     monkeypatch.setattr(pipelines, "check_reachable", lambda _t: None)
     monkeypatch.setattr(pipelines, "_knee_users", lambda _ctx: ("--users", "1"))
     report = pipelines.run("preprod", base_url="http://127.0.0.1:9", notify=lambda _m: None)
     cloud = next(s for s in report["steps"] if s["layer"] == "cloud")
     assert cloud["status"] == "skipped" and "no credentials" in cloud["reason"]
     assert report["exit_code"] == 0
+
+
+@pytest.mark.parametrize(
+    ("doc", "rc", "status", "code", "reason"),
+    [
+        (_document(0), 0, "passed", 0, None),
+        (_document(0, statuses=("passed", "skipped")), 0, "passed", 0, "passed with 1 skipped: no tflint"),
+        (_document(0, statuses=("skipped", "skipped")), 0, "skipped", 0, "skipped: no tflint"),
+        (_document(3, "bad flag"), 1, "error", 3, "bad flag"),
+        (_document(1), 1, "failed", 1, None),
+        (None, 1, "error", 1, "wrote no results document"),
+    ],
+)
+def test_a_step_is_judged_by_its_document_and_a_skip_is_never_a_pass(doc, rc, status, code, reason):
+    verdict = pipelines.step_verdict(doc, rc)
+    assert (verdict["status"], verdict["exit_code"]) == (status, code)
+    assert (reason is None and "reason" not in verdict) or reason in verdict["reason"]
 
 
 def test_preprod_cost_adds_what_the_cloud_steps_cost(tmp_path):

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from fake_openai import FakeOpenAI
 
 from llmpyramid import layers, results
 from llmpyramid import run_tests as runner
@@ -19,6 +18,7 @@ from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.errors import ExitCode
 from llmpyramid.ports import free_port
 from llmpyramid.suites import RunRequest, run_pytest, suite_names
+from tests.support.fake_openai import FakeOpenAI
 
 SCRIPT = PROJECT_ROOT / "scripts" / "run_tests.py"
 

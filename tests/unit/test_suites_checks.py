@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fake_openai import MODEL, FakeOpenAI
 
 from llmpyramid import checks
 from llmpyramid.client import Client
+from tests.support.fake_openai import MODEL, FakeOpenAI
 
 KEY = "sk-unit"
 

@@ -27,7 +27,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def abort(exc: PyramidError) -> NoReturn:
     """Stop the session with the seed's exit code (3 credentials/config, 2 cloud unreachable)."""
-    from llmpyramid.suites import write_abort
+    from llmpyramid.runs import write_abort
 
     write_abort(exc)
     pytest.exit(f"error: {exc}", returncode=int(exc.exit_code))

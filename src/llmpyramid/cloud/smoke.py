@@ -32,7 +32,7 @@ from llmpyramid.checks.shared import CheckFailed
 from llmpyramid.cloud import CLUSTER_PREFIX, SERVE_PORT, catalog, skypilot
 from llmpyramid.cloud.settings import CloudSettings
 from llmpyramid.config import PROJECT_ROOT
-from llmpyramid.stack.target import Target
+from llmpyramid.target import Target
 
 MODEL_ALIAS = "SmolLM2-135M-Instruct"
 BILLED_PHASES = ("launch", "health", "completion", "chat_completion", "teardown")

@@ -27,6 +27,7 @@ from llmpyramid.cloud import api_server
 from llmpyramid.cloud.settings import CloudSettings
 from llmpyramid.cloud.smoke import CloudSmoke
 from llmpyramid.errors import ConfigError, ExitCode, PyramidError
+from llmpyramid.runs import RunRequest, SuiteRun
 
 SEED_RESULTS_FILE = Path("/tmp/cloud_smoke_results.json")
 _SEVERITY = [ExitCode.OK, ExitCode.FAILURES, ExitCode.CONFIGURATION, ExitCode.INFRASTRUCTURE]
@@ -132,10 +133,8 @@ def write_seed_results(document: dict[str, Any], path: Path | None = None) -> No
     (path or SEED_RESULTS_FILE).write_text(json.dumps(document, indent=2) + "\n")
 
 
-def run_suite(request: Any) -> Any:
+def run_suite(request: RunRequest) -> SuiteRun:
     """`scripts/run_tests.py --suite cloud --cloud X [--duration S]`: --duration bounds the health wait."""
-    from llmpyramid.suites import SuiteRun
-
     if not request.cloud:
         raise ConfigError("--suite cloud needs --cloud aws|gcp|azure (it launches a real spot instance)")
     settings = CloudSettings.from_env(cloud=request.cloud, health_timeout=request.duration)

@@ -25,6 +25,7 @@ from llmpyramid.hybrid.report import PLOT_FILE, SAMPLES_FILE, flat_metrics, plot
 from llmpyramid.hybrid.router import litellm_version
 from llmpyramid.hybrid.scenarios import ScenarioResult, ensure_base_up, run_scenario
 from llmpyramid.hybrid.topology import Topology, external_topology, reference_topology
+from llmpyramid.runs import RunRequest, SuiteRun
 
 OPTION_NAMES = ("router_url", "base_url", "burst_url", "base_stop_cmd", "base_start_cmd", "burst_stop_cmd")
 
@@ -108,10 +109,8 @@ def run_hybrid(settings: HybridSettings, notify: Callable[[str], None] = _stderr
     return doc, code
 
 
-def run_suite(req: Any) -> Any:
+def run_suite(req: RunRequest) -> SuiteRun:
     """The `--suite hybrid` entry point: RunRequest -> SuiteRun (options carry the router flags)."""
-    from llmpyramid.suites import SuiteRun
-
-    settings = settings_from(getattr(req, "options", None))
-    doc, code = run_hybrid(settings, getattr(req, "log", _stderr))
+    settings = settings_from(req.options)
+    doc, code = run_hybrid(settings, req.log)
     return SuiteRun(doc, code)

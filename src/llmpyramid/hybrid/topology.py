@@ -28,7 +28,7 @@ from llmpyramid.errors import InfrastructureError
 from llmpyramid.hybrid.config import HybridSettings
 from llmpyramid.hybrid.router import LiteLLMRouter
 from llmpyramid.ports import free_port
-from llmpyramid.stack import EmbeddedStack
+from llmpyramid.stack.embedded import EmbeddedStack
 
 COMMAND_TIMEOUT_S = 300.0
 CTX_PER_SLOT = 512  # short prompts and answers: 512 tokens per slot is plenty, and keeps RSS small

@@ -37,7 +37,7 @@ from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.load.config import SLO, LoadConfig
 from llmpyramid.load.report import SAMPLES_FILE, read_samples
 from llmpyramid.load.runner import run_load
-from llmpyramid.stack import Target, target_from_env
+from llmpyramid.target import Target, target_from_env
 
 # --- a trivial fast endpoint ---------------------------------------------------------------------
 
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base-url", help="LLM server for (a) and (b); default: an embedded stack")
     args = ap.parse_args(argv)
     with guarded():
-        from llmpyramid.suites import target_session
+        from llmpyramid.stack.embedded import target_session
 
         out = Path(args.results_dir)
         phases = set(args.phases.split(","))

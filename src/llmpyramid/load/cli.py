@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from llmpyramid.load.config import SHAPES, LoadConfig
 from llmpyramid.load.report import RESULTS_FILE, RunInProgress, write_json
 
 if TYPE_CHECKING:
-    from llmpyramid.stack import Target
+    from llmpyramid.target import Target
 
 
 def build_parser(prog: str = "python -m llmpyramid.load") -> argparse.ArgumentParser:
@@ -46,14 +47,14 @@ def build_parser(prog: str = "python -m llmpyramid.load") -> argparse.ArgumentPa
     ap.add_argument("--results-dir", help="where reports go (LOAD_RESULTS_DIR; default results/load)")
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG plots and LLM HTML report (LOAD_PLOTS=0)")
     ap.add_argument("--base-url", help="target server (BASE_URL; API_KEY from the environment); default: embedded")
-    ap.add_argument("--workers", default="0", help="locust worker processes on loopback (0 = single process)")
+    ap.add_argument("--workers", help="locust worker processes on loopback (0 = single process)")
     ap.add_argument("--baseline", help="a stored load_results.json (or run_tests.py results) to compare with")
-    ap.add_argument("--tolerance", default="0.10", help="allowed regression vs the baseline (fraction)")
+    ap.add_argument("--tolerance", help="allowed regression vs the baseline (fraction; default 0.10)")
     ap.add_argument("--output", choices=("text", "json"), default="text", help="json: the results on stdout")
     return ap
 
 
-def config_from_args(args: argparse.Namespace) -> LoadConfig:
+def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> LoadConfig:
     overrides: dict[str, Any] = {
         "shape": args.shape, "users": args.users, "spawn_rate": args.spawn_rate,
         "duration": parse_duration("--duration", args.duration, minimum=None) if args.duration else None,
@@ -62,7 +63,8 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         "sweep_step": args.sweep_step, "max_tokens": args.max_tokens, "mix": args.mix,
         "results_dir": args.results_dir, "plots": False if args.no_plots else None,
     }  # fmt: skip
-    return LoadConfig.from_env(slo_file=args.slo_file, **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return LoadConfig.from_env(environ, slo_file=args.slo_file, **given)
 
 
 def target_from_args(raw_flag: str | None) -> Target | None:
@@ -72,7 +74,7 @@ def target_from_args(raw_flag: str | None) -> Target | None:
     if not raw:
         return None
     url = parse_url("--base-url" if raw_flag else "BASE_URL", raw)
-    from llmpyramid.stack.target import Target
+    from llmpyramid.target import Target
 
     return Target(url, env_value("API_KEY"), env_value("MODEL"))
 
@@ -120,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    tolerance = parse_float("--tolerance", args.tolerance)
+    tolerance = parse_float("--tolerance", args.tolerance or "0.10")
     target = target_from_args(args.base_url)
     from llmpyramid.load.runner import run_load  # here: --help and bad input stay fast
 
-    run = run_load(config, target, workers=args.workers, baseline=args.baseline, tolerance=tolerance)
+    run = run_load(config, target, workers=args.workers or "0", baseline=args.baseline, tolerance=tolerance)
     if args.output == "json":
         print(json.dumps(run.to_dict(), indent=2))
     else:

@@ -129,7 +129,7 @@ def _resolve_host(environment: Any) -> str:
         url = parse_url("--host" if environment.host else "BASE_URL", raw)
         _set_credentials(env_value("API_KEY"), url)
     else:
-        from llmpyramid.stack import EmbeddedStack
+        from llmpyramid.stack.embedded import EmbeddedStack
 
         stack = EmbeddedStack()
         state = stack.running()
@@ -140,7 +140,7 @@ def _resolve_host(environment: Any) -> str:
         url = state.base_url
         _set_credentials(env_value("API_KEY") or state.api_key, url)
     STATE.target_shown = redact_url(url)
-    from llmpyramid.stack.target import PROBED_ENV, Target, check_reachable
+    from llmpyramid.target import PROBED_ENV, Target, check_reachable
 
     if env_value(PROBED_ENV) != url:  # the front door has not probed it: raw `locust -f ...`
         check_reachable(Target(url))

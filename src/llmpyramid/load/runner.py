@@ -48,7 +48,7 @@ from llmpyramid.ports import free_port
 from llmpyramid.procs import ManagedService
 
 if TYPE_CHECKING:
-    from llmpyramid.stack.target import Target
+    from llmpyramid.target import Target
 
 DEFAULT_LOCUSTFILE = PROJECT_ROOT / "tests" / "locustfile.py"
 STOP_GRACE_S = 10.0
@@ -146,7 +146,7 @@ def run_load(
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"results directory {results_dir}: {exc.strerror or exc}") from None
-    from llmpyramid.stack.target import target_session  # here: bad input stays fast
+    from llmpyramid.stack.embedded import target_session  # here: bad input stays fast
 
     locust = LocustProcesses(results_dir, workers)
     with contextlib.ExitStack() as run:
@@ -233,7 +233,7 @@ class LocustProcesses:
 
     def start(self, config: LoadConfig, tgt: Target, lf: Path, notify: Callable[[str], None]) -> None:
         """Spawn master and workers (inside `master.locked()`, after `refuse_if_running`)."""
-        from llmpyramid.stack.target import handoff_env
+        from llmpyramid.target import handoff_env
 
         # LOAD_PLOTS=0: locust leaves the plots to us (after the verdict, at low priority)
         env = {**os.environ, **config.to_env(), **handoff_env(tgt), "PYTHONUNBUFFERED": "1", "LOAD_PLOTS": "0"}

@@ -1,4 +1,9 @@
-"""`scripts/run_tests.py --suite load --duration N`: a load run as a results document.
+"""`scripts/run_tests.py --suite load --duration N [-- LOAD FLAGS]` (and `nox -s load`, a pipeline's load
+step): a load run as a results document.
+
+After `--` come the load command line's own flags (`python -m llmpyramid.load --help`: --users,
+--shape, --slo-file, --baseline, ...); the layer's defaults (llmpyramid.layers) sit under the
+environment, which sits under flags.
 
 The seed's `load_test` block comes from run_load(); each SLO gate (and the baseline comparison,
 when LOAD_BASELINE is set) becomes one entry in `tests`, so a violation reads like the seed's
@@ -7,17 +12,19 @@ example: "p95 latency 350ms > threshold 200ms".
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from llmpyramid import results
+from llmpyramid import layers, results
 from llmpyramid.config import Settings, knob, parse_float, parse_int, parse_path
-from llmpyramid.errors import ExitCode
-from llmpyramid.load.config import SLO_FIELDS, LoadConfig
+from llmpyramid.errors import ConfigError, ExitCode
+from llmpyramid.load.cli import build_parser, config_from_args
+from llmpyramid.load.config import SLO_FIELDS
 from llmpyramid.load.runner import run_load
-from llmpyramid.suites import RunRequest, SuiteRun
+from llmpyramid.runs import RunRequest, SuiteRun
 
 SEED_KEYS = ("requests_per_second", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "ttft_p50_ms",
              "ttft_p95_ms", "itl_p50_ms", "itl_p95_ms", "output_tokens_per_second", "error_rate")  # fmt: skip
@@ -33,10 +40,20 @@ class LoadSuiteSettings(Settings):
     tolerance: float = knob(0.10, "LOAD_BASELINE_TOLERANCE", parse_float, minimum=0, maximum=10)
 
 
+# Flags that belong to run_tests.py itself (before --): the target is resolved once, by the front door.
+FRONT_DOOR_FLAGS = {"base_url": "--base-url", "output": "--output"}
+
+
 def run_suite(req: RunRequest) -> SuiteRun:
-    overrides: dict[str, Any] = {"duration": req.duration} if req.duration else {}
-    config = LoadConfig.from_env(**overrides)
-    suite = LoadSuiteSettings.from_env()
+    args = build_parser("run_tests.py --suite load --").parse_args(list(req.layer_args))
+    for name, flag in FRONT_DOOR_FLAGS.items():
+        if getattr(args, name) not in (None, "text"):
+            raise ConfigError(f"give {flag} before --: run_tests.py --suite load {flag} ... -- [load flags]")
+    if req.duration:
+        args.duration = f"{req.duration:g}"
+    environ = layers.get("load").environ(os.environ)
+    config = config_from_args(args, environ)
+    suite = LoadSuiteSettings.from_env(environ, workers=args.workers, baseline=args.baseline, tolerance=args.tolerance)
     started = time.monotonic()
     run = run_load(config, req.target, workers=suite.workers, baseline=suite.baseline, tolerance=suite.tolerance,
                    notify=req.log)  # fmt: skip

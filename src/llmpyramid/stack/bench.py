@@ -21,7 +21,7 @@ import httpx
 
 from llmpyramid.cli import guarded
 from llmpyramid.config import StackSettings
-from llmpyramid.stack import EmbeddedStack
+from llmpyramid.stack.embedded import EmbeddedStack
 
 PROMPT = "Write a short story about a lighthouse keeper and a storm."
 

@@ -12,9 +12,11 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +28,7 @@ from llmpyramid.errors import InfrastructureError
 from llmpyramid.model import ensure_model
 from llmpyramid.ports import free_port, require_free
 from llmpyramid.procs import ManagedService, ServiceState, stop_process
-from llmpyramid.stack.target import Target
+from llmpyramid.target import PROBED_ENV, Target, check_reachable, target_from_env
 
 SERVER_MODULE = "llmpyramid.stack.server"
 API_KEY_ENV = "LLMPYRAMID_SERVER_API_KEY"  # the key travels in the environment, never on argv
@@ -198,3 +200,34 @@ class EmbeddedStack:
 
     def last_log_line(self) -> str:
         return self.service.last_log_line()
+
+
+@contextlib.contextmanager
+def target_session(
+    given: Target | str | None = None,
+    *,
+    reuse_running: bool = False,
+    notify: Callable[[str], None] = _stderr,
+    **stack_overrides: Any,
+) -> Iterator[tuple[Target, EmbeddedStack | None]]:
+    """Yield (target, stack-started-for-this-run or None), per THE target rule (llmpyramid.target).
+
+    `given`: a resolved Target, a URL (--base-url), or None (then BASE_URL, else a stack)."""
+    target = given if isinstance(given, Target) else target_from_env(given)
+    if target is not None:
+        if os.environ.get(PROBED_ENV) != target.base_url:
+            check_reachable(target)
+        yield target, None
+        return
+    if reuse_running and (state := EmbeddedStack(StackSettings.from_env()).running()) is not None:
+        notify(f"using the running embedded stack at {state.base_url}")
+        yield state.target(), None
+        return
+    with tempfile.TemporaryDirectory(prefix="llmpyramid-stack-") as run_dir:
+        settings = StackSettings.from_env(port=0, run_dir=Path(run_dir), **stack_overrides)
+        stack = EmbeddedStack(settings)
+        state = stack.up(owner_pid=os.getpid(), notify=notify)
+        try:
+            yield state.target(), stack
+        finally:
+            stack.down()

@@ -29,7 +29,8 @@ import pytest
 
 from llmpyramid.config import PROJECT_ROOT, StackSettings
 from llmpyramid.ports import free_port
-from llmpyramid.stack import EmbeddedStack, Target, target_from_env
+from llmpyramid.stack.embedded import EmbeddedStack
+from llmpyramid.target import Target, target_from_env
 
 pytestmark = [pytest.mark.load, pytest.mark.slow]
 

@@ -24,7 +24,7 @@ import pytest
 
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.ports import free_port
-from llmpyramid.stack.target import Target
+from llmpyramid.target import Target
 
 pytestmark = pytest.mark.timeout(900)
 

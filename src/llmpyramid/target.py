@@ -1,8 +1,8 @@
 """THE target rule: which server a run tests, resolved once by the front door and handed down.
 
     given URL (--base-url / BASE_URL)
-    else, only where a command asks for it (`reuse_running=True`), the running `invoke stack.up` stack
-    else a fresh embedded stack owned by the run (free port, private temp run dir, dies with the run)
+    else, only where a command asks for it, the running `invoke stack.up` stack
+    else a fresh embedded stack owned by the run (llmpyramid.stack.embedded.target_session)
 
 The front door probes reachability once and passes the resolved target to child processes through
 the environment (`handoff_env`): BASE_URL, API_KEY, MODEL and a marker that it was probed, so pytest,
@@ -12,20 +12,11 @@ environment, never on a command line; URLs are shown redacted (`user:password@` 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from llmpyramid.config import env_value, parse_url, redact_url
 from llmpyramid.errors import InfrastructureError
-
-if TYPE_CHECKING:
-    from llmpyramid.stack.embedded import EmbeddedStack
 
 PROBED_ENV = "LLMPYRAMID_TARGET_PROBED"  # = the base URL the front door already found reachable
 
@@ -81,42 +72,3 @@ def handoff_env(target: Target) -> dict[str, str]:
     if target.model:
         env["MODEL"] = target.model
     return env
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def target_session(
-    given: Target | str | None = None,
-    *,
-    reuse_running: bool = False,
-    notify: Callable[[str], None] = _stderr,
-    **stack_overrides: Any,
-) -> Iterator[tuple[Target, EmbeddedStack | None]]:
-    """Yield (target, stack-started-for-this-run or None), per the rule in the module docstring.
-
-    `given`: a resolved Target, a URL (--base-url), or None (then BASE_URL, else a stack)."""
-    # Imported here: embedded.py imports Target from this module.
-    from llmpyramid.config import StackSettings
-    from llmpyramid.stack.embedded import EmbeddedStack
-
-    target = given if isinstance(given, Target) else target_from_env(given)
-    if target is not None:
-        if os.environ.get(PROBED_ENV) != target.base_url:
-            check_reachable(target)
-        yield target, None
-        return
-    if reuse_running and (state := EmbeddedStack(StackSettings.from_env()).running()) is not None:
-        notify(f"using the running embedded stack at {state.base_url}")
-        yield state.target(), None
-        return
-    with tempfile.TemporaryDirectory(prefix="llmpyramid-stack-") as run_dir:
-        settings = StackSettings.from_env(port=0, run_dir=Path(run_dir), **stack_overrides)
-        stack = EmbeddedStack(settings)
-        state = stack.up(owner_pid=os.getpid(), notify=notify)
-        try:
-            yield state.target(), stack
-        finally:
-            stack.down()

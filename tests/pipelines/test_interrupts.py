@@ -16,7 +16,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from leftovers import commands, tagged_run
+
+from tests.support.leftovers import commands, tagged_run
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)

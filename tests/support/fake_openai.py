@@ -17,7 +17,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from llmpyramid.stack import Target
+from llmpyramid.target import Target
 
 MODEL = "fake-model"
 WORDS = [

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from passthrough import PassThroughProxy
 
 from llmpyramid import checks
 from llmpyramid.client import Client
 from llmpyramid.config import PROJECT_ROOT
-from llmpyramid.stack import Target
+from llmpyramid.target import Target
+from tests.support.passthrough import PassThroughProxy
 
 pytestmark = [pytest.mark.contract, pytest.mark.timeout(900)]
 

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from leftovers import TaggedRun, commands, tagged_run
 
 from llmpyramid import pipelines
-from llmpyramid.stack.embedded import SERVER_MODULE
-from llmpyramid.stack.target import target_session
+from llmpyramid.stack.embedded import SERVER_MODULE, target_session
+from tests.support.leftovers import TaggedRun, commands, tagged_run
 
 ROOT = Path(__file__).resolve().parents[2]
 # Generous: under two CPU burners staging needs ~10 min to reach its load step. The timeout is the

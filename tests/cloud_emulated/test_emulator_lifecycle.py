@@ -12,12 +12,12 @@ import textwrap
 import time
 
 import pytest
-from cloud_leftovers import assert_all_stopped, same_home
 
 from llmpyramid.cloud import api_server, skypilot
 from llmpyramid.cloud.emulator import EPHEMERAL_PORTS, PORT_RANGE_SYSCTL, EmulatedAWS
 from llmpyramid.ports import free_port, port_is_free
 from llmpyramid.procs import ProcessIdentity
+from tests.support.cloud_leftovers import assert_all_stopped, same_home
 
 OWNER = textwrap.dedent("""
     import json, sys

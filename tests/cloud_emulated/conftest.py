@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cloud_leftovers import assert_all_stopped
 
 from llmpyramid.cloud.emulator import UNAVAILABLE_ENV, EmulatedAWS, loopback_only_reason
+from tests.support.cloud_leftovers import assert_all_stopped
 
 HOW = "run: python -m llmpyramid.cloud netns -- pytest tests/cloud (as root), or nox -s cloud_emulated"
 
