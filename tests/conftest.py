@@ -28,7 +28,7 @@ from llmpyramid.config import Thresholds
 from llmpyramid.errors import PyramidError
 from llmpyramid.procs import die_with_parent
 from llmpyramid.results import one_line
-from llmpyramid.runs import write_abort
+from llmpyramid.runs import claim_abort_file, write_abort
 from llmpyramid.stack.embedded import EmbeddedStack, target_session
 from llmpyramid.target import Target
 
@@ -48,6 +48,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    claim_abort_file()
     for marker, description in layers.markers().items():
         config.addinivalue_line("markers", f"{marker}: {description}")
     # SIGTERM unwinds like Ctrl-C, so fixture teardowns stop every service the session started;

@@ -47,9 +47,19 @@ class SuiteRun:
 SuiteFn = Callable[[RunRequest], SuiteRun]
 
 
+_abort_file: str | None = None
+
+
+def claim_abort_file() -> None:
+    """Take the abort file out of the environment (tests/conftest.py, at start-up): only the pytest
+    the executor started may write it, never a process that one of its tests starts."""
+    global _abort_file
+    _abort_file = os.environ.pop(ABORT_FILE_ENV, None) or _abort_file
+
+
 def write_abort(exc: PyramidError) -> None:
     """Called by a pytest layer's conftest when the suite cannot run: tell the executor why (exit 2 or 3)."""
-    path = os.environ.get(ABORT_FILE_ENV)
+    path = _abort_file
     if path:
         with contextlib.suppress(OSError):
             Path(path).write_text(json.dumps({"exit_code": int(exc.exit_code), "message": str(exc)}))

@@ -6,16 +6,17 @@ Runs against the fake OpenAI server (tests/unit/fake_openai.py) and closed loopb
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from llmpyramid import layers, results
+from llmpyramid import layers, results, runs
 from llmpyramid import run_tests as runner
 from llmpyramid.config import PROJECT_ROOT
-from llmpyramid.errors import ExitCode
+from llmpyramid.errors import ConfigError, ExitCode
 from llmpyramid.ports import free_port
 from llmpyramid.suites import RunRequest, run_pytest, suite_names
 from tests.support.fake_openai import FakeOpenAI
@@ -206,3 +207,15 @@ def test_a_results_file_that_fails_at_the_end_is_reported_on_stderr_and_in_the_e
     )  # fmt: skip
     assert proc.returncode == ExitCode.INFRASTRUCTURE  # the worse verdict stays: infrastructure beats configuration
     assert "cannot write results file /proc/x/results.json" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_only_the_executors_pytest_may_write_the_abort_file(monkeypatch, tmp_path):
+    """The abort file leaves the environment at start-up: a child a test starts cannot report exit 2/3 for it."""
+
+    abort = tmp_path / "abort.json"
+    monkeypatch.setattr(runs, "_abort_file", None)
+    monkeypatch.setenv(runs.ABORT_FILE_ENV, str(abort))
+    runs.claim_abort_file()
+    assert runs.ABORT_FILE_ENV not in os.environ
+    runs.write_abort(ConfigError("bad knob"))
+    assert json.loads(abort.read_text()) == {"exit_code": 3, "message": "bad knob"}

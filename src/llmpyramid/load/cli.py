@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     target = target_from_args(args.base_url)
     from llmpyramid.load.runner import run_load  # here: --help and bad input stay fast
 
-    run = run_load(config, target, workers=args.workers or "0", baseline=args.baseline, tolerance=tolerance)
+    run = run_load(config, target, workers=args.workers or 0, baseline=args.baseline, tolerance=tolerance)
     if args.output == "json":
         print(json.dumps(run.to_dict(), indent=2))
     else:
