@@ -18,6 +18,7 @@ the step's directory).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
@@ -66,8 +67,26 @@ def checkov_venv(session: nox.Session) -> None:
     session.env["IAC_CHECKOV_BIN"] = f"{venv}/bin/checkov"
 
 
+# Debian packages behind the system tools the emulated cloud needs: SkyPilot syncs with rsync; the
+# loopback-only network namespace is made with unshare (util-linux) and brought up with ip (iproute2).
+CLOUD_EMULATED_TOOLS = {"rsync": "rsync", "ip": "iproute2", "unshare": "util-linux"}
+
+
+def system_tools(session: nox.Session) -> None:
+    """Install missing system tools with apt where we may (root), else stop naming the command that does."""
+    missing = sorted({pkg for tool, pkg in CLOUD_EMULATED_TOOLS.items() if shutil.which(tool) is None})
+    if not missing:
+        return
+    command = f"apt-get install -y {' '.join(missing)}"
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        session.error(f"{session.name} needs {', '.join(missing)}: run `sudo {command}`")
+    session.log(f"installing {', '.join(missing)} (apt)")
+    session.run_install("apt-get", "update", "-qq", external=True)
+    session.run_install("apt-get", "install", "-y", "-qq", *missing, external=True)
+
+
 # Extra preparation a layer's session needs beyond its dependency groups.
-PREPARE: dict[str, Callable[[nox.Session], None]] = {"static_iac": checkov_venv}
+PREPARE: dict[str, Callable[[nox.Session], None]] = {"static_iac": checkov_venv, "cloud_emulated": system_tools}
 
 
 def results_file(layer: Layer) -> str:
