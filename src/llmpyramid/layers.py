@@ -128,6 +128,9 @@ LAYERS: tuple[Layer, ...] = (
           # independent cases, each waiting on its own child process: one pytest worker per core
           ("dev", "cloud", "hybrid"), paths=("tests/frontdoors",), pytest_extra=("-n", "auto"), tags=("security",),
           estimate_s=250),
+    Layer("bench_pyramid", "benchmark: per default nox session wall time, CPU-seconds, core utilisation (JSON)", TEST,
+          command=("python", "-m", "llmpyramid.bench_pyramid"), takes="its flags (--sessions, --pipeline, --burners)",
+          tags=("bench",), default=False, estimate_s=900),
     Layer("bench_stack", "benchmark: embedded stack up-to-healthy, RSS, tok/s at n_parallel 1/4/8", TEST,
           command=("python", "-m", "llmpyramid.stack.bench"), tags=("bench",), default=False, estimate_s=120),
     Layer("bench", "benchmark: load harness fidelity, CPU per 1k tokens, max rps on one core", ("load",),

@@ -160,9 +160,9 @@ def _pytest_child(
 
 def run_command(req: RunRequest, layer: Layer) -> SuiteRun:
     """A command layer (lint, benchmarks): one test entry, passed when the command exits 0."""
-    if req.layer_args:
+    if req.layer_args and not layer.takes:
         raise ConfigError(f"--suite {layer.name} takes no arguments after --: {' '.join(req.layer_args)}")
-    argv = _argv(layer.command)
+    argv = [*_argv(layer.command), *req.layer_args]
     req.log(f"running {req.suite}: {' '.join(layer.command)}")
     started = time.monotonic()
     rc = run_child(argv, dict(os.environ), stdout=sys.stderr)
