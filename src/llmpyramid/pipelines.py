@@ -119,7 +119,8 @@ def _ci_steps(_s: PipelineSettings) -> tuple[Step, ...]:
 
 def _staging_steps(_s: PipelineSettings) -> tuple[Step, ...]:
     suites = tuple(Step(n, requires=("smoke",) if n != "smoke" else ()) for n in ("smoke", "integration", "contract"))
-    return (*suites, Step("load", posargs=("--duration", "30s", "--users", "4"), requires=("smoke",)))
+    # after `--`: the load command's own flags (the executor's --suite load takes them there)
+    return (*suites, Step("load", posargs=("--duration", "30s", "--", "--users", "4"), requires=("smoke",)))
 
 
 def _knee_users(ctx: RunContext) -> tuple[str, ...]:
@@ -146,14 +147,15 @@ def _knee_users(ctx: RunContext) -> tuple[str, ...]:
 
 
 def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
-    sustained: tuple[str, ...] = ("--duration", f"{s.preprod_sustained:g}s", "--slo-file", str(s.preprod_slo_file))
+    gates: tuple[str, ...] = ("--slo-file", str(s.preprod_slo_file))
     if s.preprod_baseline is not None:
-        sustained += ("--baseline", str(s.preprod_baseline))
+        gates += ("--baseline", str(s.preprod_baseline))
+    duration = ("--duration", f"{s.preprod_sustained:g}s")
     gate = ("smoke",)
     return (
         Step("smoke"), Step("integration", requires=gate), Step("contract", requires=gate),
-        Step("load", name="load_sweep", posargs=("--shape", "sweep"), requires=gate),
-        Step("load", name="load_sustained", posargs=lambda ctx: (*_knee_users(ctx), *sustained),
+        Step("load", name="load_sweep", posargs=("--", "--shape", "sweep"), requires=gate),
+        Step("load", name="load_sustained", posargs=lambda ctx: (*duration, "--", *_knee_users(ctx), *gates),
              requires=("load_sweep",)),
         *(Step("cloud", name=f"cloud_{cloud}", posargs=("--cloud", cloud), optional=True)
           for cloud in s.preprod_clouds),

@@ -98,13 +98,13 @@ def test_preprod_clouds_and_sustained_duration_are_knobs(monkeypatch, tmp_path):
     sweep.write_text(json.dumps({"load_test": {"sweep": {"knee": {"users": 2, "reason": "r"}, "levels": levels}}}))
     assert callable(sustained.posargs)
     ctx = pipelines.RunContext("preprod", tmp_path, settings)
-    assert sustained.posargs(ctx)[:4] == ("--users", "2", "--duration", "300s")
+    assert sustained.posargs(ctx)[:5] == ("--duration", "300s", "--", "--users", "2")
     assert ctx.step_note and "knee, 2 users" in ctx.step_note
     # still rising at the top level that completed requests: held there, and the note says so
     sweep.write_text(
         json.dumps({"load_test": {"sweep": {"knee": {"users": None, "reason": "rising"}, "levels": levels}}})
     )
-    assert sustained.posargs(ctx)[:2] == ("--users", "2")
+    assert sustained.posargs(ctx)[3:5] == ("--users", "2")
     assert "no knee (rising)" in ctx.step_note
     sweep.write_text(json.dumps({"load_test": {"sweep": {"knee": {"users": None}, "levels": levels[2:]}}}))
     with pytest.raises(ConfigError, match="no requests"):
