@@ -70,6 +70,9 @@ class Layer:
 
 
 TEST = ("test",)
+# One pytest worker per core (pytest-xdist), each with its own session fixtures (server, emulators):
+# for layers whose cases mostly wait on their own processes.
+XDIST = ("-n", "auto")
 
 # Under a pipeline (llmpyramid.pipelines) a session writes its results document into this directory.
 REPORT_DIR_ENV = "LLMPYRAMID_REPORT_DIR"
@@ -81,11 +84,13 @@ LAYERS: tuple[Layer, ...] = (
           command=("python", "-m", "llmpyramid.lint"), tags=("quality",), estimate_s=45),
     Layer("unit", "instant, no network: config, mocked endpoints, schemas, math",
           ("test", "load", "iac", "emulators", "lint", "cloud"),
-          paths=("tests/unit",), pytest_extra=("-n", "auto"), tags=("pyramid",), estimate_s=75),
+          paths=("tests/unit",), pytest_extra=XDIST, tags=("pyramid",), estimate_s=75),
     Layer("stack", "the embedded llama.cpp stack: lifecycle, failure modes, invoke tasks", TEST,
           paths=("tests/stack",), tags=("pyramid",), needs=(EMBEDDED_STACK,), estimate_s=150),
+    # the cases wait on their own nested runs (nox, invoke, servers): one pytest worker per core overlaps them
     Layer("pipelines", "invoke pipelines for real (offline staging, preprod) and Ctrl-C/SIGTERM at every entry point",
-          TEST, paths=("tests/pipelines",), tags=("pyramid",), needs=(EMBEDDED_STACK,), estimate_s=250),
+          TEST, paths=("tests/pipelines",), pytest_extra=XDIST, tags=("pyramid",), needs=(EMBEDDED_STACK,),
+          estimate_s=150),
     Layer("smoke", "health, completions, chat, models, latency", TEST, paths=("tests/test_smoke.py",),
           marker="smoke", tags=("pyramid", "target"), needs=(EMBEDDED_STACK,), target=True, in_all=True,
           estimate_s=10),
@@ -101,7 +106,8 @@ LAYERS: tuple[Layer, ...] = (
           env_defaults=(("LOAD_DURATION", "20"), ("LOAD_MAX_TOKENS", "16,32,64"), ("LOAD_MAX_DURATION", "240")),
           tags=("load", "target"), needs=(EMBEDDED_STACK,), target=True, flags=("duration",), estimate_s=45),
     Layer("load_faults", "the load layer for real: seed locust command, bad input, dying server, no leftovers",
-          ("test", "load"), paths=("tests/load_faults",), marker="load", tags=("load",), needs=(EMBEDDED_STACK,),
+          ("test", "load"), paths=("tests/load_faults",), marker="load", pytest_extra=XDIST, tags=("load",),
+          needs=(EMBEDDED_STACK,),
           estimate_s=180),
     Layer("static_iac", "terraform fmt, TFLint, Checkov SARIF, Rego policies, broken fixtures caught", ("test", "iac"),
           paths=("tests/static_iac",), tags=("iac",),
@@ -110,7 +116,9 @@ LAYERS: tuple[Layer, ...] = (
           paths=("tests/terraform",), marker="terraform", tags=("iac",), needs=(TERRAFORM,),
           estimate_s=45),
     Layer("localstack", "emulated AWS/GCS: terraform/aws applied to moto and destroyed; model storage",
-          ("test", "emulators", "iac"), paths=("tests/integration",), tags=("iac", "emulated"),
+          # a file per worker: the apply, the interrupted apply and the lifecycle overlap their waits
+          ("test", "emulators", "iac"), paths=("tests/integration",), pytest_extra=(*XDIST, "--dist", "loadfile"),
+          tags=("iac", "emulated"),
           needs=(EMULATORS, TERRAFORM), estimate_s=190),
     # pytest runs inside a loopback-only network namespace: SkyPilot probes moto's fake public IPs
     Layer("cloud_emulated", "SkyPilot spot launch -> teardown -> sweep against moto in a loopback-only netns",
@@ -124,9 +132,12 @@ LAYERS: tuple[Layer, ...] = (
     Layer("hybrid", "base + burst behind a router: overflow, failover, fail-back, loss per phase",
           ("test", "load", "hybrid"), run="llmpyramid.hybrid.suite:run_suite",
           tags=("hybrid",), needs=(ROUTER,), default=False, flags=("router",), estimate_s=330),
+    Layer("hybrid_faults", "the hybrid layer's front door for real: interrupts, kills, unreachable router, no overflow",
+          ("test", "load", "hybrid"), paths=("tests/hybrid_faults",), tags=("hybrid",), needs=(ROUTER,), default=False,
+          estimate_s=330),
     Layer("frontdoors", "bad input at every front door: one line, exit 3 (2 unreachable), no traceback, no stale file",
           # independent cases, each waiting on its own child process: one pytest worker per core
-          ("dev", "cloud", "hybrid"), paths=("tests/frontdoors",), pytest_extra=("-n", "auto"), tags=("security",),
+          ("dev", "cloud", "hybrid"), paths=("tests/frontdoors",), pytest_extra=XDIST, tags=("security",),
           estimate_s=250),
     Layer("bench_pyramid", "benchmark: per default nox session wall time, CPU-seconds, core utilisation (JSON)", TEST,
           command=("python", "-m", "llmpyramid.bench_pyramid"), takes="its flags (--sessions, --pipeline, --burners)",

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from llmpyramid.layers import REPORT_DIR_ENV, STEP_RESULTS_FILE
 from tests.support.leftovers import commands, tagged_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,8 +26,9 @@ pytestmark = pytest.mark.timeout(600)
 ENTRIES = {
     "uv run nox -s smoke": ["uv", "run", "--frozen", "nox", "-s", "smoke"],
     "nox -s smoke": [sys.executable, "-m", "nox", "-s", "smoke"],  # nox itself, no uv in front
-    "run_tests.py --suite smoke": [sys.executable, "scripts/run_tests.py", "--suite", "smoke"],
-}
+    "run_tests.py --suite smoke": [sys.executable, "scripts/run_tests.py", "--suite", "smoke",
+                                   "--results-file", "{report_dir}/" + STEP_RESULTS_FILE],
+}  # fmt: skip
 
 
 def _server_running(procs: list[psutil.Process]) -> bool:
@@ -36,9 +38,12 @@ def _server_running(procs: list[psutil.Process]) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("entry", list(ENTRIES))
 def test_interrupt_mid_suite_exits_130_and_leaves_nothing(entry, sig, tmp_path):
-    env = {**os.environ, "SMOKE_LATENCY_SAMPLES": "200"}  # a suite still running
+    # a suite still running; its results document goes to this test's directory (the noxfile and
+    # run_tests.py both write there), never into the work tree's results/
+    env = {**os.environ, "SMOKE_LATENCY_SAMPLES": "200", REPORT_DIR_ENV: str(tmp_path)}
     env.pop("BASE_URL", None)
-    with tagged_run(ENTRIES[entry], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as run:
+    argv = [arg.format(report_dir=tmp_path) for arg in ENTRIES[entry]]
+    with tagged_run(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as run:
         reached = run.wait_until(_server_running, poll_s=0.2)
         assert reached, f"{entry} ended before the signal: {run.proc.communicate()[1][-2000:]}"
         time.sleep(2)  # inside the suite

@@ -29,10 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(1800)
 
 
-def _staging(tmp_path: Path, *args: str) -> contextlib.AbstractContextManager[TaggedRun]:
+# Cheap steps for the interrupt tests: one or two checks per suite (the wiring is what they prove; the
+# full staging run above proves every step for real), so reaching the load step costs seconds.
+CHEAP_SUITES = "-k 'health_endpoint or invalid_input or models_list'"
+
+
+def _staging(tmp_path: Path, *args: str, cheap: bool = False) -> contextlib.AbstractContextManager[TaggedRun]:
     (tmp_path / "tmp").mkdir()
     env = {**os.environ, "STAGING_PROVISIONER": "local", "PIPELINE_RESULTS_DIR": str(tmp_path / "results"),
-           "TMPDIR": str(tmp_path / "tmp")}  # fmt: skip
+           "TMPDIR": str(tmp_path / "tmp"), **({"PYTEST_ADDOPTS": CHEAP_SUITES} if cheap else {})}  # fmt: skip
     env.pop("BASE_URL", None)
     argv = [sys.executable, "-m", "invoke", "staging", *args]
     return tagged_run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -78,7 +83,7 @@ INTERRUPTS = [(step, sig) for step in STEP_REACHED for sig in (signal.SIGINT, si
 
 @pytest.mark.parametrize(("step", "sig"), INTERRUPTS, ids=[f"{step}-{sig.name}" for step, sig in INTERRUPTS])
 def test_interrupted_staging_exits_130_and_leaves_nothing(tmp_path, step, sig):
-    with _staging(tmp_path) as run:
+    with _staging(tmp_path, cheap=True) as run:
         reached = run.wait_until(STEP_REACHED[step])
         assert reached, f"the pipeline ended before reaching {step}: {run.proc.communicate()[1][-2000:]}"
         err, took, left = run.interrupt(sig)
