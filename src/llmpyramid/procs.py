@@ -9,6 +9,8 @@ A managed service is one background process addressed by its run directory:
 - a process is identified by pid + start time + exact argv: a reused or foreign pid is never signalled;
 - stop = SIGTERM, grace, SIGKILL, wait, port free;
 - a child exits when its owner dies (Linux parent-death signal + a watchdog thread for any owner);
+- Ctrl-C/SIGTERM are held back from just before a spawn until its state is written, so a signal
+  never finds a process that nothing records (it is then delivered, and the spawn stops what it made);
 - nothing is deleted because a state file names it: only paths derived under the service's own run
   directory are ever removed.
 """
@@ -49,6 +51,33 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     Also usable as `preexec_fn` of a subprocess the project starts (terraform, pytest, locust)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+
+DEFERRED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM back inside the block; they are delivered (their handlers run) as it ends.
+    Only the main thread runs Python signal handlers, so elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _child() -> None:
+    """In a spawned child before exec: it must not inherit the spawner's held-back signals."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, DEFERRED_SIGNALS)
+
+
+def _child_with_owner() -> None:
+    _child()
+    die_with_parent()
 
 
 def exit_when_owner_dies(owner_pid: int) -> None:
@@ -295,26 +324,30 @@ class ManagedService:
         The child gets its own session (a Ctrl-C in the user's terminal reaches the front door, which
         decides what stops) and, when it has an owner, the parent-death signal."""
         private_dir(self.run_dir)
-        with open_private_log(self.log_file) as log:
-            proc = subprocess.Popen(
-                list(argv),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=dict(env) if env is not None else None,
-                cwd=cwd,
-                start_new_session=True,
-                # prctl only (no locks taken in the child); fires when the spawning thread's process dies
-                preexec_fn=die_with_parent if owner_pid else None,
-            )
+        proc: subprocess.Popen[bytes] | None = None
         try:
-            identity = ProcessIdentity.of(proc.pid)
-            state = ServiceState(
-                proc.pid, identity.create_time, list(identity.argv), time.time(), owner_pid, dict(extra or {})
-            )
-            self.write_state(state)
-        except BaseException:
-            stop_process(proc.pid, self.stop_grace)
+            with signals_deferred():
+                with open_private_log(self.log_file) as log:
+                    proc = subprocess.Popen(
+                        list(argv),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env=dict(env) if env is not None else None,
+                        cwd=cwd,
+                        start_new_session=True,
+                        # syscalls only (no locks taken in the child)
+                        preexec_fn=_child_with_owner if owner_pid else _child,
+                    )
+                identity = ProcessIdentity.of(proc.pid)
+                state = ServiceState(
+                    proc.pid, identity.create_time, list(identity.argv), time.time(), owner_pid, dict(extra or {})
+                )
+                self.write_state(state)
+        except BaseException:  # a failed record, or the signal held back during the spawn, delivered now
+            if proc is not None:
+                stop_process(proc.pid, self.stop_grace)
+                self.state_file.unlink(missing_ok=True)
             raise
         return proc, state
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 import psutil
 import pytest
 
+from llmpyramid import procs
 from llmpyramid.procs import ManagedService, ProcessIdentity, StopEvent, private_dir, stop_process, write_private
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -39,6 +41,42 @@ def test_state_and_log_are_0600_in_a_0700_directory(service):
     assert service.running().extra == {"api_key": "k"}
     assert service.stop() is True
     assert proc.wait(5) is not None and service.read_state() is None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_the_spawn_waits_for_the_record_then_stops_what_was_spawned(service, monkeypatch, sig):
+    """The signal lands as the child is being created (before its state exists): it is held back until the
+    state is written, then delivered, and the spawn stops its child instead of leaving it unrecorded."""
+    real_popen = subprocess.Popen
+    spawned: list[subprocess.Popen[bytes]] = []
+
+    def popen_then_signal(*args, **kwargs):
+        proc = real_popen(*args, **kwargs)
+        spawned.append(proc)
+        os.kill(os.getpid(), sig)  # Ctrl-C or SIGTERM a microsecond after the child exists
+        return proc
+
+    monkeypatch.setattr(procs.subprocess, "Popen", popen_then_signal)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt), service.locked():
+            service.spawn(SLEEPER)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert spawned and spawned[0].poll() is not None, "the child outlived the interrupted spawn"
+    assert service.read_state() is None
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == set(), "signals are still held back"
+
+
+def test_a_spawned_child_does_not_inherit_held_back_signals(service):
+    with service.locked():
+        proc, _ = service.spawn([sys.executable, "-c", "import signal; print(sorted(signal.pthread_sigmask(0, [])))"])
+    proc.wait(30)
+    assert service.logs().strip().endswith("[]"), service.logs()
+
+
+def _raise_interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def test_a_foreign_pid_in_the_state_file_is_never_signalled(service):

@@ -106,12 +106,15 @@ class EmbeddedStack:
 
     def up(self, *, owner_pid: int | None = None, notify: Callable[[str], None] = _stderr) -> StackState:
         """Start the server (or return the one already running) and wait until /health is 200."""
-        model = None
         with self.service.locked():
             existing = self.running()
             if existing is None:
                 model = ensure_model(self.model_settings, notify=notify)
-                proc, state = self._spawn(str(model.path), owner_pid)
+                try:
+                    proc, state = self._spawn(str(model.path), owner_pid)
+                except BaseException:  # e.g. Ctrl-C delivered as the spawn ends: still under the lock, so
+                    self.service.stop()  # the only record here is the one just written
+                    raise
         if existing is not None:
             notify(f"stack already running at {existing.base_url} (pid {existing.pid})")
             self._wait_healthy(existing, None)
