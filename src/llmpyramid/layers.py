@@ -120,9 +120,11 @@ LAYERS: tuple[Layer, ...] = (
           ("test", "emulators", "iac"), paths=("tests/integration",), pytest_extra=(*XDIST, "--dist", "loadfile"),
           tags=("iac", "emulated"),
           needs=(EMULATORS, TERRAFORM), estimate_s=190),
-    # pytest runs inside a loopback-only network namespace: SkyPilot probes moto's fake public IPs
+    # pytest runs inside a loopback-only network namespace: SkyPilot probes moto's fake public IPs. Its launches
+    # wait on SkyPilot (a deliberate 60 s launch timeout, provisioning): a worker per core, each with its own moto
     Layer("cloud_emulated", "SkyPilot spot launch -> teardown -> sweep against moto in a loopback-only netns",
           ("test", "cloud"), paths=("tests/cloud_emulated",), wrap=("python", "-m", "llmpyramid.cloud", "netns", "--"),
+          pytest_extra=XDIST,
           tags=("cloud", "emulated"), needs=(NETNS,), estimate_s=450),
     Layer("cloud", "real spot instance via SkyPilot: credentials, launch, health, inference, teardown",
           ("test", "cloud"), run="llmpyramid.cloud.suite:run_suite",
