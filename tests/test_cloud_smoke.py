@@ -6,7 +6,7 @@ Costs money: the cost estimate from SkyPilot's catalog is printed first and CLOU
 it. The tests run in order on one cluster (the `cloud_smoke` session fixture tears it down at the end,
 also on Ctrl-C/SIGTERM). No credentials: the session ends with exit 3, the cloud's own reason and the
 command that fixes it. Without --cloud every test is skipped and says so. The steps are library code
-(llmpyramid.cloud.smoke), proven against emulated EC2 in tests/cloud.
+(llmpyramid.cloud.smoke), proven against emulated EC2 in tests/cloud_emulated.
 """
 
 from __future__ import annotations

@@ -51,7 +51,10 @@ def measure(name: str, argv: list[str]) -> dict[str, Any]:
     cores = psutil.cpu_count() or 1
     cpu0, busy0, t0 = _children_cpu(), _machine_busy(), time.monotonic()
     print(f"bench_pyramid: {' '.join(argv[2:])}", file=sys.stderr, flush=True)
-    proc = subprocess.run(argv, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, check=False)
+    # the session's own output goes to stderr: stdout carries only the document
+    proc = subprocess.run(
+        argv, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=sys.stderr, preexec_fn=die_with_parent, check=False
+    )
     wall = time.monotonic() - t0
     cpu = _children_cpu() - cpu0
     busy = _machine_busy() - busy0

@@ -1,6 +1,6 @@
 """Emulated cloud: the real SkyPilot SDK and API server against moto, in a loopback-only namespace.
 
-Run with `python -m llmpyramid.cloud netns -- pytest tests/cloud` (the `cloud_emulated` nox session
+Run with `python -m llmpyramid.cloud netns -- pytest tests/cloud_emulated` (the `cloud_emulated` nox session
 does): the namespace has only loopback, so SkyPilot's probes of moto's fake public IPs fail at once
 and no packet leaves the machine. Outside such a namespace (or without root) every test here is
 skipped with the reason — never run against a real network, never reported passed.
@@ -18,7 +18,7 @@ import pytest
 from llmpyramid.cloud.emulator import UNAVAILABLE_ENV, EmulatedAWS, loopback_only_reason
 from tests.support.cloud_leftovers import assert_all_stopped
 
-HOW = "run: python -m llmpyramid.cloud netns -- pytest tests/cloud (as root), or nox -s cloud_emulated"
+HOW = "run: python -m llmpyramid.cloud netns -- pytest tests/cloud_emulated (as root), or nox -s cloud_emulated"
 
 
 @pytest.fixture(scope="session")

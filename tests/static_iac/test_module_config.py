@@ -51,7 +51,7 @@ class TestModuleConfig:
 
     @pytest.mark.parametrize("variable", ["admin_cidrs", "inference_allowed_cidrs"])
     def test_cidrs_reject_the_world_by_prefix_length(self, module: str, variable: str) -> None:
-        """One contract in every module (behaviour: tests/iac/test_cidr_validation.py)."""
+        """One contract in every module (behaviour: tests/static_iac/test_cidr_validation.py)."""
         conditions = " ".join(validations(variables(module)[variable]))
         assert WORLD_OPEN_CHECK in conditions, f"{variable} does not check the prefix length"
 

@@ -1,7 +1,7 @@
 """Cloud layer library code without a cloud: settings, names, prices, task files, steps, exit codes.
 
 Mocks only here: `FakeSmoke` stands in for SkyPilot to prove the step/teardown/exit-code logic of
-llmpyramid.cloud.suite; the real SkyPilot paths run against moto in tests/cloud.
+llmpyramid.cloud.suite; the real SkyPilot paths run against moto in tests/cloud_emulated.
 """
 
 from __future__ import annotations

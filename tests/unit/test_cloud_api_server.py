@@ -1,7 +1,7 @@
 """SkyPilot's API server as a managed service, without SkyPilot's server: the command line is SkyPilot's
 own (captured from its client), and the lifecycle runs with a stand-in process that answers /api/health.
 
-The real server (started this way, used by SkyPilot's client, stopped with its workers) runs in tests/cloud.
+The real server (started this way, used by SkyPilot's client, stopped with its workers) runs in tests/cloud_emulated.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """scripts/run_tests.py: exit codes 0/1/2/3, JSON-only stdout, schema-valid documents, preflight.
 
-Runs against the fake OpenAI server (tests/unit/fake_openai.py) and closed loopback ports only.
+Runs against the fake OpenAI server (tests/support/fake_openai.py) and closed loopback ports only.
 """
 
 from __future__ import annotations

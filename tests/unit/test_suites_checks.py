@@ -1,7 +1,7 @@
 """Every check of the smoke, integration and contract suites fails on its broken form.
 
 The suites call `llmpyramid.checks.probe_*`; here the same probes run against a fake server
-(tests/unit/fake_openai.py) that is healthy by default — every probe must pass — and serves one
+(tests/support/fake_openai.py) that is healthy by default — every probe must pass — and serves one
 broken form per fault — the probe must fail with a one-line CheckFailed (metrics attached where
 something was measured). A check that cannot be shown to fail does not count.
 """

@@ -4,7 +4,7 @@
     python -m llmpyramid.cloud sweep --cloud aws [--older-than 30m] [--dry-run] [--json]
     python -m llmpyramid.cloud estimate --cloud aws|gcp|azure
     python -m llmpyramid.cloud check --cloud aws          # SkyPilot's credential check: 0, or 3 + reason
-    python -m llmpyramid.cloud netns -- pytest tests/cloud      # loopback-only namespace (root)
+    python -m llmpyramid.cloud netns -- pytest tests/cloud_emulated      # loopback-only namespace (root)
 
 Exit codes: 0 passed, 1 failures, 2 cloud/SkyPilot unreachable, 3 configuration; 130 on Ctrl-C/SIGTERM
 (after tearing down what was launched).

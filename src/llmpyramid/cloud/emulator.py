@@ -1,6 +1,6 @@
 """SkyPilot against moto, offline: the emulated cloud for the `cloud_emulated` layer.
 
-    python -m llmpyramid.cloud netns -- pytest tests/cloud   # loopback-only network namespace (root)
+    python -m llmpyramid.cloud netns -- pytest tests/cloud_emulated   # loopback-only network namespace (root)
 
     with EmulatedAWS(tmp_dir) as aws:      # inside that namespace
         ...                                # real SkyPilot SDK + API server, moto as EC2/IAM/STS/S3
