@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -130,7 +131,15 @@ def test_results_file_that_is_a_directory_is_a_configuration_error(tmp_path):
     [(None, "Connection refused"), ("http://no-such-host.invalid:8080", "not reachable")],
     ids=["refused", "dns"],
 )
-def test_unreachable_target_exits_2_before_the_suite_runs(url, needle, results_file):
+def test_unreachable_target_exits_2_before_the_suite_runs(url, needle, results_file, monkeypatch):
+    real_getaddrinfo = socket.getaddrinfo
+
+    def no_such_host(host, *args, **kwargs):  # the name never leaves the machine: resolution fails here
+        if host == "no-such-host.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
     url = url or closed_port_url()
     doc, code = run("--suite", "smoke", "--base-url", url, "--results-file", results_file)
     assert code == ExitCode.INFRASTRUCTURE

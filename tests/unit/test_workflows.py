@@ -122,7 +122,8 @@ def test_test_matrix_is_the_default_layers_of_the_table(tmp_path: Path) -> None:
     proc = subprocess.run(
         ["bash", "-eo", "pipefail", "-c", list_step["run"]],
         cwd=ROOT,
-        env={**os.environ, "GITHUB_OUTPUT": str(output)},
+        # the script's `uv run` must neither sync the shared .venv nor reach the package index
+        env={**os.environ, "GITHUB_OUTPUT": str(output), "UV_NO_SYNC": "1", "UV_OFFLINE": "1"},
         capture_output=True,
         text=True,
         timeout=300,

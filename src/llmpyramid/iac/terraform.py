@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -70,15 +69,14 @@ def mirrored_providers(mirror: Path | None) -> set[str]:
 
 
 def registry_reachable(host: str = REGISTRY, timeout: float = 3.0) -> bool:
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
+    """The registry answered a request (its service discovery document): a DNS answer alone is not
+    enough where names resolve but nothing can leave the machine."""
+    import httpx
+
     try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
+        return httpx.get(f"https://{host}/.well-known/terraform.json", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
         return False
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def required_providers(module: Path) -> dict[str, str]:
