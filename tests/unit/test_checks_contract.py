@@ -3,18 +3,11 @@ declared with CONTRACT_KNOWN_DEVIATIONS, reported as xfailed with the reason, ne
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from llmpyramid import checks
 from llmpyramid.client import Client
-from llmpyramid.config import PROJECT_ROOT
-from llmpyramid.errors import ConfigError, ExitCode
+from llmpyramid.errors import ConfigError
 from tests.support.fake_openai import FakeOpenAI
 
 DECLARED = checks.ServerProfile(declared=frozenset({"error_code_int"}))
@@ -80,40 +73,3 @@ def test_parse_deviations(raw: str | None, expected: set[str]) -> None:
 def test_unknown_deviation_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match=r"KNOWN_DEVIATIONS: unknown deviation.*bogus.*known: error_code_int"):
         checks.parse_deviations(checks.DEVIATIONS_ENV, "error_code_int,bogus")
-
-
-# --- the contract suite itself, against the fake server -------------------------------------------
-
-
-def _contract_suite(fake: FakeOpenAI, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], dict]:
-    report = tmp_path / "report.json"
-    cmd = [
-        sys.executable, "-m", "pytest", "tests/test_contract.py", "-k", "error_object", "--base-url", fake.url,
-        "-p", "no:cacheprovider", "-q", "--json-report", f"--json-report-file={report}",
-    ]  # fmt: skip
-    clean = {k: v for k, v in os.environ.items() if k not in ("API_KEY", "MODEL", checks.DEVIATIONS_ENV)}
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120)
-    return proc, (json.loads(report.read_text()) if report.exists() else {})
-
-
-def test_suite_reports_a_declared_deviation_as_xfailed_with_the_reason(tmp_path: Path) -> None:
-    with FakeOpenAI("error_code_int") as fake:
-        proc, report = _contract_suite(fake, tmp_path, CONTRACT_KNOWN_DEVIATIONS="error_code_int")
-    assert proc.returncode == 0, proc.stdout
-    [test] = report["tests"]
-    assert test["outcome"] == "xfailed"
-    assert "known deviation error_code_int" in test["call"]["longrepr"]
-
-
-def test_suite_fails_an_undeclared_deviation(tmp_path: Path) -> None:
-    with FakeOpenAI("error_code_int") as fake:
-        proc, report = _contract_suite(fake, tmp_path)
-    assert proc.returncode == 1 and report["tests"][0]["outcome"] == "failed"
-
-
-def test_suite_exits_3_on_an_unknown_deviation_name(tmp_path: Path) -> None:
-    with FakeOpenAI() as fake:
-        proc, _ = _contract_suite(fake, tmp_path, CONTRACT_KNOWN_DEVIATIONS="bogus")
-    assert proc.returncode == ExitCode.CONFIGURATION
-    assert "error: CONTRACT_KNOWN_DEVIATIONS: unknown deviation(s) bogus" in proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
