@@ -86,7 +86,7 @@ LAYERS: tuple[Layer, ...] = (
           ("test", "load", "iac", "emulators", "lint", "cloud"),
           paths=("tests/unit",), pytest_extra=XDIST, tags=("pyramid",), estimate_s=75),
     Layer("stack", "the embedded llama.cpp stack: lifecycle, failure modes, invoke tasks", TEST,
-          paths=("tests/stack",), tags=("pyramid",), needs=(EMBEDDED_STACK,), estimate_s=150),
+          paths=("tests/stack",), pytest_extra=XDIST, tags=("pyramid",), needs=(EMBEDDED_STACK,), estimate_s=60),
     # the cases wait on their own nested runs (nox, invoke, servers): one pytest worker per core overlaps them
     Layer("pipelines", "invoke pipelines for real (offline staging, preprod) and Ctrl-C/SIGTERM at every entry point",
           TEST, paths=("tests/pipelines",), pytest_extra=XDIST, tags=("pyramid",), needs=(EMBEDDED_STACK,),

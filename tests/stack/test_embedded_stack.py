@@ -1,6 +1,7 @@
 """The embedded stack for real: llama.cpp's server in a subprocess, its lifecycle and its failure modes.
 
-Each test uses its own run directory and a free port, so it never touches a stack the user runs.
+Each test uses its own run directory and a free port, so it never touches a stack the user runs; the
+checks that only read share one stack per module.
 """
 
 from __future__ import annotations
@@ -51,7 +52,17 @@ def _run(args: list[str], env: dict[str, str] | None = None, timeout: float = 90
 
 @pytest.fixture
 def stack(tmp_path):
+    """A stack of the test's own, for tests that start, kill or rewrite it."""
     st = EmbeddedStack(_settings(tmp_path))
+    yield st
+    st.down()
+
+
+@pytest.fixture(scope="module")
+def running_stack(tmp_path_factory):
+    """One running stack shared by the checks that only read it (status, a second `up`, file modes)."""
+    st = EmbeddedStack(_settings(tmp_path_factory.mktemp("shared-stack")))
+    st.up(notify=lambda _: None)
     yield st
     st.down()
 
@@ -99,17 +110,17 @@ def _slots_busy(base_url: str) -> bool:
     return False
 
 
-def test_second_up_reports_the_running_stack(stack):
-    first = stack.up(notify=lambda _: None)
+def test_second_up_reports_the_running_stack(running_stack):
+    first = running_stack.read_state()
     notes: list[str] = []
-    second = stack.up(notify=notes.append)
+    second = running_stack.up(notify=notes.append)
     assert second.pid == first.pid
     assert any("already running" in n for n in notes)
 
 
-def test_status_reports_url_pid_model_rss_health(stack):
-    state = stack.up(notify=lambda _: None)
-    info = stack.status()
+def test_status_reports_url_pid_model_rss_health(running_stack):
+    state = running_stack.read_state()
+    info = running_stack.status()
     assert info["running"] and info["url"] == state.base_url and info["pid"] == state.pid
     assert info["model"] == "SmolLM2-135M-Instruct" and info["health"] == "ok"
     assert 50 * 2**20 < info["rss_bytes"] < 2 * 2**30
@@ -282,10 +293,9 @@ def test_two_concurrent_invoke_stack_up_give_one_server_and_one_already_running(
     assert not _server_pids(port)
 
 
-def test_state_and_log_are_private(stack):
-    stack.up(notify=lambda _: None)
-    assert stat.S_IMODE(stack.run_dir.stat().st_mode) == 0o700
-    for path in (stack.state_file, stack.log_file):
+def test_state_and_log_are_private(running_stack):
+    assert stat.S_IMODE(running_stack.run_dir.stat().st_mode) == 0o700
+    for path in (running_stack.state_file, running_stack.log_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
