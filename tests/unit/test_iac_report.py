@@ -12,6 +12,7 @@ from llmpyramid.iac import __main__ as cli
 from llmpyramid.iac.checkov import parse_sarif
 from llmpyramid.iac.policy import PolicySet
 from llmpyramid.iac.report import Check, Finding, FixtureVerdict, Report
+from llmpyramid.iac.runner import fixtures_check
 
 
 def report_with(*checks: Check, fixtures: tuple[FixtureVerdict, ...] = ()) -> Report:
@@ -117,3 +118,25 @@ def test_cli_bad_flag_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["run", "--module", "azure"])
     assert exc.value.code == 3
+
+
+@pytest.mark.parametrize(
+    ("statuses", "status", "reason"),
+    [
+        (("caught", "caught"), "passed", ""),
+        (("caught", "skipped", "skipped"), "passed", "passed with 2 skipped: f1 by tflint: no tflint"),
+        (("skipped", "skipped"), "skipped", "f1 by tflint: no tflint"),
+        (("caught", "missed", "skipped"), "failed", ""),
+    ],
+)
+def test_skipped_fixture_expectations_are_never_counted_as_a_plain_pass(statuses, status, reason):
+    verdicts = [
+        FixtureVerdict(f"f{i}", "tflint", "r", s, "no tflint" if s == "skipped" else "") for i, s in enumerate(statuses)
+    ]
+    for v in verdicts:
+        if v.status == "skipped":
+            v.fixture = "f1"
+    check = fixtures_check(verdicts, 1.0, len(verdicts))
+    assert (check.status, check.reason) == (status, reason)
+    report = Report(checks=[check])
+    assert report.to_dict()["summary"]["passed_with_skips"] == (status == "passed" and bool(reason))

@@ -14,7 +14,7 @@ from llmpyramid.errors import ConfigError, PyramidError
 from llmpyramid.iac import inputs, paths
 from llmpyramid.iac.checkov import run_checkov
 from llmpyramid.iac.policy import PolicySet
-from llmpyramid.iac.report import Check, Finding, FixtureVerdict, Report
+from llmpyramid.iac.report import Check, Finding, FixtureVerdict, Report, Status
 from llmpyramid.iac.sarif import write_rego_sarif
 from llmpyramid.iac.terraform import REGISTRY, Terraform, required_providers
 from llmpyramid.iac.tflint import TFLint, tflint_bin
@@ -254,15 +254,23 @@ def run_fixtures(ctx: Context, report: Report) -> None:
                     "" if caught else f"layer reported {rules or 'nothing'}",
                 )
             )
-    report.add(
-        Check(
-            "fixtures",
-            "terraform/fixtures/broken",
-            "failed" if any(v.status == "missed" for v in report.fixtures) else "passed",
-            duration_seconds=round(time.monotonic() - start, 2),
-            details={"fixtures": len(fixtures)},
-        )
-    )
+    report.add(fixtures_check(report.fixtures, time.monotonic() - start, len(fixtures)))
+
+
+def fixtures_check(verdicts: list[FixtureVerdict], seconds: float, fixtures: int) -> Check:
+    """The fixtures' check: failed on a miss; skipped when every expectation was; a skip is never a pass,
+    so partly skipped expectations make it "passed with N skipped", with why."""
+    skipped = [v for v in verdicts if v.status == "skipped"]
+    why = "; ".join(sorted({f"{v.fixture} by {v.layer}: {v.reason}" for v in skipped}))
+    status: Status
+    if any(v.status == "missed" for v in verdicts):
+        status, reason = "failed", ""
+    elif skipped and len(skipped) == len(verdicts):
+        status, reason = "skipped", why
+    else:
+        status, reason = "passed", f"passed with {len(skipped)} skipped: {why}" if skipped else ""
+    return Check("fixtures", "terraform/fixtures/broken", status, round(seconds, 2), reason=reason,
+                 details={"fixtures": fixtures}, skipped_parts=len(skipped))  # fmt: skip
 
 
 # --- entry point ----------------------------------------------------------------------------------
