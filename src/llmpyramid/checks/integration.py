@@ -112,9 +112,10 @@ class Answer:
     error: str | None = None
 
 
-def check_concurrent(answers: list[Answer], expected: list[tuple[str, int]]) -> Metrics:
-    """All concurrent requests succeeded and each answer is its own (text and prompt_tokens match
-    what the same request got when sent alone)."""
+def check_concurrent(answers: list[Answer], expected: list[int]) -> Metrics:
+    """All concurrent requests succeeded and each answer is its own: its prompt_tokens are what the same
+    request got alone (each prompt has a distinct length). The text is not compared: under batching
+    llama.cpp may sample a different continuation for the same request."""
     failed = [a for a in answers if a.status_code != 200 or a.error]
     metrics: Metrics = {"requests": len(answers), "failed": len(failed)}
     require(
@@ -127,17 +128,15 @@ def check_concurrent(answers: list[Answer], expected: list[tuple[str, int]]) -> 
     )
     mixed = []
     for a in answers:
-        text, prompt_tokens = expected[a.index]
+        prompt_tokens = expected[a.index]
         got_tokens = ((a.body or {}).get("usage") or {}).get("prompt_tokens")
-        got_text = message_text(a.body or {}, "completion")
-        if got_tokens != prompt_tokens or got_text != text:
-            mixed.append((a.index, got_tokens, prompt_tokens, got_text, text))
+        if got_tokens != prompt_tokens:
+            mixed.append((a.index, got_tokens, prompt_tokens))
     metrics["mismatched"] = len(mixed)
     require(
         not mixed,
         f"{len(mixed)} of {len(answers)} concurrent answers do not belong to their request, e.g. #{mixed[0][0]}: "
-        f"prompt_tokens {mixed[0][1]} (expected {mixed[0][2]}), "
-        f"text {mixed[0][3][:30]!r} (expected {mixed[0][4][:30]!r})"
+        f"prompt_tokens {mixed[0][1]} (expected {mixed[0][2]})"
         if mixed
         else "",
         metrics,
@@ -164,17 +163,12 @@ def probe_concurrency(client: Client, n: int) -> Metrics:
         except (httpx.HTTPError, ValueError) as exc:
             return Answer(i, 0, None, f"{type(exc).__name__}: {exc}")
 
-    baseline: list[tuple[str, int]] = []
-    for i in range(n):  # each request alone first: what its own answer looks like
+    baseline: list[int] = []  # each request alone first: its own prompt_tokens
+    for i in range(n):
         a = send(i)
         require(a.status_code == 200, f"sequential request #{i} failed: {a.error}")
-        baseline.append(
-            (message_text(a.body, "completion"), int((a.body.get("usage") or {}).get("prompt_tokens") or -1))
-        )
-    require(
-        len({t for _, t in baseline}) == n,
-        f"cannot tell answers apart: prompt_tokens {[t for _, t in baseline]} are not distinct",
-    )
+        baseline.append(int((a.body.get("usage") or {}).get("prompt_tokens") or -1))
+    require(len(set(baseline)) == n, f"cannot tell answers apart: prompt_tokens {baseline} are not distinct")
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=n) as pool:
         answers = list(pool.map(send, range(n)))
