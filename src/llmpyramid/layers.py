@@ -138,9 +138,9 @@ LAYERS: tuple[Layer, ...] = (
           ("test", "load", "hybrid"), paths=("tests/hybrid_faults",), tags=("hybrid",), needs=(ROUTER,), default=False,
           estimate_s=330),
     Layer("frontdoors", "bad input at every front door: one line, exit 3 (2 unreachable), no traceback, no stale file",
-          # independent cases, each waiting on its own child process: one pytest worker per core
+          # independent cases, most in-process (a subprocess sample per front door): one pytest worker per core
           ("dev", "cloud", "hybrid"), paths=("tests/frontdoors",), pytest_extra=XDIST, tags=("security",),
-          estimate_s=250),
+          estimate_s=45),
     Layer("bench_pyramid", "benchmark: per default nox session wall time, CPU-seconds, core utilisation (JSON)", TEST,
           command=("python", "-m", "llmpyramid.bench_pyramid"), takes="its flags (--sessions, --pipeline, --burners)",
           tags=("bench",), default=False, estimate_s=900),

@@ -1,11 +1,23 @@
 """Bad input through `python -m llmpyramid.cloud` and `python -m llmpyramid.hybrid`: rejected before
-SkyPilot, a router or a backend starts; one line, exit 3 (2 when well-formed but unreachable)."""
+SkyPilot, a router or a backend starts; one line, exit 3 (2 when well-formed but unreachable).
+
+Cases call the `main(argv)` of each package's __main__ in-process (frontdoor_harness explains why that
+is safe); the SUBPROCESS_SAMPLE of each table runs `python -m ...` for real, in the namespace."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.support.frontdoor_harness import BAD_URLS, CRED_HOST_URL, PYTHON, Marks, Sandbox, assert_rejected
+from tests.support.frontdoor_harness import (
+    BAD_URLS,
+    CRED_HOST_URL,
+    PYTHON,
+    Marks,
+    Sandbox,
+    assert_rejected,
+    mode_marks,
+    subprocess_sample,
+)
 
 CLOUD = [PYTHON, "-m", "llmpyramid.cloud"]
 HYBRID = [PYTHON, "-m", "llmpyramid.hybrid", "--output", "json"]
@@ -25,7 +37,12 @@ CLOUD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("argv", [pytest.param(c[1], id=c[0]) for c in CLOUD_CASES])
+CLOUD_SUBPROCESS_SAMPLE = subprocess_sample({"unknown flag", "netns without a command"}, [c[0] for c in CLOUD_CASES])
+
+
+@pytest.mark.parametrize(
+    "argv", [pytest.param(c[1], id=c[0], marks=mode_marks(c[0], CLOUD_SUBPROCESS_SAMPLE)) for c in CLOUD_CASES]
+)
 def test_cloud_bad_input_is_one_line(sandbox: Sandbox, argv: list[str]) -> None:
     assert_rejected(sandbox.run([*CLOUD, *argv]), 3)
 
@@ -43,6 +60,14 @@ HYBRID_CASES: list[tuple[str, list[str], int, Marks]] = [
 ]
 
 
-@pytest.mark.parametrize(("argv", "code"), [pytest.param(c[1], c[2], id=c[0], marks=c[3]) for c in HYBRID_CASES])
+HYBRID_SUBPROCESS_SAMPLE = subprocess_sample(
+    {"unknown flag", "router credentials unreachable"}, [c[0] for c in HYBRID_CASES]
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [pytest.param(c[1], c[2], id=c[0], marks=mode_marks(c[0], HYBRID_SUBPROCESS_SAMPLE, c[3])) for c in HYBRID_CASES],
+)
 def test_hybrid_bad_input_is_one_line(sandbox: Sandbox, argv: list[str], code: int) -> None:
     assert_rejected(sandbox.run([*HYBRID, *argv]), code)

@@ -1,11 +1,23 @@
 """Bad input through `python -m llmpyramid.iac` (llmpyramid.iac.__main__): rejected before any tool
-runs, one line, exit 3, and no previous run's iac.json left standing as this run's verdict."""
+runs, one line, exit 3, and no previous run's iac.json left standing as this run's verdict.
+
+Cases call `llmpyramid.iac.__main__.main(argv)` in-process (frontdoor_harness explains why that is
+safe; a tool started would fail the case there); SUBPROCESS_SAMPLE and the cases marked SUBPROCESS
+run `python -m llmpyramid.iac` for real, in the namespace."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.support.frontdoor_harness import PYTHON, Marks, Sandbox, assert_rejected
+from tests.support.frontdoor_harness import (
+    PYTHON,
+    SUBPROCESS,
+    Marks,
+    Sandbox,
+    assert_rejected,
+    mode_marks,
+    subprocess_sample,
+)
 
 IAC = [PYTHON, "-m", "llmpyramid.iac"]
 
@@ -23,7 +35,13 @@ CASES: list[tuple[str, list[str], Marks]] = [
 ]
 
 
-@pytest.mark.parametrize("argv", [pytest.param(c[1], id=c[0], marks=c[2]) for c in CASES])
+# Also run as `python -m llmpyramid.iac`: a bad flag and a shell-looking command, each with a stale report.
+SUBPROCESS_SAMPLE = subprocess_sample({"unknown flag", "shell command"}, [c[0] for c in CASES])
+
+
+@pytest.mark.parametrize(
+    "argv", [pytest.param(c[1], id=c[0], marks=mode_marks(c[0], SUBPROCESS_SAMPLE, c[2])) for c in CASES]
+)
 def test_bad_input_is_one_line_and_no_stale_report(sandbox: Sandbox, argv: list[str]) -> None:
     results_dir = sandbox.path_with_spaces("iac")
     marker = sandbox.stale(results_dir / "iac.json")
@@ -34,7 +52,7 @@ def test_bad_input_is_one_line_and_no_stale_report(sandbox: Sandbox, argv: list[
 @pytest.mark.parametrize(
     "results_dir",
     [
-        pytest.param("/proc/x/y", id="under /proc"),
+        pytest.param("/proc/x/y", id="under /proc", marks=SUBPROCESS),
         pytest.param("/etc/hostname/iac", id="under a file"),
     ],
 )

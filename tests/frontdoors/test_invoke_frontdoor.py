@@ -2,6 +2,10 @@
 
 Nothing may start before the input is checked: the sandbox's STACK_RUN_DIR / EMULATORS_RUN_DIR are
 empty tmp dirs, and the model tripwire turns a stack start into a fast exit 2 (a failed case).
+
+Cases run invoke's own Program in-process (it loads tasks.py from the project root, as `python -m
+invoke -r ROOT` does; frontdoor_harness explains why that is safe). SUBPROCESS_SAMPLE, one to three
+cases per task family, and the cases marked SUBPROCESS run `python -m invoke` for real, in the namespace.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from tests.support.frontdoor_harness import (
     BAD_URLS,
     CRED_HOST_URL,
     SECRET,
+    SUBPROCESS,
     Sandbox,
     assert_rejected,
     invoke,
+    mode_marks,
+    subprocess_sample,
 )
 
 PIPELINES = ("local", "ci", "staging", "preprod")
@@ -127,12 +134,34 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
 ]
 
 
-@pytest.mark.parametrize(("argv", "env", "code"), [pytest.param(*c[1:], id=c[0]) for c in CASES])
+# Also run as `python -m invoke`, per task family: the exit 3 of an unknown task or flag comes from
+# tasks.py's import-time patch of invoke; the exit 2 cases reach a (dead) loopback endpoint for real.
+SUBPROCESS_SAMPLE = subprocess_sample(
+    {
+        "unknown task",
+        "stack.up unknown flag",
+        "stack.up STACK_RUN_DIR unwritable",
+        "model.download --path not GGUF",
+        "model.fetch credentials in endpoint",
+        "emulators.up --only mars",
+        "emulators.up AWS_ENDPOINT_URL credentials unreachable",
+        "load --base-url credentials unreachable",
+        "preprod --dry-run credentials malformed",
+        "ci PIPELINE_RESULTS_DIR unwritable",
+    },
+    [c[0] for c in CASES],
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "code"), [pytest.param(*c[1:], id=c[0], marks=mode_marks(c[0], SUBPROCESS_SAMPLE)) for c in CASES]
+)
 def test_bad_input_is_one_line(sandbox: Sandbox, argv: list[str], env: dict[str, str], code: int) -> None:
     out = sandbox.run(invoke(*argv), env)
     assert_rejected(out, code)
 
 
+@SUBPROCESS  # the load family's results-file case
 def test_load_results_file_is_this_runs(sandbox: Sandbox) -> None:
     results_dir = sandbox.root / "load results"
     marker = sandbox.stale(results_dir / "load_results.json")
@@ -143,6 +172,7 @@ def test_load_results_file_is_this_runs(sandbox: Sandbox) -> None:
     assert json.loads((results_dir / "load_results.json").read_text())["exit_code"] == 3
 
 
+@SUBPROCESS  # always: `stack.logs --follow` runs `tail -f`, and an in-process case may not start a process
 def test_stack_logs_follow_with_shell_metacharacters_in_the_run_dir(sandbox: Sandbox) -> None:
     """Issue 13 item 1: STACK_RUN_DIR reached `tail -f` through a shell."""
     run_dir = sandbox.path_with_spaces("stack")

@@ -2,6 +2,10 @@
 
 Every case targets an unreachable loopback URL (BASE_URL) unless it tests the URL itself, so input
 that slipped through validation ends as exit 2 (a failed case), never as a load run.
+
+Cases call `llmpyramid.load.cli.main(argv)` in-process (frontdoor_harness explains why that is safe;
+one that got as far as importing locust would fail there); SUBPROCESS_SAMPLE and the cases marked
+SUBPROCESS run `python -m llmpyramid.load` for real, in the namespace.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ from tests.support.frontdoor_harness import (
     BAD_URLS,
     CRED_HOST_URL,
     PYTHON,
+    SUBPROCESS,
     Sandbox,
     assert_rejected,
+    mode_marks,
+    subprocess_sample,
 )
 
 LOAD = [PYTHON, "-m", "llmpyramid.load"]
@@ -86,8 +93,15 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
 ]
 
 
+# Also run as `python -m llmpyramid.load`: a bad flag (3), nothing listening (2), credentials in the URL (2).
+SUBPROCESS_SAMPLE = subprocess_sample(
+    {"unknown flag", "unreachable", "--base-url credentials unreachable"}, [c[0] for c in CASES]
+)
+
+
 @pytest.mark.parametrize(
-    ("argv", "env", "code"), [pytest.param(*c[1:], id=c[0], marks=KNOWN_BUGS.get(c[0], ())) for c in CASES]
+    ("argv", "env", "code"),
+    [pytest.param(*c[1:], id=c[0], marks=mode_marks(c[0], SUBPROCESS_SAMPLE, KNOWN_BUGS.get(c[0], ()))) for c in CASES],
 )
 def test_bad_input_is_one_line_and_this_runs_results(
     sandbox: Sandbox, argv: list[str], env: dict[str, str], code: int
@@ -121,6 +135,7 @@ def test_unwritable_results_dir_is_a_configuration_error(sandbox: Sandbox, resul
     assert results_dir in out.stderr_lines[-1]
 
 
+@SUBPROCESS  # the sample's results-file case
 def test_results_dir_with_spaces_and_metacharacters(sandbox: Sandbox) -> None:
     results_dir = sandbox.path_with_spaces("load")
     out = sandbox.run([*LOAD, "--results-dir", str(results_dir)], UNREACHABLE)

@@ -1,5 +1,8 @@
 """Bad input through `python scripts/run_tests.py` (llmpyramid.run_tests): one line, exit 3 (2 when
-well-formed but unreachable), never a traceback, and the results file is always this run's."""
+well-formed but unreachable), never a traceback, and the results file is always this run's.
+
+Cases call `llmpyramid.run_tests.main(argv)` in-process (frontdoor_harness explains why that is
+safe); SUBPROCESS_SAMPLE and the cases marked SUBPROCESS run the script itself, in the namespace."""
 
 from __future__ import annotations
 
@@ -15,8 +18,11 @@ from tests.support.frontdoor_harness import (
     PROJECT_ROOT,
     PYTHON,
     SECRET,
+    SUBPROCESS,
     Sandbox,
     assert_rejected,
+    mode_marks,
+    subprocess_sample,
 )
 
 RUN_TESTS = [PYTHON, str(PROJECT_ROOT / "scripts" / "run_tests.py")]
@@ -55,7 +61,13 @@ CASES: list[tuple[str, list[str], dict[str, str], int]] = [
 ]
 
 
-@pytest.mark.parametrize(("extra", "env", "code"), [pytest.param(*c[1:], id=c[0]) for c in CASES])
+# Also run as the real script: a bad flag (3), and an unreachable target given with credentials (2).
+SUBPROCESS_SAMPLE = subprocess_sample({"unknown flag", "base-url credentials unreachable"}, [c[0] for c in CASES])
+
+
+@pytest.mark.parametrize(
+    ("extra", "env", "code"), [pytest.param(*c[1:], id=c[0], marks=mode_marks(c[0], SUBPROCESS_SAMPLE)) for c in CASES]
+)
 def test_bad_input_is_one_line_and_this_runs_results(
     sandbox: Sandbox, extra: list[str], env: dict[str, str], code: int
 ) -> None:
@@ -91,6 +103,7 @@ def test_unwritable_results_file_is_a_configuration_error(sandbox: Sandbox, suit
     assert results_file in out.stderr
 
 
+@SUBPROCESS  # the sample's results-file case: written by the real script, --output json on its stdout
 def test_results_file_path_with_spaces_and_metacharacters_is_written(sandbox: Sandbox) -> None:
     results = sandbox.path_with_spaces("results.json")
     out = sandbox.run([*RUN_TESTS, "--suite", "bogus", "--output", "json", "--results-file", str(results)])

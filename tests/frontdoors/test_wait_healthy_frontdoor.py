@@ -1,5 +1,8 @@
 """Bad input through `scripts/wait_healthy.sh URL [TIMEOUT_SECONDS]`: exit 3 for malformed
-arguments, 2 for a well-formed URL where nothing answers, the last stderr line one `error:` line."""
+arguments, 2 for a well-formed URL where nothing answers, the last stderr line one `error:` line.
+
+Every case here is a subprocess in the namespace (SUBPROCESS on the module): a shell script has no
+function to call in-process."""
 
 from __future__ import annotations
 
@@ -10,10 +13,13 @@ from tests.support.frontdoor_harness import (
     BAD_URLS,
     CRED_HOST_URL,
     PROJECT_ROOT,
+    SUBPROCESS,
     Marks,
     Sandbox,
     assert_rejected,
 )
+
+pytestmark = SUBPROCESS
 
 WAIT = [str(PROJECT_ROOT / "scripts" / "wait_healthy.sh")]
 

