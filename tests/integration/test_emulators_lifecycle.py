@@ -3,7 +3,6 @@ when the owner dies, the runner is killed, or a session gets SIGTERM / Ctrl-C.""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -21,6 +20,7 @@ import pytest
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.emulators import KINDS, EmulatorManager, EmulatorSettings, emulators
 from llmpyramid.ports import free_port, port_is_free
+from tests.support.leftovers import with_env
 
 pytestmark = [pytest.mark.localstack, pytest.mark.timeout(120)]
 
@@ -245,10 +245,7 @@ class InterruptedRun:
     def leftovers(self, since: float) -> list[str]:
         """Processes started after `since` that carry this run's token, or were its family when signalled."""
         found = {p for p in self.family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
-        for proc in psutil.process_iter(["create_time"]):
-            with contextlib.suppress(psutil.Error):
-                if proc.info["create_time"] >= since and proc.environ().get(TOKEN_VAR) == self.token:
-                    found.add(proc)
+        found |= set(with_env(TOKEN_VAR, self.token, since))
         return sorted(f"{p.pid} {' '.join(p.cmdline())[:120]}" for p in found if p.is_running())
 
 

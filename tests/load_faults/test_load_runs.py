@@ -31,6 +31,7 @@ from llmpyramid.config import PROJECT_ROOT, StackSettings
 from llmpyramid.ports import free_port
 from llmpyramid.stack.embedded import EmbeddedStack
 from llmpyramid.target import Target, target_from_env
+from tests.support.leftovers import with_env
 
 pytestmark = [pytest.mark.load, pytest.mark.slow]
 
@@ -69,15 +70,7 @@ def _env(results: Path, target: Target | None = None, **extra: str) -> dict[str,
 
 def _ours(results: Path) -> list[psutil.Process]:
     """Live processes started for this run (they carry its LOAD_RESULTS_DIR)."""
-    found = []
-    for p in psutil.process_iter():
-        try:
-            mine = p.pid != os.getpid() and p.environ().get("LOAD_RESULTS_DIR") == str(results)
-            if mine and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
+    return with_env("LOAD_RESULTS_DIR", str(results))
 
 
 def assert_nothing_left(results: Path, timeout: float = 30) -> None:

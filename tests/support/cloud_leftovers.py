@@ -5,7 +5,6 @@ private HOME (everything SkyPilot runs for it inherits that; other runs share th
 from __future__ import annotations
 
 import contextlib
-import os
 import stat
 import time
 
@@ -13,6 +12,7 @@ import psutil
 
 from llmpyramid.cloud.emulator import EmulatedAWS
 from llmpyramid.procs import ProcessIdentity
+from tests.support.leftovers import with_env
 
 
 def assert_all_stopped(aws: EmulatedAWS, started: list[ProcessIdentity], timeout: float = 0.0) -> None:
@@ -37,8 +37,7 @@ def same_home(aws: EmulatedAWS) -> list[tuple[int, list[str]]]:
     """Processes (other than this one) whose environment has the emulator's HOME: SkyPilot's, whoever
     started them."""
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
+    for proc in with_env("HOME", str(aws.home)):
         with contextlib.suppress(psutil.Error):
-            if proc.pid != os.getpid() and proc.environ().get("HOME") == str(aws.home):
-                found.append((proc.pid, proc.info["cmdline"]))
+            found.append((proc.pid, proc.cmdline()))
     return found

@@ -5,6 +5,7 @@ share this machine, so names prove nothing)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 import uuid
@@ -17,16 +18,24 @@ import psutil
 TAG_ENV = "LLMPYRAMID_TEST_TAG"
 
 
-def tagged(tag: str, since: float) -> list[psutil.Process]:
+def with_env(name: str, value: str, since: float | None = None) -> list[psutil.Process]:
+    """THE leftover detector: live processes (not this one, not zombies) whose environment has
+    name=value, started at or after `since` when given. Every process a run starts inherits its
+    environment, so a variable the run set (a tag, its results directory, its HOME) finds them all."""
     found = []
     for proc in psutil.process_iter(["create_time"]):
         try:
-            ours = proc.info["create_time"] >= since - 1 and proc.environ().get(TAG_ENV) == tag
-            if ours and proc.status() != psutil.STATUS_ZOMBIE:
+            if proc.pid == os.getpid() or (since is not None and proc.info["create_time"] < since - 1):
+                continue
+            if proc.environ().get(name) == value and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except psutil.Error:
             continue
     return found
+
+
+def tagged(tag: str, since: float) -> list[psutil.Process]:
+    return with_env(TAG_ENV, tag, since)
 
 
 def commands(procs: list[psutil.Process]) -> list[str]:
