@@ -17,6 +17,7 @@ the step's directory).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -95,15 +96,30 @@ def results_file(layer: Layer) -> str:
     return str(Path(report_dir, STEP_RESULTS_FILE) if report_dir else Path("results", f"{layer.name}.json"))
 
 
+def all_skipped(document: str) -> str | None:
+    """The reasons, when every test of the session's results document was skipped."""
+    try:
+        doc = json.loads(Path(document).read_text())
+    except (OSError, ValueError):
+        return None
+    summary = doc.get("summary") or {}
+    if not summary.get("total") or summary.get("skipped") != summary["total"]:
+        return None
+    return "; ".join(sorted({t.get("reason", "") for t in doc.get("tests", [])} - {""})) or "every test was skipped"
+
+
 def make_session(layer: Layer) -> None:
     def body(session: nox.Session) -> None:
         install(session, *layer.groups)
         if prepare := PREPARE.get(layer.name):
             prepare(session)
+        document = results_file(layer)
         session.run(
-            "python", "-m", "llmpyramid.run_tests", "--suite", layer.name, "--results-file", results_file(layer),
+            "python", "-m", "llmpyramid.run_tests", "--suite", layer.name, "--results-file", document,
             *session.posargs, interrupt_timeout=INTERRUPT_TIMEOUT_S, terminate_timeout=TERMINATE_TIMEOUT_S,
         )  # fmt: skip
+        if why := all_skipped(document):
+            session.skip(why)  # nox lists it as skipped, with why: a skip is never a success
 
     body.__doc__ = layer.checks
     nox.session(body, name=layer.name, python=PYTHON, tags=list(layer.tags), default=layer.default)
