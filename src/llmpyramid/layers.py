@@ -113,7 +113,7 @@ LAYERS: tuple[Layer, ...] = (
           paths=("tests/static_iac",), tags=("iac",),
           estimate_s=60),
     Layer("terraform", "terraform test per module (plan-only, mocked providers)", ("test", "iac"),
-          paths=("tests/terraform",), marker="terraform", tags=("iac",), needs=(TERRAFORM,),
+          paths=("tests/terraform",), marker="terraform", pytest_extra=XDIST, tags=("iac",), needs=(TERRAFORM,),
           estimate_s=45),
     Layer("localstack", "emulated AWS/GCS: terraform/aws applied to moto and destroyed; model storage",
           # a file per worker: the apply, the interrupted apply and the lifecycle overlap their waits

@@ -103,8 +103,10 @@ def test_preprod_against_an_embedded_stack_reports_the_worst_step(tmp_path):
     key = f"preprod-{uuid.uuid4().hex}"
     env = {**os.environ, "API_KEY": key, "PIPELINE_RESULTS_DIR": str(tmp_path / "results"),
            "PREPROD_SLO_FILE": str(slo), "PREPROD_SUSTAINED_DURATION": "5s", "PREPROD_CLOUDS": "none",
-           # a short sweep; 5 samples are enough to prove the wiring (the gates have their own tests)
-           "LOAD_SWEEP_MAX_USERS": "2", "LOAD_SWEEP_STEP": "10", "LOAD_MIN_REQUESTS": "5"}  # fmt: skip
+           # a short sweep; 5 samples are enough to prove the wiring (the gates have their own tests);
+           # cheap suites: the offline staging run above runs every suite for real
+           "LOAD_SWEEP_MAX_USERS": "2", "LOAD_SWEEP_STEP": "10", "LOAD_MIN_REQUESTS": "5",
+           "PYTEST_ADDOPTS": CHEAP_SUITES}  # fmt: skip
     env.pop("BASE_URL", None)
     with target_session(None, api_key=key, notify=lambda _m: None) as (target, _stack):
         argv = [sys.executable, "-m", "invoke", "preprod", "--base-url", target.base_url, "--output", "json"]
