@@ -20,14 +20,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import nox
 
-sys.path.insert(0, str(Path(__file__).parent / "src"))  # the table is plain data: no install needed
+sys.path.insert(0, str(Path(__file__).parent / "src"))  # the table and the signal rule need no install
+from llmpyramid.cli import interrupt_once
 from llmpyramid.layers import LAYERS, REPORT_DIR_ENV, STEP_RESULTS_FILE, Layer
 
 nox.options.default_venv_backend = "uv"
@@ -41,12 +41,9 @@ INTERRUPT_TIMEOUT_S = 5.0  # for the child to act on a terminal Ctrl-C by itself
 TERMINATE_TIMEOUT_S = 300.0  # after nox's SIGTERM, before SIGKILL (covers a bounded cleanup destroy)
 
 
-def _sigterm_as_interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-# nox exits 130 on KeyboardInterrupt; make SIGTERM take the same path (else: exit 143, children orphaned).
-signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+# nox exits 130 on KeyboardInterrupt: SIGTERM takes the same path (else: exit 143, children orphaned), and
+# a second signal while nox waits for its session's command to stop is held back instead of abandoning it.
+interrupt_once()
 
 
 def install(session: nox.Session, *groups: str) -> None:

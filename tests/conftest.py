@@ -22,7 +22,7 @@ import pytest
 
 from llmpyramid import layers
 from llmpyramid.checks import CheckFailed
-from llmpyramid.cli import INTERRUPTED_EXIT, sigterm_as_interrupt
+from llmpyramid.cli import INTERRUPTED_EXIT, interrupt_once
 from llmpyramid.client import Client
 from llmpyramid.config import Thresholds
 from llmpyramid.errors import PyramidError
@@ -51,15 +51,12 @@ def pytest_configure(config: pytest.Config) -> None:
     claim_abort_file()
     for marker, description in layers.markers().items():
         config.addinivalue_line("markers", f"{marker}: {description}")
-    # SIGTERM unwinds like Ctrl-C, so fixture teardowns stop every service the session started;
-    # and when whatever started pytest (nox, uv, a runner) dies, pytest is told the same way.
-    sigterm_as_interrupt()
+    # SIGTERM unwinds like Ctrl-C, so fixture teardowns stop every service the session started, and a
+    # second signal does not cut those teardowns short; when whatever started pytest (nox, uv, a runner)
+    # dies, pytest is told the same way. (Installing the handler also covers a run started as a background
+    # job, which inherits an *ignored* SIGINT: Ctrl-C is taken as a terminal gives it.)
+    interrupt_once()
     die_with_parent(signal.SIGTERM)
-    # Started as a background job of a script (`cmd &`), every process inherits an *ignored* SIGINT and
-    # Python then installs no Ctrl-C handler. Ctrl-C is what a terminal sends, so pytest and everything it
-    # starts take it as a terminal gives it (a handler resets to the default in an exec'd child).
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -11,8 +11,9 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from llmpyramid.errors import ConfigError, ExitCode, PyramidError
 
@@ -45,27 +46,70 @@ def fail(message: str, code: ExitCode) -> NoReturn:
     raise SystemExit(int(code))
 
 
-def sigterm_as_interrupt() -> object:
-    """Make SIGTERM unwind like Ctrl-C, so `finally` blocks and fixture teardowns stop what we started.
+# A teardown interrupted by a second signal is cut short: the bound below is longer than every bounded
+# stop a front door waits for (a child's teardown, 300 s), so it only ends a teardown that hangs.
+TEARDOWN_BOUND_S = 330.0
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    Returns the previous handler, for callers that restore it.
-    """
 
-    def handler(signum: int, _frame: object) -> None:
+class _OneInterrupt:
+    """Ctrl-C/SIGTERM: the first one unwinds like Ctrl-C (KeyboardInterrupt, so `finally` blocks and
+    fixture teardowns stop what we started); a further one while that teardown runs is held back instead
+    of aborting it (uv run forwards SIGTERM; a CI cancel sends SIGINT, then SIGTERM). A teardown still
+    running TEARDOWN_BOUND_S after the first signal ends the process with 130."""
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.bound: threading.Timer | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.first is not None:  # teardown in progress: no lock, no print (this may interrupt a print)
+            os.write(2, b"interrupt again: still stopping what this command started\n")
+            return
+        self.first = signum
+        self.bound = threading.Timer(TEARDOWN_BOUND_S, self._cut_short)
+        self.bound.daemon = True
+        self.bound.start()
         raise KeyboardInterrupt(f"signal {signum}")
 
-    return signal.signal(signal.SIGTERM, handler)
+    def teardown_done(self) -> None:
+        if self.bound is not None:
+            self.bound.cancel()
+
+    @staticmethod
+    def _cut_short() -> None:
+        os.write(2, f"error: teardown still running {TEARDOWN_BOUND_S:g}s after the interrupt; exiting\n".encode())
+        os._exit(INTERRUPTED_EXIT)
+
+
+def interrupt_once() -> dict[int, Any]:
+    """Install the one-interrupt rule for SIGINT and SIGTERM; returns the previous handlers."""
+    handler = _OneInterrupt()
+    return {sig: signal.signal(sig, handler) for sig in INTERRUPT_SIGNALS}
+
+
+def _installed() -> _OneInterrupt | None:
+    handler = signal.getsignal(signal.SIGINT)
+    return handler if isinstance(handler, _OneInterrupt) else None
+
+
+def interrupted() -> bool:
+    """Whether the installed one-interrupt rule has taken its signal."""
+    handler = _installed()
+    return handler is not None and handler.first is not None
 
 
 @contextlib.contextmanager
 def guarded() -> Iterator[None]:
     """Map PyramidError to its exit code and Ctrl-C/SIGTERM to 130, each with one line on stderr."""
-    previous = sigterm_as_interrupt()
+    previous = interrupt_once()
     try:
         yield
     except PyramidError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
+        if handler := _installed():
+            handler.teardown_done()  # what this command started is stopped: nothing left to bound
         print("interrupted: stopped everything this command started", file=sys.stderr)
         raise SystemExit(INTERRUPTED_EXIT) from None
     except BrokenPipeError:
@@ -74,7 +118,9 @@ def guarded() -> Iterator[None]:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(int(ExitCode.OK)) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+        if not interrupted():  # once interrupted, late signals stay held back until the process has exited
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def main() -> None:

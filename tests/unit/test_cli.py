@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import pytest
 
+from llmpyramid import cli
 from llmpyramid.cli import guarded
 from llmpyramid.errors import ConfigError, InfrastructureError, PyramidError
 
@@ -21,3 +26,32 @@ def test_ctrl_c_is_exit_130(capsys):
         raise KeyboardInterrupt
     assert done.value.code == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+@pytest.fixture
+def restore_signal_handlers():
+    saved = {sig: signal.getsignal(sig) for sig in cli.INTERRUPT_SIGNALS}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize(("first", "second"), [(signal.SIGTERM, signal.SIGINT), (signal.SIGINT, signal.SIGTERM)])
+def test_a_second_signal_does_not_cut_the_teardown_short(restore_signal_handlers, first, second, capfd):
+    """uv run forwards SIGTERM, a CI cancel sends SIGINT then SIGTERM: the teardown the first one started
+    runs to its end, and the front door still exits 130."""
+    torn_down = []
+    with pytest.raises(SystemExit) as exit_info, cli.guarded():
+        try:
+            os.kill(os.getpid(), first)
+            time.sleep(5)  # never reached: the first signal unwinds
+        finally:
+            os.kill(os.getpid(), second)  # lands in the middle of the teardown
+            time.sleep(0.05)  # the handler runs here: it must not raise
+            torn_down.append(True)
+    assert exit_info.value.code == cli.INTERRUPTED_EXIT
+    assert torn_down == [True]
+    assert cli.interrupted()
+    assert "still stopping" in capfd.readouterr().err
+    handler = signal.getsignal(signal.SIGINT)
+    assert handler.bound is not None and handler.bound.finished.is_set(), "the teardown bound is still armed"
