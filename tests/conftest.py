@@ -29,7 +29,7 @@ from llmpyramid.errors import PyramidError
 from llmpyramid.procs import die_with_parent
 from llmpyramid.results import one_line
 from llmpyramid.runs import claim_abort_file, write_abort
-from llmpyramid.stack.embedded import EmbeddedStack, target_session
+from llmpyramid.stack.embedded import EmbeddedStack, fresh_stack, target_session
 from llmpyramid.target import Target
 
 pytest_plugins = ("llmpyramid.cloud.pytest_plugin",)  # --cloud, --skip-teardown (imports no SkyPilot)
@@ -166,7 +166,7 @@ def keyed_target(target: Target, embedded_stack: EmbeddedStack | None) -> Iterat
         return
     key = "sk-test-" + os.urandom(8).hex()
     try:
-        with target_session(None, api_key=key, parallel=1, ctx_size=512) as (keyed, _stack):
+        with fresh_stack(api_key=key, parallel=1, ctx_size=512) as (keyed, _stack):
             yield keyed, key
     except PyramidError as exc:
         pytest.fail(f"could not start a keyed embedded stack: {exc}", pytrace=False)

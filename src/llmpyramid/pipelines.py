@@ -45,7 +45,7 @@ from llmpyramid.config import (
     parse_str,
 )
 from llmpyramid.errors import ConfigError, ExitCode, worst
-from llmpyramid.stack.embedded import target_session
+from llmpyramid.stack.embedded import fresh_stack
 from llmpyramid.suites import run_child
 from llmpyramid.target import Target, check_reachable, handoff_env, target_from_env
 
@@ -431,7 +431,7 @@ def staging_target(settings: PipelineSettings, log: Callable[[str], None]) -> It
                 info["seconds"] = round(time.monotonic() - started, 3)
         return
     log("staging: offline local provisioner (no HCLOUD_TOKEN): an embedded stack stands in for the CPX31 VM")
-    with target_session(notify=log) as (target, stack):
+    with fresh_stack(notify=log) as (target, stack):
         state = stack.read_state() if stack else None
         info["pid"] = state.pid if state else None
         try:

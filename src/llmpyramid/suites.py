@@ -31,8 +31,8 @@ from llmpyramid.layers import Layer
 from llmpyramid.model import ensure_model
 from llmpyramid.procs import die_with_parent
 from llmpyramid.runs import ABORT_FILE_ENV, RunRequest, SuiteFn, SuiteRun
-from llmpyramid.stack.embedded import target_session
-from llmpyramid.target import Target, handoff_env
+from llmpyramid.stack.embedded import EmbeddedStack, fresh_stack, handoff_stack_env
+from llmpyramid.target import Target
 
 CLOUDS = ("aws", "gcp", "azure")
 
@@ -106,13 +106,17 @@ def run_pytest(
     start_stack = fetch_model and req.target is None
     if start_stack:
         ensure_model(notify=req.log)
-    session = target_session(notify=req.log) if start_stack else contextlib.nullcontext((req.target, None))
-    with session as (target, _stack):
-        return _pytest_child(req, selection, target, wrap)
+    session = fresh_stack(notify=req.log) if start_stack else contextlib.nullcontext((req.target, None))
+    with session as (target, stack):
+        return _pytest_child(req, selection, target, stack, wrap)
 
 
 def _pytest_child(
-    req: RunRequest, selection: tuple[str, ...], target: Target | None, wrap: tuple[str, ...]
+    req: RunRequest,
+    selection: tuple[str, ...],
+    target: Target | None,
+    stack: EmbeddedStack | None,
+    wrap: tuple[str, ...],
 ) -> SuiteRun:
     target_url = target.display_url if target else None
     with tempfile.TemporaryDirectory(prefix="llmpyramid-run-") as tmp:
@@ -124,7 +128,7 @@ def _pytest_child(
             "--json-report", f"--json-report-file={report_file}",
             "--json-report-omit", "keywords", "streams", "log", "collectors_passed",
         ]  # fmt: skip
-        env = {**os.environ, ABORT_FILE_ENV: str(abort_file), **(handoff_env(target) if target else {})}
+        env = {**os.environ, ABORT_FILE_ENV: str(abort_file), **(handoff_stack_env(target, stack) if target else {})}
         req.log(f"running {req.suite}: pytest {' '.join(selection)}" + (f" against {target_url}" if target_url else ""))
         started = time.monotonic()
         rc = run_child(cmd, env, stdout=sys.stderr)

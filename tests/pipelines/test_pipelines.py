@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from llmpyramid import pipelines, results
-from llmpyramid.stack.embedded import SERVER_MODULE, target_session
+from llmpyramid.stack.embedded import SERVER_MODULE, fresh_stack
 from tests.support.leftovers import TaggedRun, commands, tagged_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,7 +108,7 @@ def test_preprod_against_an_embedded_stack_reports_the_worst_step(tmp_path):
            "LOAD_SWEEP_MAX_USERS": "2", "LOAD_SWEEP_STEP": "10", "LOAD_MIN_REQUESTS": "5",
            "PYTEST_ADDOPTS": CHEAP_SUITES}  # fmt: skip
     env.pop("BASE_URL", None)
-    with target_session(None, api_key=key, notify=lambda _m: None) as (target, _stack):
+    with fresh_stack(api_key=key, notify=lambda _m: None) as (target, _stack):
         argv = [sys.executable, "-m", "invoke", "preprod", "--base-url", target.base_url, "--output", "json"]
         with tagged_run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
             out, err = run.proc.communicate()

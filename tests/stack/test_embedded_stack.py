@@ -24,7 +24,8 @@ import pytest
 from llmpyramid.config import StackSettings
 from llmpyramid.errors import ConfigError, InfrastructureError
 from llmpyramid.ports import free_port, port_is_free
-from llmpyramid.stack.embedded import EmbeddedStack
+from llmpyramid.stack.embedded import HANDED_DOWN_STACK_ENV, EmbeddedStack, handed_down_stack, handoff_stack_env
+from llmpyramid.target import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)
@@ -378,3 +379,17 @@ def test_api_key_flag_warns(tmp_path):
         assert "warning: --api-key is visible in the process list" in up.stderr
     finally:
         _run([sys.executable, "-m", "invoke", "stack.down"], env)
+
+
+def test_a_handed_down_stack_is_known_as_embedded_only_for_its_own_url(running_stack, monkeypatch):
+    """A front door that started the stack hands its run dir down: the child sees an embedded server (RSS,
+    a keyed second stack) instead of an external target, and only for that stack's URL."""
+    target = running_stack.read_state().target()
+    env = handoff_stack_env(target, running_stack)
+    assert env[HANDED_DOWN_STACK_ENV] == str(running_stack.service.run_dir)
+    monkeypatch.setenv(HANDED_DOWN_STACK_ENV, env[HANDED_DOWN_STACK_ENV])
+    found = handed_down_stack(target)
+    assert found is not None and found.read_state().pid == running_stack.read_state().pid
+    assert handed_down_stack(Target(f"http://127.0.0.1:{free_port()}")) is None
+    monkeypatch.delenv(HANDED_DOWN_STACK_ENV)
+    assert handed_down_stack(target) is None

@@ -28,9 +28,10 @@ from llmpyramid.errors import InfrastructureError
 from llmpyramid.model import ensure_model
 from llmpyramid.ports import free_port, require_free
 from llmpyramid.procs import ManagedService, ServiceState, stop_process
-from llmpyramid.target import PROBED_ENV, Target, check_reachable, target_from_env
+from llmpyramid.target import PROBED_ENV, Target, check_reachable, handoff_env, target_from_env
 
 SERVER_MODULE = "llmpyramid.stack.server"
+HANDED_DOWN_STACK_ENV = "LLMPYRAMID_STACK_RUN_DIR"  # the run dir of an embedded stack a front door handed down
 API_KEY_ENV = "LLMPYRAMID_SERVER_API_KEY"  # the key travels in the environment, never on argv
 
 
@@ -205,6 +206,22 @@ class EmbeddedStack:
         return self.service.last_log_line()
 
 
+def handoff_stack_env(target: Target, stack: EmbeddedStack | None) -> dict[str, str]:
+    """handoff_env, plus where the embedded stack behind the target keeps its state when this run started
+    it: the child then knows the server as embedded (its RSS, its settings), not as an external target."""
+    return {**handoff_env(target), **({HANDED_DOWN_STACK_ENV: str(stack.service.run_dir)} if stack else {})}
+
+
+def handed_down_stack(target: Target) -> EmbeddedStack | None:
+    """The embedded stack a front door started and handed down (handoff_stack_env), if it is this target."""
+    run_dir = os.environ.get(HANDED_DOWN_STACK_ENV)
+    if not run_dir:
+        return None
+    stack = EmbeddedStack(StackSettings.from_env(run_dir=Path(run_dir)))
+    state = stack.running()
+    return stack if state is not None and state.base_url == target.base_url else None
+
+
 @contextlib.contextmanager
 def target_session(
     given: Target | str | None = None,
@@ -220,12 +237,21 @@ def target_session(
     if target is not None:
         if os.environ.get(PROBED_ENV) != target.base_url:
             check_reachable(target)
-        yield target, None
+        yield target, handed_down_stack(target)  # a stack the front door started stays its to stop
         return
     if reuse_running and (state := EmbeddedStack(StackSettings.from_env()).running()) is not None:
         notify(f"using the running embedded stack at {state.base_url}")
         yield state.target(), None
         return
+    with fresh_stack(notify=notify, **stack_overrides) as pair:
+        yield pair
+
+
+@contextlib.contextmanager
+def fresh_stack(
+    *, notify: Callable[[str], None] = _stderr, **stack_overrides: Any
+) -> Iterator[tuple[Target, EmbeddedStack]]:
+    """A stack owned by this process: free port, private temporary run dir, dies with us, stopped after."""
     with tempfile.TemporaryDirectory(prefix="llmpyramid-stack-") as run_dir:
         settings = StackSettings.from_env(port=0, run_dir=Path(run_dir), **stack_overrides)
         stack = EmbeddedStack(settings)
