@@ -21,9 +21,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -40,13 +43,14 @@ from llmpyramid.config import (
     knob,
     parse_duration,
     parse_float,
+    parse_int,
     parse_list,
     parse_path,
     parse_str,
 )
 from llmpyramid.errors import ConfigError, ExitCode, worst
 from llmpyramid.stack.embedded import fresh_stack
-from llmpyramid.suites import run_child
+from llmpyramid.suites import run_child, stop_child
 from llmpyramid.target import Target, check_reachable, handoff_env, target_from_env
 
 SCHEMA_VERSION = 1
@@ -65,6 +69,8 @@ class PipelineSettings(Settings):
     preprod_sustained: float = knob(120.0, "PREPROD_SUSTAINED_DURATION", parse_duration, minimum=1, maximum=86_400)
     # cloud smoke runs only where credentials exist; this narrows it further (`none`: no cloud step)
     preprod_clouds: tuple[str, ...] = knob(CLOUDS, "PREPROD_CLOUDS", parse_list, choices=CLOUDS)
+    # how many steps of a concurrent pipeline run at once (default: the machine's cores)
+    parallel: int = knob(os.cpu_count() or 1, "PIPELINE_PARALLEL", parse_int, minimum=1, maximum=64)
 
 
 # --- what a pipeline is -----------------------------------------------------------------------
@@ -94,6 +100,9 @@ class Pipeline:
     steps: Callable[[PipelineSettings], tuple[Step, ...]]
     target: str = "none"  # none: each session starts its own stack; staging: provisioned; given: --base-url
     needs: tuple[str, ...] = ()
+    # steps whose `requires` have finished run side by side (PIPELINE_PARALLEL at a time): only where no two
+    # steps share a server, so one step's load can never be another's latency
+    concurrent: bool = False
 
 
 @dataclass
@@ -104,6 +113,8 @@ class RunContext:
     target: Target | None = None
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # step label -> its entry
     step_note: str | None = None  # how computed arguments were chosen, for the step's report entry
+    sessions: set[subprocess.Popen[bytes]] = field(default_factory=set)  # steps' sessions running now
+    note_lock: threading.Lock = field(default_factory=threading.Lock)  # step_note is one per context
 
 
 def _local_steps(_s: PipelineSettings) -> tuple[Step, ...]:
@@ -165,7 +176,8 @@ def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
 PIPELINES: dict[str, Pipeline] = {
     p.name: p
     for p in (
-        Pipeline("local", "the fast developer loop: lint, unit, smoke, integration, contract", _local_steps),
+        Pipeline("local", "the fast developer loop: lint, unit, smoke, integration, contract", _local_steps,
+                 concurrent=True),
         Pipeline("ci", "exactly what plain `nox` runs (the default sessions of the layer table)", _ci_steps),
         Pipeline("staging", "Hetzner Cloud CPX31 VM, provisioned for the run and destroyed after: suites + short load",
                  _staging_steps, target="staging",
@@ -277,8 +289,11 @@ def run(name: str, *, base_url: str | None = None, notify: Callable[[str], None]
         with _target_for(pipe, base_url, settings, log) as (target, provision):
             ctx.target = target
             report["target"] = target.display_url if target else None
-            for step in pipe.steps(settings):
-                report["steps"].append(_run_step(step, ctx, log))
+            steps = pipe.steps(settings)
+            if pipe.concurrent and settings.parallel > 1:
+                report["steps"] = _run_concurrently(steps, ctx, log, settings.parallel)
+            else:
+                report["steps"] = [_run_step(step, ctx, log) for step in steps]
     finally:
         report["provision"] = provision
         report["duration_seconds"] = round(time.monotonic() - started, 3)
@@ -290,7 +305,34 @@ def run(name: str, *, base_url: str | None = None, notify: Callable[[str], None]
     return report
 
 
-def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None]) -> dict[str, Any]:
+def _run_concurrently(
+    steps: tuple[Step, ...], ctx: RunContext, log: Callable[[str], None], width: int
+) -> list[dict[str, Any]]:
+    """Start each step once every step it requires has finished, `width` at a time; the report keeps the
+    declared order. On Ctrl-C/SIGTERM (taken by this thread) every running session is stopped, bounded."""
+    pending = list(steps)
+    running: dict[Future[dict[str, Any]], Step] = {}
+    with ThreadPoolExecutor(max_workers=width, thread_name_prefix="step") as pool:
+        try:
+            while pending or running:
+                ready = [s for s in pending if all(r in ctx.reports for r in s.requires)]
+                if not ready and not running:
+                    raise ConfigError(f"pipeline {ctx.pipeline}: steps wait on steps it does not have: {pending}")
+                for step in ready[: width - len(running)]:
+                    pending.remove(step)
+                    running[pool.submit(_run_step, step, ctx, log, concurrent=True)] = step
+                done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    future.result()
+        except BaseException:
+            for session in list(ctx.sessions):
+                stop_child(session)
+            raise
+    return [ctx.reports[step.label] for step in steps]
+
+
+def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None], *, concurrent: bool = False) -> dict[str, Any]:
     layer = layers.get(step.layer)
     entry: dict[str, Any] = {"step": step.label, "layer": layer.name, "status": "skipped", "exit_code": 0,
                              "duration_seconds": 0.0, "cost_class": layer.cost, "results_file": None}  # fmt: skip
@@ -304,11 +346,12 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None]) -> dict[s
     step_dir.mkdir(parents=True, exist_ok=True)
     doc_path = step_dir / layers.STEP_RESULTS_FILE
     doc_path.unlink(missing_ok=True)  # an earlier run's document must not speak for this one
-    ctx.step_note = None
     try:
-        posargs = step.posargs(ctx) if callable(step.posargs) else step.posargs
-        if ctx.step_note:
-            entry["note"] = ctx.step_note
+        with ctx.note_lock:
+            ctx.step_note = None
+            posargs = step.posargs(ctx) if callable(step.posargs) else step.posargs
+            if ctx.step_note:
+                entry["note"] = ctx.step_note
     except ConfigError as exc:
         entry.update(status="error", exit_code=int(exc.exit_code), reason=str(exc))
         ctx.reports[step.label] = entry
@@ -318,12 +361,21 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None]) -> dict[s
         **(handoff_env(ctx.target) if ctx.target and layer.target else {}),
     }  # fmt: skip
     argv = [sys.executable, "-m", "nox", "-s", layer.name, *(("--", *posargs) if posargs else ())]
-    log(f"pipeline {ctx.pipeline}: {step.label}: {' '.join(argv[2:])}")
+    session_log = step_dir / "session.log"
+    log(
+        f"pipeline {ctx.pipeline}: {step.label}: {' '.join(argv[2:])}"
+        + (f" (log: {session_log})" if concurrent else "")
+    )
     started = time.monotonic()
-    rc = run_child(argv, env, stdout=sys.stderr)  # stdout carries only the report
+    with contextlib.ExitStack() as stack:
+        # stdout carries only the report; a step beside others writes its session's output to its own log
+        out = stack.enter_context(session_log.open("wb")) if concurrent else sys.stderr
+        rc = run_child(argv, env, stdout=out, stderr=out if concurrent else None, started=ctx.sessions.add)
     elapsed = time.monotonic() - started
     entry.update(duration_seconds=round(elapsed, 3), **step_verdict(_read_document(doc_path), rc, step.optional))
     entry["results_file"] = str(doc_path) if doc_path.exists() else None
+    if concurrent:
+        entry["log"] = str(session_log)
     ctx.reports[step.label] = entry
     log(f"pipeline {ctx.pipeline}: {step.label}: {entry['status']} (exit {entry['exit_code']}) in {elapsed:.0f}s")
     return entry

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,25 +188,40 @@ def _argv(command: tuple[str, ...]) -> list[str]:
 CHILD_STOP_GRACE_S = 300.0  # an interrupted child tears down (fixtures stop services; a cleanup destroy is bounded)
 
 
-def run_child(cmd: list[str], env: dict[str, str], *, stdout: Any = None) -> int:
+def run_child(
+    cmd: list[str],
+    env: dict[str, str],
+    *,
+    stdout: Any = None,
+    stderr: Any = None,
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+) -> int:
     """Run a child that dies with us (parent-death signal); on Ctrl-C/SIGTERM, stop it and wait
-    (bounded) so its own cleanup runs, then re-raise."""
+    (bounded) so its own cleanup runs, then re-raise. Off the main thread no signal reaches the wait:
+    `started` hands the child to whoever stops it then (stop_child)."""
     proc = subprocess.Popen(
-        cmd, cwd=PROJECT_ROOT, env=env, stdout=stdout, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
-    )
+        cmd, cwd=PROJECT_ROOT, env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )  # fmt: skip
+    if started is not None:
+        started(proc)
     try:
         return proc.wait()
     except BaseException:
-        # SIGTERM, not SIGINT: pytest (tests/conftest.py) and nox (noxfile.py) unwind on it like Ctrl-C,
-        # and a child still importing dies quietly instead of printing a KeyboardInterrupt traceback.
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=CHILD_STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc)
         raise
+
+
+def stop_child(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, not SIGINT: pytest (tests/conftest.py) and nox (noxfile.py) unwind on it like Ctrl-C, and a
+    child still importing dies quietly instead of printing a KeyboardInterrupt traceback. Bounded wait."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=CHILD_STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -28,6 +28,8 @@ ENTRIES = {
     "nox -s smoke": [sys.executable, "-m", "nox", "-s", "smoke"],  # nox itself, no uv in front
     "run_tests.py --suite smoke": [sys.executable, "scripts/run_tests.py", "--suite", "smoke",
                                    "--results-file", "{report_dir}/" + STEP_RESULTS_FILE],
+    # a pipeline whose steps run side by side: the signal must reach every running session
+    "invoke local": [sys.executable, "-m", "invoke", "local"],
 }  # fmt: skip
 
 
@@ -40,7 +42,8 @@ def _server_running(procs: list[psutil.Process]) -> bool:
 def test_interrupt_mid_suite_exits_130_and_leaves_nothing(entry, sig, tmp_path):
     # a suite still running; its results document goes to this test's directory (the noxfile and
     # run_tests.py both write there), never into the work tree's results/
-    env = {**os.environ, "SMOKE_LATENCY_SAMPLES": "200", REPORT_DIR_ENV: str(tmp_path)}
+    env = {**os.environ, "SMOKE_LATENCY_SAMPLES": "200", REPORT_DIR_ENV: str(tmp_path),
+           "PIPELINE_RESULTS_DIR": str(tmp_path)}  # fmt: skip
     env.pop("BASE_URL", None)
     argv = [arg.format(report_dir=tmp_path) for arg in ENTRIES[entry]]
     with tagged_run(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as run:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import jsonschema
 import pytest
@@ -157,3 +159,31 @@ def test_preprod_cost_adds_what_the_cloud_steps_cost(tmp_path):
     settings = pipelines.PipelineSettings(preprod_eur_per_run=5.0)
     cost = pipelines._actual_cost(pipelines.get("preprod"), settings, {"steps": steps, "duration_seconds": 60})
     assert cost["eur"] == 5.0 and cost["cloud_usd"] == pytest.approx(0.0125)
+
+
+def test_a_concurrent_pipeline_starts_a_step_once_what_it_requires_has_finished(monkeypatch, tmp_path):
+    """`invoke local`: lint, unit and smoke side by side; integration and contract only after smoke passed."""
+    monkeypatch.setenv("PIPELINE_RESULTS_DIR", str(tmp_path))
+    monkeypatch.setenv("PIPELINE_PARALLEL", "3")
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    fake = _fake_nox({})
+
+    def run_child(argv, env, **kw):
+        layer = argv[argv.index("-s") + 1]
+        with lock:
+            events.append(("start", layer))
+        time.sleep(0.05)
+        rc = fake(argv, env, **kw)
+        with lock:
+            events.append(("end", layer))
+        return rc
+
+    monkeypatch.setattr(pipelines, "run_child", run_child)
+    report = pipelines.run("local", notify=lambda _m: None)
+    pipelines.validate(report)
+    assert [s["step"] for s in report["steps"]] == ["lint", "unit", "smoke", "integration", "contract"]
+    assert all(s["status"] == "passed" and s["log"].endswith("session.log") for s in report["steps"])
+    assert {layer for kind, layer in events[:3]} == {"lint", "unit", "smoke"}, events  # the first three at once
+    for dependent in ("integration", "contract"):
+        assert events.index(("end", "smoke")) < events.index(("start", dependent)), events
