@@ -2,7 +2,7 @@
 
 Each run gets an environment tag that every process it starts inherits; leftovers are the tagged
 processes started after the test began (not matched by name: other runs share this machine).
-The signal lands mid-suite, once pytest is running against the embedded stack it started.
+The signal lands mid-suite: once the embedded stack is up and the smoke suite's pytest has started.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -33,8 +32,10 @@ ENTRIES = {
 }  # fmt: skip
 
 
-def _server_running(procs: list[psutil.Process]) -> bool:
-    return any("llmpyramid.stack.server" in c for c in commands(procs))
+def _suite_running(procs: list[psutil.Process]) -> bool:
+    """The smoke suite is under way: its server is up and the pytest running against it has started."""
+    cmds = commands(procs)
+    return any("llmpyramid.stack.server" in c for c in cmds) and any("pytest tests/test_smoke.py" in c for c in cmds)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -46,12 +47,12 @@ def test_interrupt_mid_suite_exits_130_and_leaves_nothing(entry, sig, tmp_path):
            "PIPELINE_RESULTS_DIR": str(tmp_path)}  # fmt: skip
     env.pop("BASE_URL", None)
     argv = [arg.format(report_dir=tmp_path) for arg in ENTRIES[entry]]
-    with tagged_run(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as run:
-        reached = run.wait_until(_server_running, poll_s=0.2)
+    with tagged_run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as run:
+        reached = run.wait_until(_suite_running, poll_s=0.2)
         assert reached, f"{entry} ended before the signal: {run.proc.communicate()[1][-2000:]}"
-        time.sleep(2)  # inside the suite
         err, took, left = run.interrupt(sig)
     assert run.proc.returncode == 130, err[-2000:]
-    assert "Traceback" not in err.split("Interrupted")[-1]
+    for stream in (run.stdout or "", err):  # pytest's own traceback would be on stdout
+        assert "Traceback" not in stream.split("Interrupted")[-1], stream[-2000:]
     assert not left, commands(left)
     print(f"{entry} {sig.name}: exit 130 after {took:.1f}s, 0 processes left")

@@ -70,11 +70,12 @@ def running_stack(tmp_path_factory):
 
 def test_up_serves_health_and_a_completion_then_down_frees_the_port(stack):
     state = stack.up(notify=lambda _: None)
+    server = psutil.Process(state.pid)  # pid + start time: a reused pid is not our server
     assert httpx.get(f"{state.base_url}/health").status_code == 200
     r = httpx.post(f"{state.base_url}/v1/completions", json={"prompt": "Hello", "max_tokens": 4}, timeout=30)
     assert r.status_code == 200 and r.json()["choices"][0]["text"]
     assert stack.down() is True
-    assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
+    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
     assert port_is_free(state.port)
     assert stack.read_state() is None
 
@@ -186,12 +187,11 @@ def test_stack_dies_with_its_owner(tmp_path):
         """)],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
-    server_pid = int(owner.stdout.readline())
-    assert psutil.pid_exists(server_pid)
+    server = psutil.Process(int(owner.stdout.readline()))  # pid + start time: a reused pid is not our server
     owner.kill()
     owner.wait()
-    psutil.wait_procs([psutil.Process(server_pid)], timeout=10) if psutil.pid_exists(server_pid) else None
-    assert not psutil.pid_exists(server_pid)
+    _, alive = psutil.wait_procs([server], timeout=10)
+    assert not alive, "the server outlived its owner"
     deadline = time.monotonic() + 5
     while not port_is_free(port) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -51,6 +51,7 @@ class TaggedRun:
     proc: subprocess.Popen[str]
     tag: str
     since: float
+    stdout: str | None = None
 
     def processes(self) -> list[psutil.Process]:
         return tagged(self.tag, self.since)
@@ -66,10 +67,11 @@ class TaggedRun:
         return False
 
     def interrupt(self, sig: int) -> tuple[str, float, list[psutil.Process]]:
-        """Send `sig`, wait for the front door to exit: its stderr, seconds to exit, what it left running."""
+        """Send `sig`, wait for the front door to exit: its stderr, seconds to exit, what it left running.
+        Its stdout (when piped) is kept in `self.stdout`: a traceback may land on either stream."""
         self.proc.send_signal(sig)
         started = time.monotonic()
-        _, err = self.proc.communicate()
+        self.stdout, err = self.proc.communicate()
         took = time.monotonic() - started
         return err, took, self.left_after_exit()
 
