@@ -144,6 +144,10 @@ LAYERS: tuple[Layer, ...] = (
     Layer("bench_pyramid", "benchmark: per default nox session wall time, CPU-seconds, core utilisation (JSON)", TEST,
           command=("python", "-m", "llmpyramid.bench_pyramid"), takes="its flags (--sessions, --pipeline, --burners)",
           tags=("bench",), default=False, estimate_s=900),
+    Layer("bench_interrupts", "benchmark: SIGINT/SIGTERM/a second signal at random points of every front door, "
+          "N runs each: exit codes and leftovers", ("test", "load", "emulators"),
+          command=("python", "-m", "llmpyramid.bench_interrupts"), takes="its flags (--doors, --runs, --burners)",
+          tags=("bench",), default=False, estimate_s=3600),
     Layer("bench_stack", "benchmark: embedded stack up-to-healthy, RSS, tok/s at n_parallel 1/4/8", TEST,
           command=("python", "-m", "llmpyramid.stack.bench"), tags=("bench",), default=False, estimate_s=120),
     Layer("bench", "benchmark: load harness fidelity, CPU per 1k tokens, max rps on one core", ("load",),

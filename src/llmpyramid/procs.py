@@ -199,6 +199,22 @@ def _running(proc: psutil.Process) -> bool:
         return False
 
 
+def processes_with_env(name: str, value: str, since: float | None = None) -> list[psutil.Process]:
+    """Live processes (not this one, not zombies) whose environment has name=value, started at or after
+    `since` when given. Every process a run starts inherits its environment, so a variable the run set
+    (a tag, its results directory, its HOME) finds everything it left behind, whatever its name."""
+    found = []
+    for proc in psutil.process_iter(["create_time"]):
+        try:
+            if proc.pid == os.getpid() or (since is not None and proc.info["create_time"] < since - 1):
+                continue
+            if proc.environ().get(name) == value and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
 def wait_port_free(port: int, host: str, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while not port_is_free(port, host):
