@@ -71,8 +71,8 @@ class Layer:
 
 TEST = ("test",)
 # One pytest worker per core (pytest-xdist), each with its own session fixtures (server, emulators):
-# for layers whose cases mostly wait on their own processes.
-XDIST = ("-n", "auto")
+# for layers whose cases mostly wait on their own processes. Work stealing: case durations are uneven.
+XDIST = ("-n", "auto", "--dist", "worksteal")
 
 # Under a pipeline (llmpyramid.pipelines) a session writes its results document into this directory.
 REPORT_DIR_ENV = "LLMPYRAMID_REPORT_DIR"
@@ -117,7 +117,7 @@ LAYERS: tuple[Layer, ...] = (
           estimate_s=45),
     Layer("localstack", "emulated AWS/GCS: terraform/aws applied to moto and destroyed; model storage",
           # a file per worker: the apply, the interrupted apply and the lifecycle overlap their waits
-          ("test", "emulators", "iac"), paths=("tests/integration",), pytest_extra=(*XDIST, "--dist", "loadfile"),
+          ("test", "emulators", "iac"), paths=("tests/integration",), pytest_extra=("-n", "auto", "--dist", "loadfile"),
           tags=("iac", "emulated"),
           needs=(EMULATORS, TERRAFORM), estimate_s=190),
     # pytest runs inside a loopback-only network namespace: SkyPilot probes moto's fake public IPs. Its launches
