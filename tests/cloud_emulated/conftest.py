@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,9 @@ def emulated_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatedA
         pytest.skip(f"no loopback-only network namespace ({reason}); {HOW}")
     if importlib.util.find_spec("sky") is None:  # not imported here: SkyPilot fixes paths from HOME on import
         pytest.skip("SkyPilot is in the `cloud` dependency group: uv sync --group cloud")
+    if "sky" in sys.modules:  # it would talk to the default API server and fetch catalogs: say who is to blame
+        pytest.fail("SkyPilot was imported before the emulator set its HOME (a test module importing it at "
+                    "collection?): import it inside the test, or in a child process", pytrace=False)  # fmt: skip
     with EmulatedAWS(Path(tmp_path_factory.mktemp("emulated-aws"))) as aws:
         yield aws
         started = aws.processes()

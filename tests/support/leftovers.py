@@ -5,7 +5,6 @@ share this machine, so names prove nothing)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import time
 import uuid
@@ -15,23 +14,14 @@ from pathlib import Path
 
 import psutil
 
+from llmpyramid.procs import processes_with_env
+
 TAG_ENV = "LLMPYRAMID_TEST_TAG"
 
 
 def with_env(name: str, value: str, since: float | None = None) -> list[psutil.Process]:
-    """THE leftover detector: live processes (not this one, not zombies) whose environment has
-    name=value, started at or after `since` when given. Every process a run starts inherits its
-    environment, so a variable the run set (a tag, its results directory, its HOME) finds them all."""
-    found = []
-    for proc in psutil.process_iter(["create_time"]):
-        try:
-            if proc.pid == os.getpid() or (since is not None and proc.info["create_time"] < since - 1):
-                continue
-            if proc.environ().get(name) == value and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+    """THE leftover detector (llmpyramid.procs.processes_with_env): what a run that set name=value left."""
+    return processes_with_env(name, value, since)
 
 
 def tagged(tag: str, since: float) -> list[psutil.Process]:
