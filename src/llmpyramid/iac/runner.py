@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ class Context:
     terraform: Terraform
     policies: PolicySet = field(init=False)
     plans: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> plan document
+    # checkov runs started early (start_checkov) so they overlap the terraform plan; keyed by their arguments
+    checkov_runs: dict[tuple[Any, ...], Future[list[Finding]]] = field(default_factory=dict)
+    pool: ThreadPoolExecutor | None = None
 
     def __post_init__(self) -> None:
         self.policies = PolicySet(self.root / "terraform" / "policies")
@@ -47,6 +51,20 @@ class Context:
         """Only aws-only modules can be planned here (fake credentials, offline mirror)."""
         sources = set(required_providers(module).values())
         return sources == {f"{REGISTRY}/hashicorp/aws"} and not self.terraform.missing_providers(module)
+
+    def start_checkov(self, dirs: list[Path], sarif: Path, use_config: bool) -> None:
+        """Start a checkov run in the background; `checkov()` with the same arguments collects it."""
+        if self.pool is not None and dirs:
+            binary = ensure_checkov(self.root)  # installs it once, here, before any thread needs it
+            key = (tuple(dirs), sarif, use_config)
+            self.checkov_runs[key] = self.pool.submit(
+                run_checkov, binary, dirs, sarif, root=self.root, use_config=use_config
+            )
+
+    def checkov(self, dirs: list[Path], sarif: Path, use_config: bool) -> list[Finding]:
+        if started := self.checkov_runs.pop((tuple(dirs), sarif, use_config), None):
+            return started.result()
+        return run_checkov(ensure_checkov(self.root), dirs, sarif, root=self.root, use_config=use_config)
 
     def prepare_plans(self, targets: dict[str, tuple[Path, dict[str, Any]]]) -> None:
         """Plan every plannable target in one terraform root (saves an init+plan+show per module)."""
@@ -118,9 +136,8 @@ def run_static(ctx: Context, report: Report, modules: Iterable[str], layers: Ite
     if "checkov" in layers and dirs:
 
         def checkov(check: Check) -> None:
-            binary = ensure_checkov(ctx.root)
-            sarif = ctx.results_dir / "checkov.sarif"
-            check.findings.extend(run_checkov(binary, list(dirs.values()), sarif, root=ctx.root))
+            sarif = static_checkov_sarif(ctx)
+            check.findings.extend(ctx.checkov(list(dirs.values()), sarif, use_config=True))
             check.details["sarif"] = paths.rel(sarif)
 
         _timed(report, "checkov", ", ".join(paths.rel(d) for d in dirs.values()), checkov)
@@ -189,6 +206,18 @@ def load_fixtures(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     return found
 
 
+def static_checkov_sarif(ctx: Context) -> Path:
+    return ctx.results_dir / "checkov.sarif"
+
+
+def fixtures_checkov_sarif(ctx: Context) -> Path:
+    return ctx.results_dir / "checkov-fixtures.sarif"
+
+
+def fixture_checkov_dirs(fixtures: list[tuple[Path, dict[str, Any]]]) -> list[Path]:
+    return [d for d, spec in fixtures if any(e["layer"] == "checkov" for e in spec["expect"])]
+
+
 def fixture_findings(
     ctx: Context, report: Report, fixtures: list[tuple[Path, dict[str, Any]]]
 ) -> dict[str, dict[str, Any]]:
@@ -200,11 +229,8 @@ def fixture_findings(
         return [d for d, spec in fixtures if any(e["layer"] == layer for e in spec["expect"])]
 
     if "checkov" in needed:
-        dirs = for_layer("checkov")
-        binary = ensure_checkov(ctx.root)
-        findings = run_checkov(
-            binary, dirs, ctx.results_dir / "checkov-fixtures.sarif", root=ctx.root, use_config=False
-        )
+        dirs = fixture_checkov_dirs(fixtures)
+        findings = ctx.checkov(dirs, fixtures_checkov_sarif(ctx), use_config=False)
         for d in dirs:
             out["checkov"][d.name] = [f for f in findings if f"/{d.name}/" in f"/{f.resource}"]
     for d in for_layer("rego"):
@@ -302,10 +328,21 @@ def run_iac(
     except OSError as exc:
         raise ConfigError(f"cannot use --results-dir {results}: {exc.strerror or exc}") from None
     tf = Terraform(run_dir=run_dir) if run_dir else Terraform()
-    ctx = Context(root=root, results_dir=results, terraform=tf)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="checkov") as pool:
+        ctx = Context(root=root, results_dir=results, terraform=tf, pool=pool)
+        report = _run_parts(ctx, parts, list(modules), list(static_layers))
+    report.finish().write(results / "iac.json")
+    return report
+
+
+def _run_parts(ctx: Context, parts: set[str], modules: list[str], static_layers: list[str]) -> Report:
     report = Report()
-    modules = list(modules)
-    static_layers = list(static_layers)
+    root = ctx.root
+    # the checkov runs need no plan: started first, they overlap the terraform plan below
+    if "static" in parts and "checkov" in static_layers and modules:
+        ctx.start_checkov([paths.module_dir(m) for m in modules], static_checkov_sarif(ctx), use_config=True)
+    if "fixtures" in parts:
+        ctx.start_checkov(fixture_checkov_dirs(load_fixtures(root)), fixtures_checkov_sarif(ctx), use_config=False)
     targets: dict[str, tuple[Path, dict[str, Any]]] = {}
     if "static" in parts and "rego" in static_layers and "aws" in modules:
         targets["aws"] = (paths.module_dir("aws"), AWS_PLAN_VARS)
@@ -325,5 +362,4 @@ def run_iac(
         run_native(ctx, report, modules)
     if "fixtures" in parts:
         run_fixtures(ctx, report)
-    report.finish().write(results / "iac.json")
     return report
