@@ -20,9 +20,11 @@ from typing import Any
 
 from llmpyramid import layers, results
 from llmpyramid.cli import ArgumentParser, early_flag, guarded
+from llmpyramid.cloud import CLOUDS
 from llmpyramid.config import PROJECT_ROOT, Thresholds, parse_duration
 from llmpyramid.errors import ConfigError, ExitCode, PyramidError, worst
-from llmpyramid.suites import CLOUDS, RunRequest, SuiteRun, run_layer, suite_names
+from llmpyramid.runs import RunRequest, SuiteRun
+from llmpyramid.suites import run_layer, suite_names
 from llmpyramid.target import check_reachable, target_from_env
 
 DEFAULT_RESULTS_FILE = "results/results.json"

@@ -35,8 +35,6 @@ from llmpyramid.runs import ABORT_FILE_ENV, RunRequest, SuiteFn, SuiteRun
 from llmpyramid.stack.embedded import EmbeddedStack, fresh_stack, handoff_stack_env
 from llmpyramid.target import Target
 
-CLOUDS = ("aws", "gcp", "azure")
-
 
 def suite_names() -> list[str]:
     return [*layers.names(), layers.ALL]
@@ -86,7 +84,7 @@ def run_all(req: RunRequest) -> SuiteRun:
         tests,
         duration,
         suite="all",
-        target=req.target.base_url if req.target else None,
+        target=req.target.display_url if req.target else None,
         exit_code=code,
         error="; ".join(errors) or None,
         load_test=load,
@@ -231,4 +229,4 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-__all__ = ["RunRequest", "SuiteRun", "run_layer", "run_pytest", "suite_names"]
+__all__ = ["run_child", "run_layer", "run_pytest", "stop_child", "suite_names"]
