@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from llmpyramid.errors import PyramidError
 from llmpyramid.iac.paths import MODULES, module_dir
 from llmpyramid.iac.terraform import Terraform, parse_test_runs
 
@@ -67,10 +66,7 @@ def tftest_files(module: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def terraform(tmp_path_factory: pytest.TempPathFactory) -> Terraform:
-    try:
-        return Terraform(run_dir=tmp_path_factory.mktemp("tf-cidr"))
-    except PyramidError as exc:
-        pytest.exit(f"error: {exc}", returncode=int(exc.exit_code))
+    return terraform_or_exit(tmp_path_factory.mktemp("tf-cidr"))
 
 
 @pytest.mark.parametrize("module", MODULES)

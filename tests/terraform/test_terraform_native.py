@@ -8,19 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from llmpyramid.errors import PyramidError
 from llmpyramid.iac.paths import MODULES, module_dir
 from llmpyramid.iac.terraform import Terraform
+from tests.support.terraform_cli import terraform_or_exit
 
 pytestmark = [pytest.mark.terraform]
 
 
 @pytest.fixture(scope="module")
 def terraform(tmp_path_factory: pytest.TempPathFactory) -> Terraform:
-    try:
-        return Terraform(run_dir=tmp_path_factory.mktemp("tf"))
-    except PyramidError as exc:
-        pytest.exit(f"error: {exc}", returncode=int(exc.exit_code))
+    return terraform_or_exit(tmp_path_factory.mktemp("tf"))
 
 
 @pytest.mark.parametrize("module", MODULES)
