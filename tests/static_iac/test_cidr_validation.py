@@ -16,6 +16,7 @@ import pytest
 
 from llmpyramid.iac.paths import MODULES, module_dir
 from llmpyramid.iac.terraform import Terraform, parse_test_runs
+from tests.support.terraform_cli import terraform_or_exit
 
 pytestmark = [pytest.mark.terraform]
 
