@@ -53,31 +53,33 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
-DEFERRED_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C/SIGTERM back inside the block; they are delivered (their handlers run) as it ends.
-    Only the main thread runs Python signal handlers, so elsewhere this does nothing."""
+    """Hold Ctrl-C/SIGTERM back inside the block; each one taken meanwhile is handed, as the block ends,
+    to the handler that was in place (so a KeyboardInterrupt is raised there, not inside the block).
+
+    Python runs signal handlers in the main thread only, whichever thread the kernel picked (a worker
+    thread may take it: blocking the signal in this thread alone would not hold it back), so the
+    handlers are swapped for a recorder; elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
+    taken: list[signal.Signals] = []
+    previous = {sig: signal.signal(sig, lambda n, _f: taken.append(signal.Signals(n))) for sig in DEFERRED_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _child() -> None:
-    """In a spawned child before exec: it must not inherit the spawner's held-back signals."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, DEFERRED_SIGNALS)
-
-
-def _child_with_owner() -> None:
-    _child()
-    die_with_parent()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in taken:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)  # the default action, now that the record exists
 
 
 def exit_when_owner_dies(owner_pid: int) -> None:
@@ -352,13 +354,12 @@ class ManagedService:
                         env=dict(env) if env is not None else None,
                         cwd=cwd,
                         start_new_session=True,
-                        # syscalls only (no locks taken in the child)
-                        preexec_fn=_child_with_owner if owner_pid else _child,
+                        # prctl only (no locks taken in the child); fires when the spawning thread's process dies
+                        preexec_fn=die_with_parent if owner_pid else None,
                     )
-                identity = ProcessIdentity.of(proc.pid)
-                state = ServiceState(
-                    proc.pid, identity.create_time, list(identity.argv), time.time(), owner_pid, dict(extra or {})
-                )
+                # the argv we exec'd, not a read of /proc: right after the spawn it may still show the parent's
+                created = psutil.Process(proc.pid).create_time()
+                state = ServiceState(proc.pid, created, list(argv), time.time(), owner_pid, dict(extra or {}))
                 self.write_state(state)
         except BaseException:  # a failed record, or the signal held back during the spawn, delivered now
             if proc is not None:
