@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -113,8 +114,24 @@ class RunContext:
     target: Target | None = None
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # step label -> its entry
     step_note: str | None = None  # how computed arguments were chosen, for the step's report entry
-    sessions: set[subprocess.Popen[bytes]] = field(default_factory=set)  # steps' sessions running now
     note_lock: threading.Lock = field(default_factory=threading.Lock)  # step_note is one per context
+    # the steps' sessions started so far, and whether the pipeline is stopping (then a late one is stopped too)
+    sessions: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    stopping: bool = False
+    sessions_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def session_started(self, proc: subprocess.Popen[bytes]) -> None:
+        with self.sessions_lock:
+            self.sessions.append(proc)
+            late = self.stopping
+        if late:
+            proc.send_signal(signal.SIGTERM)
+
+    def stop_sessions(self) -> None:
+        with self.sessions_lock:
+            self.stopping = True
+            sessions = list(self.sessions)
+        stop_child(*sessions)
 
 
 def _local_steps(_s: PipelineSettings) -> tuple[Step, ...]:
@@ -326,8 +343,7 @@ def _run_concurrently(
                     running.pop(future)
                     future.result()
         except BaseException:
-            for session in list(ctx.sessions):
-                stop_child(session)
+            ctx.stop_sessions()
             raise
     return [ctx.reports[step.label] for step in steps]
 
@@ -370,7 +386,7 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None], *, concur
     with contextlib.ExitStack() as stack:
         # stdout carries only the report; a step beside others writes its session's output to its own log
         out = stack.enter_context(session_log.open("wb")) if concurrent else sys.stderr
-        rc = run_child(argv, env, stdout=out, stderr=out if concurrent else None, started=ctx.sessions.add)
+        rc = run_child(argv, env, stdout=out, stderr=out if concurrent else None, started=ctx.session_started)
     elapsed = time.monotonic() - started
     entry.update(duration_seconds=round(elapsed, 3), **step_verdict(_read_document(doc_path), rc, step.optional))
     entry["results_file"] = str(doc_path) if doc_path.exists() else None

@@ -210,16 +210,20 @@ def run_child(
         raise
 
 
-def stop_child(proc: subprocess.Popen[bytes]) -> None:
+def stop_child(*procs: subprocess.Popen[bytes]) -> None:
     """SIGTERM, not SIGINT: pytest (tests/conftest.py) and nox (noxfile.py) unwind on it like Ctrl-C, and a
-    child still importing dies quietly instead of printing a KeyboardInterrupt traceback. Bounded wait."""
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=CHILD_STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    child still importing dies quietly instead of printing a KeyboardInterrupt traceback. All are told
+    first, so their teardowns overlap; then each gets a bounded wait."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + CHILD_STOP_GRACE_S
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -66,9 +66,10 @@ class TaggedRun:
         return err, took, self.left_after_exit()
 
     def left_after_exit(self) -> list[psutil.Process]:
-        """What is still running once the front door has exited (children finish their bounded teardown)."""
+        """What is still running once the front door has exited: its grandchildren (pytest's workers, the
+        servers they own) get 30 s for their own bounded teardown, which on a busy box outlasts the exit."""
         left = self.processes()
-        for _ in range(50):
+        for _ in range(150):
             if not left:
                 break
             time.sleep(0.2)
