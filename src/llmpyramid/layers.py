@@ -120,11 +120,12 @@ LAYERS: tuple[Layer, ...] = (
           ("test", "emulators", "iac"), paths=("tests/integration",), pytest_extra=("-n", "auto", "--dist", "loadfile"),
           tags=("iac", "emulated"),
           needs=(EMULATORS, TERRAFORM), estimate_s=190),
-    # pytest runs inside a loopback-only network namespace: SkyPilot probes moto's fake public IPs. It waits on
-    # SkyPilot (a deliberate 60 s launch timeout, provisioning), yet stays one process: a worker per core was no
-    # faster (206 s vs 230 s), each paying ~50 s to start its own SkyPilot API server
+    # pytest runs inside a loopback-only network namespace: SkyPilot probes moto's fake public IPs. Its cases wait
+    # on SkyPilot (a deliberate 60 s launch timeout, provisioning): two workers, one per group of cases
+    # (tests/cloud_emulated/groups.py), each starting its own SkyPilot API server
     Layer("cloud_emulated", "SkyPilot spot launch -> teardown -> sweep against moto in a loopback-only netns",
           ("test", "cloud"), paths=("tests/cloud_emulated",), wrap=("python", "-m", "llmpyramid.cloud", "netns", "--"),
+          pytest_extra=("-n", "2", "--dist", "loadgroup"),
           tags=("cloud", "emulated"), needs=(NETNS,), estimate_s=450),
     Layer("cloud", "real spot instance via SkyPilot: credentials, launch, health, inference, teardown",
           ("test", "cloud"), run="llmpyramid.cloud.suite:run_suite",

@@ -17,6 +17,7 @@ import time
 from llmpyramid.cloud import skypilot
 from llmpyramid.cloud.smoke import CloudSmoke
 from llmpyramid.cloud.sweeper import sweep
+from tests.cloud_emulated.groups import FRONT_DOORS, IN_PROCESS
 
 RUNNING_TIMEOUT = 240.0  # provisioning against moto took ~20 s here; the box is shared and busy
 
@@ -30,11 +31,13 @@ def assert_nothing_left(aws, cluster):
     assert f"sky-sg-{cluster}" not in aws.security_groups(), f"security group of {cluster} still in moto"
 
 
+@IN_PROCESS
 def test_credentials_enabled_against_moto(settings):
     caps = CloudSmoke(settings).check_credentials()
     assert "compute" in caps
 
 
+@IN_PROCESS
 def test_spot_launch_reaches_ssh_phase_by_design_then_teardown_leaves_nothing(emulated_aws, settings, record_property):
     smoke = CloudSmoke(settings)
     smoke.guard_cost()
@@ -55,6 +58,7 @@ def test_spot_launch_reaches_ssh_phase_by_design_then_teardown_leaves_nothing(em
     record_property("metrics", {f"{k}_s": round(v, 2) for k, v in smoke.phases.items()})
 
 
+@IN_PROCESS
 def test_preemption_is_detected_and_leaves_nothing(emulated_aws, settings):
     smoke = CloudSmoke(settings)
     smoke.start_launch()
@@ -92,6 +96,7 @@ def _ids(aws):
     return {i["InstanceId"] for i in aws.instances()}
 
 
+@FRONT_DOORS
 def test_unreachable_launch_times_out_tears_down_in_finally(emulated_aws):
     proc = _front_door(CLOUD_LAUNCH_TIMEOUT="60s", CLOUD_TEARDOWN_TIMEOUT="120s")
     out, err = proc.communicate(timeout=600)
@@ -107,6 +112,7 @@ def test_unreachable_launch_times_out_tears_down_in_finally(emulated_aws):
     assert_nothing_left(emulated_aws, doc["cloud"]["cluster"])
 
 
+@FRONT_DOORS
 def test_sigterm_mid_launch_exits_130_and_leaks_nothing(emulated_aws):
     before = _ids(emulated_aws)
     proc = _front_door()
@@ -118,6 +124,7 @@ def test_sigterm_mid_launch_exits_130_and_leaks_nothing(emulated_aws):
     assert [g for g in emulated_aws.security_groups("sky-sg-wf-smoke-") if name_on_cloud.startswith(g[7:])] == []
 
 
+@FRONT_DOORS
 def test_sigkill_mid_launch_leaves_an_orphan_the_next_sweep_removes(emulated_aws):
     before = _ids(emulated_aws)
     proc = _front_door()
@@ -132,6 +139,7 @@ def test_sigkill_mid_launch_leaves_an_orphan_the_next_sweep_removes(emulated_aws
     assert sweep("aws", older_than=0, dry_run=True).found == []
 
 
+@IN_PROCESS
 def test_sweep_finds_a_cluster_skypilot_forgot_by_its_ec2_tag(emulated_aws):
     ec2 = emulated_aws.client("ec2")
     name = "wf-smoke-aws-20200101-000000-abcd-1234abcd"
@@ -144,6 +152,7 @@ def test_sweep_finds_a_cluster_skypilot_forgot_by_its_ec2_tag(emulated_aws):
     assert emulated_aws.live_instances(name) == []
 
 
+@IN_PROCESS
 def test_sweep_spares_clusters_younger_than_the_threshold(emulated_aws):
     ec2 = emulated_aws.client("ec2")
     name = "wf-smoke-aws-20991231-000000-beef-1234abcd"
@@ -157,6 +166,7 @@ def test_sweep_spares_clusters_younger_than_the_threshold(emulated_aws):
     assert emulated_aws.live_instances(name) == []
 
 
+@IN_PROCESS
 def test_gcp_and_azure_without_credentials_are_configuration_errors_with_skypilots_reason(emulated_aws):
     from llmpyramid.cloud.settings import CREDENTIALS_FIX
     from llmpyramid.errors import ConfigError

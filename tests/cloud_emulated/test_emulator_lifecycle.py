@@ -17,6 +17,7 @@ from llmpyramid.cloud import api_server, skypilot
 from llmpyramid.cloud.emulator import EPHEMERAL_PORTS, PORT_RANGE_SYSCTL, EmulatedAWS
 from llmpyramid.ports import free_port, port_is_free
 from llmpyramid.procs import ProcessIdentity
+from tests.cloud_emulated.groups import IN_PROCESS
 from tests.support.cloud_leftovers import assert_all_stopped, same_home
 
 OWNER = textwrap.dedent("""
@@ -32,6 +33,7 @@ OWNER = textwrap.dedent("""
 """)
 
 
+@IN_PROCESS
 def test_skypilots_client_talks_to_the_server_we_started(emulated_aws):
     from sky.server import common
 
@@ -45,6 +47,7 @@ def test_skypilots_client_talks_to_the_server_we_started(emulated_aws):
     assert strays == [], "a SkyPilot process that is not ours: the client started a server of its own"
 
 
+@IN_PROCESS
 def test_no_ephemeral_port_can_take_skypilots_queue_manager_port(emulated_aws):
     """SkyPilot's server binds its queue manager late, on a port derived from its own (CI once saw an API server
     never get healthy because that port was taken meanwhile): in our namespace ephemeral ports stay below it."""
@@ -63,6 +66,7 @@ def _owner_processes(owner: subprocess.Popen[str]) -> list[ProcessIdentity]:
 
 
 @pytest.mark.timeout(600)
+@IN_PROCESS
 def test_nothing_outlives_an_owner_killed_with_sigkill(emulated_aws, tmp_path):
     """No teardown runs: moto follows its owner (parent-death signal + watchdog), SkyPilot's server gets the
     parent-death signal, and the reaper stops the server's executors, which would otherwise live on."""

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from llmpyramid.cloud import catalog
+from tests.cloud_emulated.groups import FRONT_DOORS
 
 # Never imported in this process: SkyPilot fixes its paths from HOME on import, and this worker may run the
 # emulated cloud's tests (own HOME, own API server) next. The parse runs in a child with its own HOME.
@@ -40,6 +41,7 @@ print(json.dumps(out))
 """
 
 
+@FRONT_DOORS
 def test_task_files_are_valid_skypilot_tasks(tmp_path):
     for cloud in ("aws", "gcp", "azure"):
         catalog.install(tmp_path, cloud)  # SkyPilot validates instance types against its catalog

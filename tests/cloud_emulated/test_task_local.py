@@ -25,6 +25,7 @@ import pytest
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.ports import free_port
 from llmpyramid.target import Target
+from tests.cloud_emulated.groups import FRONT_DOORS
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -58,6 +59,7 @@ def _workdir_copy(dest: Path) -> Path:
     return dest
 
 
+@FRONT_DOORS
 def test_task_setup_and_run_bring_up_a_healthy_server_on_loopback(tmp_path, metrics):
     from llmpyramid.checks.smoke import probe_completion_fields, probe_health
     from llmpyramid.client import Client
