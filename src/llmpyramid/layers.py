@@ -98,7 +98,9 @@ LAYERS: tuple[Layer, ...] = (
           paths=("tests/test_integration.py",), marker="integration", tags=("pyramid", "target"),
           needs=(EMBEDDED_STACK,), target=True, in_all=True, estimate_s=25),
     Layer("contract", "OpenAI schemas for bodies and SSE chunks, headers, error object, official client", TEST,
-          paths=("tests/test_contract.py", "tests/contract"), marker="contract", tags=("pyramid", "target"),
+          # its proxy and deviation cases wait on child pytest runs: one worker per core
+          paths=("tests/test_contract.py", "tests/contract"), marker="contract", pytest_extra=XDIST,
+          tags=("pyramid", "target"),
           needs=(EMBEDDED_STACK,), target=True, in_all=True, estimate_s=25),
     Layer("load", "LLM load (locust): throughput, latency, TTFT/ITL percentiles, SLO gates", ("load",),
           # short answers and a generous cap: the verdict needs LOAD_MIN_REQUESTS samples, even on a busy box
