@@ -107,6 +107,7 @@ LAYERS: tuple[Layer, ...] = (
           run="llmpyramid.load.suite:run_suite", takes="the load command's flags (python -m llmpyramid.load --help)",
           env_defaults=(("LOAD_DURATION", "20"), ("LOAD_MAX_TOKENS", "16,32,64"), ("LOAD_MAX_DURATION", "240")),
           tags=("load", "target"), needs=(EMBEDDED_STACK,), target=True, flags=("duration",), estimate_s=45),
+    # ~60 % of two cores: each case drives a one-thread llama.cpp server with locust for fixed seconds
     Layer("load_faults", "the load layer for real: seed locust command, bad input, dying server, no leftovers",
           ("test", "load"), paths=("tests/load_faults",), marker="load", pytest_extra=XDIST, tags=("load",),
           needs=(EMBEDDED_STACK,),
@@ -118,7 +119,8 @@ LAYERS: tuple[Layer, ...] = (
           paths=("tests/terraform",), marker="terraform", pytest_extra=XDIST, tags=("iac",), needs=(TERRAFORM,),
           estimate_s=45),
     Layer("localstack", "emulated AWS/GCS: terraform/aws applied to moto and destroyed; model storage",
-          # a file per worker: the apply, the interrupted apply and the lifecycle overlap their waits
+          # a file per worker: the apply, the interrupted apply and the lifecycle overlap their waits (the aws
+          # provider waits ~55 s after writing a lifecycle configuration, in each apply)
           ("test", "emulators", "iac"), paths=("tests/integration",), pytest_extra=("-n", "auto", "--dist", "loadfile"),
           tags=("iac", "emulated"),
           needs=(EMULATORS, TERRAFORM), estimate_s=190),
