@@ -6,6 +6,7 @@ The real server (started this way, used by SkyPilot's client, stopped with its w
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import stat
@@ -23,7 +24,10 @@ from llmpyramid.errors import InfrastructureError
 from llmpyramid.ports import free_port
 from llmpyramid.procs import ProcessIdentity
 
-pytest.importorskip("sky", reason="SkyPilot is in the `cloud` dependency group: uv sync --group cloud")
+# Not imported at collection (~4 s in every pytest worker): the tests that need SkyPilot's code import it.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("sky") is None, reason="SkyPilot is in the `cloud` dependency group: uv sync --group cloud"
+)
 
 HEALTHY = textwrap.dedent("""
     import http.server, json, sys
