@@ -78,9 +78,13 @@ def test_nothing_outlives_an_owner_killed_with_sigkill(emulated_aws, tmp_path):
         assert len(started) > 3, "moto, the server and its reaper, plus the server's workers"
         aws = EmulatedAWS(root)  # not entered: names the owner's paths
         reaper_log = aws.run_dir / "skypilot-api-server-reaper.log"
-        watched = {p.pid for p in started if not any(a.startswith("llmpyramid.") for a in p.argv)}  # SkyPilot's
-        wait_for(lambda: any(watched <= _pids(line) for line in reaper_log.read_text().splitlines()),
-                 "the reaper never watched the server's family")  # fmt: skip
+        skypilots = [p for p in started if not any(a.startswith("llmpyramid.") for a in p.argv)]
+
+        def watched() -> bool:  # every SkyPilot process still alive (a request's executor may come and go)
+            alive = {p.pid for p in skypilots if p.alive()}
+            return any(alive <= _pids(line) for line in reaper_log.read_text().splitlines())
+
+        wait_for(watched, "the reaper never watched the server's family")
         owner.kill()
         owner.wait()
         assert_all_stopped(aws, started, timeout=120)
