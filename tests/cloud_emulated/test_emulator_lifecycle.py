@@ -82,7 +82,7 @@ def test_nothing_outlives_an_owner_killed_with_sigkill(emulated_aws, tmp_path):
 
         def watched() -> bool:  # every SkyPilot process still alive (a request's executor may come and go)
             alive = {p.pid for p in skypilots if p.alive()}
-            return any(alive <= _pids(line) for line in reaper_log.read_text().splitlines())
+            return bool(alive) and any(alive <= _pids(line) for line in reaper_log.read_text().splitlines())
 
         wait_for(watched, "the reaper never watched the server's family")
         owner.kill()
