@@ -8,7 +8,7 @@ say where the server is. Thresholds come from the environment (see llmpyramid.co
 Markers are registered from the table of layers (llmpyramid.layers).
 
 An unreachable target or a bad setting aborts the session with the seed's exit code (2 or 3)
-and one line, never a traceback; scripts/run_tests.py reads the reason from the abort file.
+and one line, never a traceback; the executor (llmpyramid.suites) reads the reason from the abort file.
 """
 
 from __future__ import annotations
