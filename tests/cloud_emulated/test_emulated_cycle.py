@@ -139,12 +139,18 @@ def test_sigkill_mid_launch_leaves_an_orphan_the_next_sweep_removes(emulated_aws
     assert sweep("aws", older_than=0, dry_run=True).found == []
 
 
+def _plant_instance(aws, name):
+    """An EC2 instance tagged as SkyPilot's cluster `name`, that SkyPilot's own state does not know."""
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "skypilot-cluster-name", "Value": name}]}]
+    aws.client("ec2").run_instances(
+        ImageId="ami-785db401", InstanceType="r7a.large", MinCount=1, MaxCount=1, TagSpecifications=tags
+    )
+    return name
+
+
 @IN_PROCESS
 def test_sweep_finds_a_cluster_skypilot_forgot_by_its_ec2_tag(emulated_aws):
-    ec2 = emulated_aws.client("ec2")
-    name = "wf-smoke-aws-20200101-000000-abcd-1234abcd"
-    tags = [{"ResourceType": "instance", "Tags": [{"Key": "skypilot-cluster-name", "Value": name}]}]
-    ec2.run_instances(ImageId="ami-785db401", InstanceType="r7a.large", MinCount=1, MaxCount=1, TagSpecifications=tags)
+    name = _plant_instance(emulated_aws, "wf-smoke-aws-20200101-000000-abcd-1234abcd")
     dry = sweep("aws", older_than=0, dry_run=True)
     assert [(leak.cluster, leak.source) for leak in dry.found] == [(name, "ec2")]
     assert emulated_aws.live_instances(name), "a dry run removes nothing"
@@ -154,10 +160,7 @@ def test_sweep_finds_a_cluster_skypilot_forgot_by_its_ec2_tag(emulated_aws):
 
 @IN_PROCESS
 def test_sweep_spares_clusters_younger_than_the_threshold(emulated_aws):
-    ec2 = emulated_aws.client("ec2")
-    name = "wf-smoke-aws-20991231-000000-beef-1234abcd"
-    tags = [{"ResourceType": "instance", "Tags": [{"Key": "skypilot-cluster-name", "Value": name}]}]
-    ec2.run_instances(ImageId="ami-785db401", InstanceType="r7a.large", MinCount=1, MaxCount=1, TagSpecifications=tags)
+    name = _plant_instance(emulated_aws, "wf-smoke-aws-20991231-000000-beef-1234abcd")
     try:
         assert sweep("aws", older_than=3600).found == []
         assert emulated_aws.live_instances(name)
