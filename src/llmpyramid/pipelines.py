@@ -388,19 +388,13 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None], *, concur
         out = stack.enter_context(session_log.open("wb")) if concurrent else sys.stderr
         rc = run_child(argv, env, stdout=out, stderr=out if concurrent else None, started=ctx.session_started)
     elapsed = time.monotonic() - started
-    entry.update(duration_seconds=round(elapsed, 3), **step_verdict(_read_document(doc_path), rc, step.optional))
+    entry.update(duration_seconds=round(elapsed, 3), **step_verdict(results.read_json(doc_path), rc, step.optional))
     entry["results_file"] = str(doc_path) if doc_path.exists() else None
     if concurrent:
         entry["log"] = str(session_log)
     ctx.reports[step.label] = entry
     log(f"pipeline {ctx.pipeline}: {step.label}: {entry['status']} (exit {entry['exit_code']}) in {elapsed:.0f}s")
     return entry
-
-
-def _read_document(path: Path) -> dict[str, Any] | None:
-    with contextlib.suppress(OSError, ValueError):
-        return dict(json.loads(path.read_text()))
-    return None
 
 
 def step_verdict(doc: Mapping[str, Any] | None, rc: int, optional: bool = False) -> dict[str, Any]:

@@ -262,6 +262,15 @@ class ResultsFileError(ConfigError):
     """The results file could not be written (an unwritable path is a configuration error, exit 3)."""
 
 
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object written by another process (a report, a results document), or None when it is
+    missing or unreadable: the caller says what that means."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write `data` to `path` through a temp file in the same directory and os.replace.
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import signal
 import subprocess
@@ -132,8 +131,8 @@ def _pytest_child(
         started = time.monotonic()
         rc = run_child(cmd, env, stdout=sys.stderr)
         elapsed = time.monotonic() - started
-        abort = _read_json(abort_file)
-        report = _read_json(report_file)
+        abort = results.read_json(abort_file)
+        report = results.read_json(report_file)
 
     if abort:
         code = ExitCode(int(abort.get("exit_code", ExitCode.INFRASTRUCTURE)))
@@ -224,13 +223,6 @@ def stop_child(*procs: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        return None
 
 
 __all__ = ["run_child", "run_layer", "run_pytest", "stop_child", "suite_names"]
