@@ -5,12 +5,14 @@ signal at random points of each front door's run, repeated, with exit codes and 
     python -m llmpyramid.bench_interrupts --doors stack.up run_tests --runs 10 --burners 2
 
 Each run starts the front door as a user would, with its own run/results directories and a tag in its
-environment that every process it starts inherits; after a random delay (within the front door's usual
-run time) it gets the pattern's signal(s); then the benchmark waits for it to exit and lists the tagged
-processes still alive (leftovers). The contract: exit 130 and 0 leftovers, every time. A run that ended
-before its signal is counted apart ("finished first"), never as a pass of the interrupt. Leftovers are
-stopped after they are counted, so one bad run never spoils the next. The document goes to
-results/bench-interrupts.json. Exit code: 0 when every interrupted run exited 130 with 0 leftovers.
+environment that every process it starts inherits. Once the front door catches SIGINT and SIGTERM (before
+that, at interpreter start-up, the kernel's default action ends a process that has started nothing yet),
+after a random delay within the front door's usual run time, it gets the pattern's signal(s); then the
+benchmark waits for it to exit and lists the tagged processes still alive (leftovers). The contract: exit
+130 and 0 leftovers, every time. A run that ended before its signal is counted apart ("finished first"),
+never as a pass of the interrupt. Leftovers are stopped after they are counted, so one bad run never spoils
+the next. The document goes to results/bench-interrupts.json. Exit code: 0 when every interrupted run
+exited 130 with 0 leftovers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import collections
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -51,7 +54,7 @@ class Door:
 
 PY = "python"
 DOORS: dict[str, Door] = {
-    "stack.up": Door((PY, "-m", "invoke", "stack.up", "--port", "0"), 3.0, (PY, "-m", "invoke", "stack.down")),
+    "stack.up": Door((PY, "-m", "invoke", "stack.up", "--port", "0"), 1.5, (PY, "-m", "invoke", "stack.down")),
     "run_tests": Door((PY, "scripts/run_tests.py", "--suite", "smoke", "--results-file", "{tmp}/results.json"), 8.0),
     "nox -s smoke": Door((PY, "-m", "nox", "-s", "smoke"), 12.0),
     "invoke local": Door((PY, "-m", "invoke", "local"), 45.0),
@@ -90,6 +93,7 @@ def one_run(name: str, door: Door, pattern: tuple[int, ...], rng: random.Random)
         since = time.time()
         proc = subprocess.Popen(_argv(door.argv, tmp), cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        catching_after = _wait_until_catching(proc)
         try:
             proc.wait(timeout=delay)
             finished_first = True
@@ -114,10 +118,33 @@ def one_run(name: str, door: Door, pattern: tuple[int, ...], rng: random.Random)
         for p in left:  # counted; now stopped, so the next run starts clean
             stop_process(p.pid, grace=2.0)
     return {
-        "door": name, "delay_s": round(delay, 2), "finished_first": finished_first, "exit_code": proc.returncode,
+        "door": name, "catching_after_s": round(catching_after, 2), "delay_s": round(delay, 2),
+        "finished_first": finished_first, "exit_code": proc.returncode,
         "exit_after_signal_s": round(took, 2), "leftovers": cmdlines,
         "last_stderr_line": (err.strip().splitlines() or [""])[-1][:200],
     }  # fmt: skip
+
+
+def _caught_signals(pid: int) -> int:
+    """The process's caught-signal mask (SigCgt in /proc/PID/status; psutil does not expose it)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^SigCgt:\s*([0-9a-f]+)$", status, re.MULTILINE)
+    return int(match.group(1), 16) if match else 0
+
+
+def _wait_until_catching(proc: subprocess.Popen[str], limit_s: float = 120.0) -> float:
+    """Seconds until the front door catches SIGINT and SIGTERM, or exits, or `limit_s` passes (then the
+    signals still go, and a door that never caught them shows as a failure)."""
+    wanted = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    started = time.monotonic()
+    while _caught_signals(proc.pid) & wanted != wanted:
+        if proc.poll() is not None or time.monotonic() - started > limit_s:
+            break
+        time.sleep(0.005)
+    return time.monotonic() - started
 
 
 def _settled_leftovers(tag: str, since: float, settle_s: float = 10.0) -> list[psutil.Process]:
