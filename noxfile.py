@@ -27,7 +27,7 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # the table and the signal rule need no install
-from llmpyramid.cli import interrupt_once
+from llmpyramid.cli import interrupt_once, interrupted
 from llmpyramid.layers import LAYERS, REPORT_DIR_ENV, STEP_RESULTS_FILE, Layer
 
 nox.options.default_venv_backend = "uv"
@@ -44,6 +44,13 @@ TERMINATE_TIMEOUT_S = 300.0  # after nox's SIGTERM, before SIGKILL (covers a bou
 # nox exits 130 on KeyboardInterrupt: SIGTERM takes the same path (else: exit 143, children orphaned), and
 # a second signal while nox waits for its session's command to stop is held back instead of abandoning it.
 interrupt_once()
+
+
+def stop_if_interrupted() -> None:
+    """nox swallows the interrupt when the command it interrupted still exits 0 (an install that was just
+    finishing): the session then stops at its next step, as it would have in the command."""
+    if interrupted():
+        raise KeyboardInterrupt
 
 
 def install(session: nox.Session, *groups: str) -> None:
@@ -108,13 +115,16 @@ def all_skipped(document: str) -> str | None:
 def make_session(layer: Layer) -> None:
     def body(session: nox.Session) -> None:
         install(session, *layer.groups)
+        stop_if_interrupted()
         if prepare := PREPARE.get(layer.name):
             prepare(session)
+            stop_if_interrupted()
         document = results_file(layer)
         session.run(
             "python", "-m", "llmpyramid.run_tests", "--suite", layer.name, "--results-file", document,
             *session.posargs, interrupt_timeout=INTERRUPT_TIMEOUT_S, terminate_timeout=TERMINATE_TIMEOUT_S,
         )  # fmt: skip
+        stop_if_interrupted()
         if why := all_skipped(document):
             session.skip(why)  # nox lists it as skipped, with why: a skip is never a success
 

@@ -60,7 +60,7 @@ DOORS: dict[str, Door] = {
     "invoke local": Door((PY, "-m", "invoke", "local"), 45.0),
     "invoke staging": Door((PY, "-m", "invoke", "staging"), 60.0),
     "load": Door((PY, "-m", "llmpyramid.load", "-u", "2", "-t", "20", "--no-plots", "--results-dir", "{tmp}/ld"), 20.0),
-    "emulators.up": Door((PY, "-m", "invoke", "emulators.up"), 8.0, (PY, "-m", "invoke", "emulators.down")),
+    "emulators.up": Door((PY, "-m", "invoke", "emulators.up"), 2.0, (PY, "-m", "invoke", "emulators.down")),
 }  # fmt: skip
 PATTERNS: dict[str, tuple[int, ...]] = {
     "SIGINT": (signal.SIGINT,),
