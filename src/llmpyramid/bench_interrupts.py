@@ -171,6 +171,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = ArgumentParser(prog="python -m llmpyramid.bench_interrupts", description=__doc__,
                         formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -191,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random(seed)
         started = time.monotonic()
         table: dict[str, dict[str, Any]] = {}
+        doc = {"seed": seed, "runs_per_pattern": args.runs, "burners": args.burners, "results": table}
         with burners(args.burners):
             for name in args.doors:
                 for pattern in args.patterns:
@@ -199,10 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"bench_interrupts: {name} / {pattern}: {summary['interrupted']} interrupted, exit codes "
                           f"{summary['exit_codes']}, {summary['runs_with_leftovers']} with leftovers, "
                           f"{summary['finished_first']} finished first", file=sys.stderr, flush=True)  # fmt: skip
-        doc = {"seed": seed, "runs_per_pattern": args.runs, "burners": args.burners,
-               "wall_seconds": round(time.monotonic() - started, 1), "results": table}  # fmt: skip
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(doc, indent=2) + "\n")
+                    doc["wall_seconds"] = round(time.monotonic() - started, 1)
+                    _write(args.output, doc)  # after each pattern: a long run stopped early keeps what it measured
         print(json.dumps(doc, indent=2))
         ok = all(not s["failures"] and not s["runs_with_leftovers"] for s in table.values())
         return 0 if ok else 1
