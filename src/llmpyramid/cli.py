@@ -7,6 +7,7 @@ Front doors (tasks.py, scripts/run_tests.py, `python -m llmpyramid...`) wrap the
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import signal
@@ -67,6 +68,7 @@ class _OneInterrupt:
             os.write(2, b"interrupt again: still stopping what this command started\n")
             return
         self.first = signum
+        atexit.register(_ignore_late_interrupts)
         self.bound = threading.Timer(TEARDOWN_BOUND_S, self._cut_short)
         self.bound.daemon = True
         self.bound.start()
@@ -80,6 +82,13 @@ class _OneInterrupt:
     def _cut_short() -> None:
         os.write(2, f"error: teardown still running {TEARDOWN_BOUND_S:g}s after the interrupt; exiting\n".encode())
         os._exit(INTERRUPTED_EXIT)
+
+
+def _ignore_late_interrupts() -> None:
+    """At interpreter exit (after atexit, Python resets the signals it handles to their default action,
+    so a late SIGTERM would end an interrupted run by the signal instead of 130): ignored ones it keeps."""
+    for sig in INTERRUPT_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def interrupt_once() -> dict[int, Any]:

@@ -8,6 +8,7 @@ time limits are generous ones against a hang.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -28,6 +29,7 @@ import yaml
 from llmpyramid import results
 from llmpyramid.hybrid.config import REFERENCE_CONFIG
 from llmpyramid.ports import free_port
+from tests.support.leftovers import commands, with_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -36,8 +38,11 @@ PIDS = re.compile(r"\(pid (\d+)")
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The run's environment: its results directory (which every process it starts inherits, so it finds
+    them all) and its temporary directory (where the stacks' logs go) under this test's own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HYBRID_")}
-    return {**env, "HYBRID_RESULTS_DIR": str(tmp_path / "results"), "PYTHONUNBUFFERED": "1", **extra}
+    return {**env, "HYBRID_RESULTS_DIR": str(tmp_path / "results"), "TMPDIR": str(tmp_path), "PYTHONUNBUFFERED": "1",
+            **extra}  # fmt: skip
 
 
 def _run(tmp_path: Path, *args: str, **extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
@@ -53,16 +58,25 @@ def _run(tmp_path: Path, *args: str, **extra: str) -> tuple[subprocess.Completed
     return proc, doc
 
 
-def _assert_all_stopped(stderr: str) -> None:
-    """Every pid the run announced (router, stacks, restarted base) is gone."""
-    pids = {int(p) for p in PIDS.findall(stderr)}
-    assert pids, f"the run announced no process: {stderr[-500:]}"
+def _assert_all_stopped(tmp_path: Path, stderr: str) -> None:
+    """Every process the run started (router, stacks, a restarted base) is gone: found by the results
+    directory (this test's own) they all inherit, not by pid (reused on a busy box). 30 s for their exit."""
+    assert PIDS.findall(stderr), f"the run announced no process: {stderr[-500:]}"
     deadline = time.monotonic() + 30
-    alive = pids
+    alive = with_env("HYBRID_RESULTS_DIR", str(tmp_path / "results"))
     while alive and time.monotonic() < deadline:
-        alive = {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
         time.sleep(0.2)
-    assert not alive, f"processes left running after the layer ended: {sorted(alive)}"
+        alive = with_env("HYBRID_RESULTS_DIR", str(tmp_path / "results"))
+    for p in alive:  # counted; stopped so that a failure never leaks into the next test
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    assert not alive, f"processes left running after the layer ended: {commands(alive)}"
+
+
+def _backend_answered(tmp_path: Path) -> bool:
+    """A backend has answered a request through the router (llama.cpp logs each one's timings)."""
+    logs = tmp_path.glob("llmpyramid-hybrid-*/*/*.log")
+    return any("print_timing" in log.read_text(errors="replace") for log in logs)
 
 
 def test_reference_topology_runs_five_scenarios_with_attribution_and_phases(tmp_path):
@@ -93,7 +107,7 @@ def test_reference_topology_runs_five_scenarios_with_attribution_and_phases(tmp_
     assert Path(h["artifacts"]["plot"]).stat().st_size > 0
     samples = Path(h["artifacts"]["samples"]).read_text().splitlines()
     assert len(samples) == sum(s["issued"] for s in sc.values())
-    _assert_all_stopped(proc.stderr)
+    _assert_all_stopped(tmp_path, proc.stderr)
     with pytest.raises(httpx.HTTPError):
         httpx.get(h["topology"]["router_url"] + "/health/liveliness", timeout=5)
 
@@ -112,7 +126,7 @@ def test_router_that_never_overflows_fails_scenario_b_saying_so(tmp_path):
     assert b["name"] == "b_overflow_to_burst" and b["status"] == "failed"
     assert "never sent traffic to burst" in b["error"], b["error"]
     assert set(doc["hybrid"]["scenarios"]["b_overflow_to_burst"]["served_by"]) == {"base"}
-    _assert_all_stopped(proc.stderr)
+    _assert_all_stopped(tmp_path, proc.stderr)
 
 
 @pytest.mark.parametrize(("sig", "expected"), [(signal.SIGTERM, 130), (signal.SIGKILL, -signal.SIGKILL)])
@@ -128,17 +142,16 @@ def test_interrupted_or_killed_run_leaves_no_router_or_stack(tmp_path, sig, expe
     reader = threading.Thread(target=lambda: log.extend(proc.stderr or []), daemon=True)
     reader.start()
     deadline = time.monotonic() + RUN_LIMIT_S
-    while not any("router: LiteLLM" in line for line in log) and proc.poll() is None:
-        assert time.monotonic() < deadline, "router never became ready"
+    while not _backend_answered(tmp_path) and proc.poll() is None:  # scenario b is sending load through it
+        assert time.monotonic() < deadline, "no backend answered through the router"
         time.sleep(0.2)
-    time.sleep(1.0)  # scenario b is now sending load through the router
     proc.send_signal(sig)
     code = proc.wait(timeout=120)
     reader.join(timeout=10)
     stderr = "".join(log)
     assert code == expected, stderr[-800:]
     assert len(PIDS.findall(stderr)) == 3, stderr  # router, base, burst
-    _assert_all_stopped(stderr)
+    _assert_all_stopped(tmp_path, stderr)
 
 
 class _Answer(BaseHTTPRequestHandler):

@@ -10,6 +10,7 @@ the generator logged, and shutdowns get generous limits with the measured time r
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import os
 import signal
@@ -322,9 +323,23 @@ def _start_distributed(target: Target, results: Path) -> subprocess.Popen[str]:
     return proc
 
 
+def _requests_counted(results: Path) -> int:
+    """Requests the running locust has counted so far (its CSV history, appended while it runs)."""
+    try:
+        with (results / "locust_stats_history.csv").open(newline="") as f:
+            return max((int(row["Total Request Count"]) for row in csv.DictReader(f)), default=0)
+    except (OSError, KeyError, ValueError):
+        return 0
+
+
+def _wait_mid_run(results: Path) -> None:
+    """The run is under way: its workers have had requests answered (not a fixed sleep)."""
+    assert wait_for(lambda: _requests_counted(results) > 0, 180), "no request was counted"
+
+
 def test_ctrl_c_stops_master_and_workers(target: Target, tmp_path: Path, record_property: Any) -> None:
     proc = _start_distributed(target, tmp_path)
-    time.sleep(2)
+    _wait_mid_run(tmp_path)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=SHUTDOWN_LIMIT_S)
@@ -360,7 +375,7 @@ def test_killed_front_door_takes_master_and_workers_with_it(
     """SIGKILL leaves no chance to clean up: the kernel's parent-death signal must stop locust."""
     proc = _start_distributed(target, tmp_path)
     try:
-        time.sleep(2)
+        _wait_mid_run(tmp_path)
     finally:
         proc.kill()
         proc.wait()

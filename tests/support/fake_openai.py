@@ -55,6 +55,8 @@ class FakeOpenAI:
         self.in_flight = 0
         self.crashed = False
         self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)  # notified on every request's arrival
+        self.prompts_seen: set[str] = set()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -150,6 +152,7 @@ class FakeOpenAI:
                 self.requests += 1
                 self.in_flight += 1
                 number = self.requests
+                self.arrived.notify_all()
             try:
                 return self.create(h, "completion" if path == "/v1/completions" else "chat", number)
             finally:
@@ -208,11 +211,24 @@ class FakeOpenAI:
             return p if isinstance(p, str) else " ".join(map(str, p or []))
         return " ".join(str(m.get("content", "")) for m in body.get("messages", []) if isinstance(m, dict))
 
-    def answer(self, kind: str, body: dict[str, Any]) -> tuple[list[str], str, int]:
+    PEER_WAIT_S = 30.0  # bound only: a concurrent sender's peer arrives long before it
+
+    def overlapped(self, kind: str, body: dict[str, Any], number: int) -> bool:
+        """Whether this request overlaps another one, decided by arrivals, not by timing: a prompt sent
+        again (the concurrency check sends each prompt alone first, then all at once) waits until another
+        request is in flight or arrives, so a concurrent burst always overlaps and a sequential one never."""
+        prompt = self.prompt_text(kind, body)
+        with self.lock:
+            if prompt not in self.prompts_seen:
+                self.prompts_seen.add(prompt)
+                return self.in_flight > 1
+            return self.arrived.wait_for(lambda: self.in_flight > 1 or self.requests > number, self.PEER_WAIT_S)
+
+    def answer(self, kind: str, body: dict[str, Any], overlapped: bool) -> tuple[list[str], str, int]:
         """(pieces, finish_reason, prompt_tokens) — deterministic in the prompt."""
         prompt = self.prompt_text(kind, body)
         prompt_tokens = len(prompt.split()) or 1
-        if self.has("swap_answers") and self.in_flight > 1:
+        if self.has("swap_answers") and overlapped:
             prompt_tokens += 1  # someone else's answer
         n = body.get("max_tokens", 16) + (3 if self.has("ignore_max_tokens") else 0)
         pieces = [" " + WORDS[(prompt_tokens + i) % len(WORDS)] for i in range(n)]
@@ -243,13 +259,12 @@ class FakeOpenAI:
         started = time.perf_counter()
         if self.has("slow"):
             time.sleep(0.2)
-        if self.has("swap_answers") or self.has("concurrent_500"):
-            time.sleep(0.05)  # make requests overlap
-        if self.has("concurrent_500") and self.in_flight > 1:
+        overlapped = (self.has("swap_answers") or self.has("concurrent_500")) and self.overlapped(kind, body, number)
+        if self.has("concurrent_500") and overlapped:
             return self.send(h, 500, {"error": {"message": "busy", "type": "server_error"}})
         if self.has("completion_500") or (self.has("flaky_500") and number % 5 == 0):
             return self.send(h, 500, {"error": {"message": "flaky", "type": "server_error"}})
-        pieces, finish, prompt_tokens = self.answer(kind, body)
+        pieces, finish, prompt_tokens = self.answer(kind, body, overlapped)
         if body.get("stream"):
             return self.stream(h, kind, body, pieces, finish, prompt_tokens)
         text = "".join(pieces)

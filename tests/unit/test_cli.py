@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -55,3 +58,27 @@ def test_a_second_signal_does_not_cut_the_teardown_short(restore_signal_handlers
     assert "still stopping" in capfd.readouterr().err
     handler = signal.getsignal(signal.SIGINT)
     assert handler.bound is not None and handler.bound.finished.is_set(), "the teardown bound is still armed"
+
+
+LATE_SIGNALS_CHILD = """
+import sys, time
+import httpx, psutil  # modules to finalize: a longer exit, where the default action used to be back
+from llmpyramid.cli import guarded
+with guarded():
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_signals_during_interpreter_exit_do_not_replace_exit_130():
+    """After atexit, Python resets the signals it handles to their default action: an interrupted run
+    hammered with SIGTERM until it is gone still exits 130, never by the signal."""
+    for _ in range(3):
+        child = subprocess.Popen([sys.executable, "-c", LATE_SIGNALS_CHILD], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        while child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGTERM)
+            time.sleep(0.0005)
+        assert child.returncode == cli.INTERRUPTED_EXIT
