@@ -19,12 +19,17 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from llmpyramid.emulators import Endpoint, client_env, emulators
 from llmpyramid.errors import ConfigError, PyramidError
 from llmpyramid.runs import write_abort
+
+if TYPE_CHECKING:
+    from llmpyramid.emulators.terraform import TerraformRun
 
 # Variables of the session's terraform/aws apply; tests read them back from `aws_apply.variables`.
 ADMIN_CIDRS = ["10.99.0.0/16"]
@@ -101,11 +106,11 @@ def gcs(gcs_endpoint: Endpoint):
     )
 
 
-@pytest.fixture(scope="session")
-def aws_apply(aws_endpoint: Endpoint, run_id: str, tmp_path_factory: pytest.TempPathFactory):
-    """terraform/aws applied to the AWS emulator, started in the background; `wait_apply()` for the outputs.
-
-    Skipped (never passed) without terraform. Destroyed at the end unless a test destroyed it."""
+@contextlib.contextmanager
+def applying(endpoint: Endpoint, suffix: str, work_dir: Path) -> Iterator[TerraformRun]:
+    """terraform/aws applied to the AWS emulator in the background (`wait_apply()` for the outputs), named
+    with `suffix`; whatever happens, stopped and destroyed at the end unless a test destroyed it.
+    Skipped (never passed) without terraform."""
     from llmpyramid.emulators.terraform import TerraformRun
     from llmpyramid.iac.paths import module_dir
     from llmpyramid.iac.terraform import terraform_bin
@@ -116,11 +121,11 @@ def aws_apply(aws_endpoint: Endpoint, run_id: str, tmp_path_factory: pytest.Temp
         pytest.skip(f"SKIPPED, not passed: {exc}")
     run = TerraformRun(
         module_dir("aws"),
-        tmp_path_factory.mktemp("tf-aws"),
-        aws_endpoint.url,
+        work_dir,
+        endpoint.url,
         variables={
             "environment": "test",
-            "name_suffix": run_id,
+            "name_suffix": suffix,
             "force_destroy": True,
             "create_network": True,
             "admin_cidrs": ADMIN_CIDRS,
@@ -133,6 +138,13 @@ def aws_apply(aws_endpoint: Endpoint, run_id: str, tmp_path_factory: pytest.Temp
         yield run
     finally:
         run.cleanup()
+
+
+@pytest.fixture(scope="session")
+def aws_apply(aws_endpoint: Endpoint, run_id: str, tmp_path_factory: pytest.TempPathFactory):
+    """The session's terraform/aws apply, shared by the tests that only read what it created."""
+    with applying(aws_endpoint, run_id, tmp_path_factory.mktemp("tf-aws")) as run:
+        yield run
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,4 +1,5 @@
-"""terraform/aws applied for real against the AWS emulator, checked with boto3, then destroyed.
+"""terraform/aws applied for real against the AWS emulator and checked with boto3 (the destroy check has
+its own apply: tests/integration/test_terraform_destroy.py).
 
     uv run pytest tests/integration/test_terraform_integration.py -v   # apply ~60 s, destroy ~15 s
     uv run pytest tests/integration/ -k Config                          # config checks, no emulator
@@ -122,7 +123,7 @@ class TestEmulatorOverrideConfig:
         assert json.dumps('http://x/"y') in provider_override('http://x/"y')
 
 
-# --- apply / verify / destroy against the emulator -----------------------------------------------
+# --- apply / verify against the emulator -----------------------------------------------
 
 
 @dataclass
@@ -130,7 +131,6 @@ class Applied:
     run: TerraformRun
     resources: list[str]  # managed resource addresses in state after apply
     outputs: dict[str, Any]
-    destroyed: int | None = None  # set by the destroy test; the session fixture destroys otherwise
 
 
 @pytest.fixture(scope="module")
@@ -286,30 +286,3 @@ class TestNetwork:
         subnet = ec2.describe_subnets(SubnetIds=[out["subnet_id"]])["Subnets"][0]
         assert subnet["VpcId"] == out["vpc_id"]
         assert subnet["MapPublicIpOnLaunch"] is False
-
-
-# Last in the file on purpose: pytest runs tests in definition order.
-class TestDestroy:
-    pytestmark = APPLY_MARKS
-
-    def test_destroy_removes_everything(self, applied, out, s3, iam, ec2):
-        from botocore.exceptions import ClientError
-
-        applied.destroyed = applied.run.destroy()
-        assert applied.destroyed == len(applied.resources)
-        assert applied.run.managed_resources() == []
-        with pytest.raises(ClientError):
-            s3.head_bucket(Bucket=out["bucket_name"])
-        for call, kwargs in [
-            (iam.get_role, {"RoleName": out["role_name"]}),
-            (iam.get_policy, {"PolicyArn": out["policy_arn"]}),
-            (iam.get_instance_profile, {"InstanceProfileName": out["instance_profile_name"]}),
-        ]:
-            with pytest.raises(ClientError) as err:
-                call(**kwargs)
-            assert err.value.response["Error"]["Code"] == "NoSuchEntity"
-        assert not ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [out["vpc_id"]]}])["Vpcs"]
-        groups = ec2.describe_security_groups(Filters=[{"Name": "group-id", "Values": [out["security_group_id"]]}])
-        assert not groups["SecurityGroups"]
-        tagged = ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": [out["name"]]}])["Vpcs"]
-        assert not tagged
