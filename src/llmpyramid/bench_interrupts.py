@@ -8,11 +8,12 @@ Each run starts the front door as a user would, with its own run/results directo
 environment that every process it starts inherits. Once the front door catches SIGINT and SIGTERM (before
 that, at interpreter start-up, the kernel's default action ends a process that has started nothing yet),
 after a random delay within the front door's usual run time, it gets the pattern's signal(s); then the
-benchmark waits for it to exit and lists the tagged processes still alive (leftovers). The contract: exit
-130 and 0 leftovers, every time. A run that ended before its signal is counted apart ("finished first"),
-never as a pass of the interrupt. Leftovers are stopped after they are counted, so one bad run never spoils
-the next. The document goes to results/bench-interrupts.json. Exit code: 0 when every interrupted run
-exited 130 with 0 leftovers.
+benchmark waits for it to exit and lists the tagged processes still alive (leftovers). A background door's
+(`stack.up`) services first go to its `down`, which finds them by its state file: only what that leaves is
+a leftover. The contract: exit 130 and 0 leftovers, every time. A run that ended before its signal took
+effect (exit 0) is counted apart ("finished first"), never as a pass of the interrupt. Leftovers are
+stopped after they are counted, so one bad run never spoils the next. The document goes to
+results/bench-interrupts.json. Exit code: 0 when every interrupted run exited 130 with 0 leftovers.
 """
 
 from __future__ import annotations
@@ -111,16 +112,20 @@ def one_run(name: str, door: Door, pattern: tuple[int, ...], rng: random.Random)
             proc.kill()
             _, err = proc.communicate()
         took = time.monotonic() - sent
-        if finished_first and door.down:
+        finished_first = finished_first or proc.returncode == 0  # the signal came as it exited: work done
+        handed_over = 0  # services a background door left to its state file, stopped by its `down`
+        if door.down:
+            handed_over = len(processes_with_env(TAG_ENV, tag, since))
             subprocess.run(_argv(door.down, tmp), cwd=PROJECT_ROOT, env=env, capture_output=True, check=False)
         left = _settled_leftovers(tag, since)
+        handed_over -= len(left)
         cmdlines = [" ".join(p.cmdline())[:160] for p in left if p.is_running()]
         for p in left:  # counted; now stopped, so the next run starts clean
             stop_process(p.pid, grace=2.0)
     return {
         "door": name, "catching_after_s": round(catching_after, 2), "delay_s": round(delay, 2),
         "finished_first": finished_first, "exit_code": proc.returncode,
-        "exit_after_signal_s": round(took, 2), "leftovers": cmdlines,
+        "exit_after_signal_s": round(took, 2), "handed_to_state_file": handed_over, "leftovers": cmdlines,
         "last_stderr_line": (err.strip().splitlines() or [""])[-1][:200],
     }  # fmt: skip
 

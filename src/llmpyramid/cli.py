@@ -68,7 +68,6 @@ class _OneInterrupt:
             os.write(2, b"interrupt again: still stopping what this command started\n")
             return
         self.first = signum
-        atexit.register(_ignore_late_interrupts)
         self.bound = threading.Timer(TEARDOWN_BOUND_S, self._cut_short)
         self.bound.daemon = True
         self.bound.start()
@@ -86,13 +85,15 @@ class _OneInterrupt:
 
 def _ignore_late_interrupts() -> None:
     """At interpreter exit (after atexit, Python resets the signals it handles to their default action,
-    so a late SIGTERM would end an interrupted run by the signal instead of 130): ignored ones it keeps."""
+    so a late SIGTERM would end the process by the signal instead of its exit code): ignored ones it keeps."""
     for sig in INTERRUPT_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
 
 
 def interrupt_once() -> dict[int, Any]:
     """Install the one-interrupt rule for SIGINT and SIGTERM; returns the previous handlers."""
+    atexit.unregister(_ignore_late_interrupts)  # registered once
+    atexit.register(_ignore_late_interrupts)
     handler = _OneInterrupt()
     return {sig: signal.signal(sig, handler) for sig in INTERRUPT_SIGNALS}
 
@@ -127,9 +128,30 @@ def guarded() -> Iterator[None]:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(int(ExitCode.OK)) from None
     finally:
-        if not interrupted():  # once interrupted, late signals stay held back until the process has exited
+        if interrupted():
+            pass  # late signals stay held back until the process has exited
+        elif _interpreter_defaults(previous):
+            for done_sig in INTERRUPT_SIGNALS:  # a front door on its way out: its work is done
+                signal.signal(done_sig, _after_the_work)
+        else:  # nested in a caller with its own rule (a test run): give it back
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _interpreter_defaults(handlers: dict[int, Any]) -> bool:
+    """Whether these are the handlers Python starts with: the guarded block is a process's front door."""
+    sigint, sigterm = handlers.get(signal.SIGINT), handlers.get(signal.SIGTERM)
+    return sigint is signal.default_int_handler and sigterm in (signal.SIG_DFL, None)
+
+
+def _after_the_work(_signum: int, _frame: object) -> None:
+    """Ctrl-C/SIGTERM after the command's work is done, as its process exits: nothing it started runs
+    any more except what it hands to a state file on purpose (`stack.up`, `emulators.up`), so there is
+    nothing to unwind: exit 130 now, output flushed (Python's default would end by the signal, -15)."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(INTERRUPTED_EXIT)
 
 
 def main() -> None:

@@ -82,3 +82,24 @@ def test_signals_during_interpreter_exit_do_not_replace_exit_130():
                 child.send_signal(signal.SIGTERM)
             time.sleep(0.0005)
         assert child.returncode == cli.INTERRUPTED_EXIT
+
+
+AFTER_THE_WORK_CHILD = """
+import time
+from llmpyramid.cli import guarded
+with guarded():
+    pass  # the command's work, done
+print("done", flush=True)
+time.sleep(60)  # the process on its way out (an exit that takes long on a busy box)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_after_the_work_ends_the_front_door_with_130_not_by_the_signal(sig):
+    child = subprocess.Popen([sys.executable, "-c", AFTER_THE_WORK_CHILD], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert child.stdout is not None and child.stdout.readline() == "done\n"
+    child.send_signal(sig)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == cli.INTERRUPTED_EXIT, err
+    assert "Traceback" not in err
