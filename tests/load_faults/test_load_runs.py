@@ -34,7 +34,9 @@ from llmpyramid.stack.embedded import EmbeddedStack
 from llmpyramid.target import Target, target_from_env
 from tests.support.leftovers import with_env
 
-pytestmark = [pytest.mark.load, pytest.mark.slow]
+# Above the sum of any one test's own bounded waits (locust up 180 s + mid-run 180 s + shutdown 180 s; a
+# server death 60 s + 400 s), so a slow box fails on the wait that names what is slow, not on the timeout.
+pytestmark = [pytest.mark.load, pytest.mark.slow, pytest.mark.timeout(600)]
 
 LOCUSTFILE = str(PROJECT_ROOT / "tests" / "locustfile.py")
 # short answers, a few requests: enough to prove each point, cheap on a busy 2-core box
