@@ -1,4 +1,4 @@
-# Security policy: SSH restrictions, required labels/tags, naming, bucket encryption and public access.
+# Security policy: SSH and inference port never open to the world, required labels/tags, naming, bucket encryption and public access.
 package terraform.security
 
 import data.terraform.lib
@@ -21,78 +21,88 @@ name_attr := {"aws_s3_bucket": "bucket", "google_storage_bucket": "name", "googl
 	"hcloud_firewall": "name", "hcloud_load_balancer": "name", "aws_iam_role": "name",
 	"aws_security_group": "name"}
 
-# --- SSH ----------------------------------------------------------------------------------------
+# --- ports open to the whole internet -----------------------------------------------------------
 
-covers_22(from, to) if {
-	from <= 22
-	to >= 22
+# Ports that must never be open to the world, with the rule that names each: SSH, and the inference API
+# (the modules' default var.inference_port; its bearer key would cross the internet in the clear).
+exposed_ports := {
+	22: {"rule": "ssh_world_open", "what": "SSH (port 22)"},
+	8080: {"rule": "inference_port_world_open", "what": "the inference API (port 8080)"},
 }
 
-aws_ssh_rule(rule) if {
+covers(port, from, to) if {
+	from <= port
+	to >= port
+}
+
+aws_rule_covers(rule, port) if {
 	rule.protocol in {"tcp", "6"}
-	covers_22(rule.from_port, rule.to_port)
+	covers(port, rule.from_port, rule.to_port)
 }
 
-aws_ssh_rule(rule) if rule.protocol in {"-1", "all"}
+aws_rule_covers(rule, _) if rule.protocol in {"-1", "all"}
 
-deny contains lib.finding("ssh_world_open", r, "SSH (port 22) is open to the whole internet") if {
+deny contains lib.finding(spec.rule, r, sprintf("%s is open to the whole internet", [spec.what])) if {
 	some r in lib.resources_of("aws_security_group")
 	some rule in lib.blocks(r.values, "ingress")
-	aws_ssh_rule(rule)
+	some port, spec in exposed_ports
+	aws_rule_covers(rule, port)
 	some cidr in array.concat(lib.as_list(object.get(rule, "cidr_blocks", [])), lib.as_list(object.get(rule, "ipv6_cidr_blocks", [])))
 	lib.world_open(cidr)
 }
 
-deny contains lib.finding("ssh_world_open", r, "SSH (port 22) is open to the whole internet") if {
+deny contains lib.finding(spec.rule, r, sprintf("%s is open to the whole internet", [spec.what])) if {
 	some t in ["aws_security_group_rule", "aws_vpc_security_group_ingress_rule"]
 	some r in lib.resources_of(t)
 	object.get(r.values, "type", "ingress") == "ingress"
-	aws_ssh_rule({"protocol": object.get(r.values, "protocol", object.get(r.values, "ip_protocol", "")), "from_port": r.values.from_port, "to_port": r.values.to_port})
+	some port, spec in exposed_ports
+	aws_rule_covers({"protocol": object.get(r.values, "protocol", object.get(r.values, "ip_protocol", "")), "from_port": r.values.from_port, "to_port": r.values.to_port}, port)
 	some cidr in array.concat(lib.as_list(object.get(r.values, "cidr_blocks", [])), [object.get(r.values, "cidr_ipv4", ""), object.get(r.values, "cidr_ipv6", "")])
 	lib.world_open(cidr)
 }
 
-hcloud_port_22(port) if port == "22"
-
-hcloud_port_22(port) if {
-	parts := split(port, "-")
-	count(parts) == 2
-	covers_22(to_number(parts[0]), to_number(parts[1]))
+# A port as hcloud and GCP write it: "22", a range "20-30", or "any".
+port_spec_covers(spec, port) if {
+	regex.match(`^[0-9]+$`, spec)
+	to_number(spec) == port
 }
 
-hcloud_port_22(port) if port == "any"
+port_spec_covers(spec, port) if {
+	regex.match(`^[0-9]+-[0-9]+$`, spec)
+	parts := split(spec, "-")
+	covers(port, to_number(parts[0]), to_number(parts[1]))
+}
 
-deny contains lib.finding("ssh_world_open", r, "firewall rule opens SSH (port 22) to the whole internet") if {
+port_spec_covers("any", _) := true
+
+deny contains lib.finding(spec.rule, r, sprintf("firewall rule opens %s to the whole internet", [spec.what])) if {
 	some r in lib.resources_of("hcloud_firewall")
 	some rule in lib.blocks(r.values, "rule")
 	object.get(rule, "direction", "in") == "in"
 	rule.protocol == "tcp"
-	hcloud_port_22(object.get(rule, "port", "any"))
+	some port, spec in exposed_ports
+	port_spec_covers(sprintf("%v", [object.get(rule, "port", "any")]), port)
 	some cidr in lib.as_list(object.get(rule, "source_ips", []))
 	lib.world_open(cidr)
 }
 
-gcp_ssh_allow(allow) if {
+gcp_allow_covers(allow, _) if {
 	allow.protocol in {"tcp", "all"}
-	not allow.ports
+	count(lib.as_list(object.get(allow, "ports", []))) == 0
 }
 
-gcp_ssh_allow(allow) if {
+gcp_allow_covers(allow, port) if {
 	allow.protocol in {"tcp", "all"}
-	count(lib.as_list(allow.ports)) == 0
+	some p in lib.as_list(allow.ports)
+	port_spec_covers(sprintf("%v", [p]), port)
 }
 
-gcp_ssh_allow(allow) if {
-	allow.protocol in {"tcp", "all"}
-	some port in lib.as_list(allow.ports)
-	hcloud_port_22(port)
-}
-
-deny contains lib.finding("ssh_world_open", r, "firewall allows SSH (port 22) from the whole internet") if {
+deny contains lib.finding(spec.rule, r, sprintf("firewall allows %s from the whole internet", [spec.what])) if {
 	some r in lib.resources_of("google_compute_firewall")
 	object.get(r.values, "direction", "INGRESS") == "INGRESS"
 	some allow in lib.blocks(r.values, "allow")
-	gcp_ssh_allow(allow)
+	some port, spec in exposed_ports
+	gcp_allow_covers(allow, port)
 	some cidr in lib.as_list(object.get(r.values, "source_ranges", []))
 	lib.world_open(cidr)
 }

@@ -194,3 +194,46 @@ test_gcs_all_users_denied if {
 	m := res("google_storage_bucket_iam_member", {"member": "allUsers", "role": "roles/storage.objectViewer"})
 	"gcs_public_access" in rules(security.deny) with input as {"resources": [m]}
 }
+
+# --- the inference port (8080): never open to the world either ------------------------------------
+
+test_aws_sg_world_inference_port_denied if {
+	every cidrs in [["0.0.0.0/0"], ["0.0.0.0/1", "128.0.0.0/1"]] {
+		sg := res("aws_security_group", {"name": "ok-sg", "tags": labels, "ingress": [{"protocol": "tcp", "from_port": 8080, "to_port": 8080, "cidr_blocks": cidrs}]})
+		"inference_port_world_open" in rules(security.deny) with input as {"resources": [sg]}
+	}
+	sg6 := res("aws_security_group", {"name": "ok-sg", "tags": labels, "ingress": [{"protocol": "tcp", "from_port": 8000, "to_port": 9000, "ipv6_cidr_blocks": ["::/0"]}]})
+	"inference_port_world_open" in rules(security.deny) with input as {"resources": [sg6]}
+}
+
+test_aws_rule_world_inference_port_denied if {
+	r := res("aws_vpc_security_group_ingress_rule", {"ip_protocol": "tcp", "from_port": 8080, "to_port": 8080, "cidr_ipv6": "::/1"})
+	"inference_port_world_open" in rules(security.deny) with input as {"resources": [r]}
+}
+
+test_hcloud_firewall_world_inference_port_denied if {
+	every cidrs in [["0.0.0.0/0"], ["::/0"], ["8000::/1", "::/1"], ["0.0.0.0/1", "128.0.0.0/1"]] {
+		fw := res("hcloud_firewall", {"name": "fw-base", "labels": labels, "rule": [{"direction": "in", "protocol": "tcp", "port": "8080", "source_ips": cidrs}]})
+		"inference_port_world_open" in rules(security.deny) with input as {"resources": [fw]}
+	}
+}
+
+test_gcp_firewall_world_inference_port_denied if {
+	every ports in [["8080"], ["8000-8100"], []] {
+		fw := res("google_compute_firewall", {"name": "fw-base", "source_ranges": ["::/0"], "allow": [{"protocol": "tcp", "ports": ports}]})
+		"inference_port_world_open" in rules(security.deny) with input as {"resources": [fw]}
+	}
+}
+
+test_inference_port_from_allowed_cidrs_passes if {
+	sg := res("aws_security_group", {"name": "ok-sg", "tags": labels, "ingress": [{"protocol": "tcp", "from_port": 8080, "to_port": 8080, "cidr_blocks": ["10.98.0.0/16"]}]})
+	count(security.deny) == 0 with input as {"resources": [sg]}
+	fw := res("hcloud_firewall", {"name": "fw-base", "labels": labels, "rule": [{"direction": "in", "protocol": "tcp", "port": "8080", "source_ips": ["203.0.113.0/24"]}]})
+	count(security.deny) == 0 with input as {"resources": [fw]}
+}
+
+test_other_ports_open_to_the_world_are_not_the_inference_rule if {
+	fw := res("hcloud_firewall", {"name": "fw-base", "labels": labels, "rule": [{"direction": "in", "protocol": "tcp", "port": "443", "source_ips": ["0.0.0.0/0"]}]})
+	not "inference_port_world_open" in rules(security.deny) with input as {"resources": [fw]}
+	not "ssh_world_open" in rules(security.deny) with input as {"resources": [fw]}
+}
