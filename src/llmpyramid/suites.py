@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -61,7 +62,35 @@ def runner_for(layer: Layer) -> SuiteFn:
 
 
 def run_layer(name: str, req: RunRequest) -> SuiteRun:
-    return run_all(req) if name == layers.ALL else runner_for(layers.get(name))(req)
+    if name == layers.ALL:
+        return run_all(req)
+    layer = layers.get(name)
+    ensure_groups(layer)
+    return runner_for(layer)(req)
+
+
+# Dependency groups beyond plain `uv run`'s defaults, each with a module that shows it is installed.
+OPTIONAL_GROUPS = {"cloud": "sky", "hybrid": "litellm"}
+GROUPS_ADDED_ENV = "LLMPYRAMID_GROUPS_ADDED"  # set on the re-run, so it never loops
+
+
+def ensure_groups(layer: Layer) -> None:
+    """A layer whose optional dependency group is missing: under `uv run`, run this same command again
+    with the group added (`uv run --group G`); elsewhere, one line naming that command (exit 3)."""
+    missing = [g for g in layer.groups if g in OPTIONAL_GROUPS and importlib.util.find_spec(OPTIONAL_GROUPS[g]) is None]
+    if not missing:
+        return
+    flags = [arg for group in missing for arg in ("--group", group)]
+    uv = os.environ.get("UV")  # uv run tells its child where uv is
+    if uv and not os.environ.get(GROUPS_ADDED_ENV):
+        print(f"{layer.name}: running again with the {', '.join(missing)} dependency group: "
+              f"uv run {' '.join(flags)} ...", file=sys.stderr, flush=True)  # fmt: skip
+        again = [uv, "run", *flags, "python", "-m", "llmpyramid.run_tests", *sys.argv[1:]]  # both front doors' main
+        os.execve(uv, again, {**os.environ, GROUPS_ADDED_ENV: "1"})
+    raise ConfigError(
+        f"suite {layer.name!r} needs the {', '.join(missing)} dependency group: "
+        f"uv run {' '.join(flags)} python scripts/run_tests.py --suite {layer.name} ..."
+    )
 
 
 def run_all(req: RunRequest) -> SuiteRun:

@@ -6,6 +6,7 @@ The real server (started this way, used by SkyPilot's client, stopped with its w
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
@@ -22,7 +23,7 @@ from llmpyramid.cloud import api_server
 from llmpyramid.config import patched_environ
 from llmpyramid.errors import InfrastructureError
 from llmpyramid.ports import free_port
-from llmpyramid.procs import ProcessIdentity
+from llmpyramid.procs import ProcessIdentity, processes_with_env
 
 # Not imported at collection (~4 s in every pytest worker): the tests that need SkyPilot's code import it.
 pytestmark = pytest.mark.skipif(
@@ -266,7 +267,9 @@ def _wait(predicate, what, timeout=60.0):
 
 def test_the_reaper_stops_the_servers_orphans_when_the_owner_dies(tmp_path):
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-    server = subprocess.Popen([sys.executable, "-c", SERVER_WITH_ORPHANS], stdout=subprocess.PIPE, text=True)
+    tag = {"LLMPYRAMID_REAPER_TEST": str(tmp_path)}  # the orphans inherit it: found even once reparented
+    server = subprocess.Popen([sys.executable, "-c", SERVER_WITH_ORPHANS], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, **tag})  # fmt: skip
     log = tmp_path / "reaper.log"
     reaper = None
     try:
@@ -290,5 +293,6 @@ def test_the_reaper_stops_the_servers_orphans_when_the_owner_dies(tmp_path):
         for proc in (owner, server, reaper):
             if proc is not None and proc.poll() is None:
                 proc.kill()
-        for worker in psutil.Process().children(recursive=True):
-            worker.kill()
+        for worker in [*psutil.Process().children(recursive=True), *processes_with_env(*next(iter(tag.items())))]:
+            with contextlib.suppress(psutil.Error):  # an interrupted run leaves no orphan either
+                worker.kill()

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
-from llmpyramid import layers, runs
+from llmpyramid import layers, runs, suites
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.errors import ConfigError, ExitCode
 from tests.support.run_tests_cli import closed_port_url, run
@@ -125,3 +126,37 @@ def test_only_the_executors_pytest_may_write_the_abort_file(monkeypatch, tmp_pat
     assert runs.ABORT_FILE_ENV not in os.environ
     runs.write_abort(ConfigError("bad knob"))
     assert json.loads(abort.read_text()) == {"exit_code": 3, "message": "bad knob"}
+
+
+def test_a_missing_optional_group_is_one_line_naming_the_command_outside_uv(results_file, monkeypatch):
+    monkeypatch.delenv("UV", raising=False)
+    monkeypatch.setitem(suites.OPTIONAL_GROUPS, "hybrid", "llmpyramid_no_such_module")
+    doc, code = run("--suite", "hybrid", "--results-file", results_file)
+    assert code == ExitCode.CONFIGURATION
+    assert doc["error"] == (
+        "suite 'hybrid' needs the hybrid dependency group: "
+        "uv run --group hybrid python scripts/run_tests.py --suite hybrid ..."
+    )
+
+
+def test_under_uv_a_missing_optional_group_runs_the_same_command_again_with_it(results_file, monkeypatch):
+    class Reran(Exception):
+        pass
+
+    def execve(path, argv, env):
+        raise Reran(path, argv, env)
+
+    monkeypatch.setenv("UV", "/opt/uv")
+    monkeypatch.delenv(suites.GROUPS_ADDED_ENV, raising=False)
+    monkeypatch.setitem(suites.OPTIONAL_GROUPS, "hybrid", "llmpyramid_no_such_module")
+    monkeypatch.setattr(suites.os, "execve", execve)
+    monkeypatch.setattr(sys, "argv", ["scripts/run_tests.py", "--suite", "hybrid", "--output", "json"])
+    with pytest.raises(Reran) as reran:
+        suites.ensure_groups(layers.get("hybrid"))
+    path, argv, env = reran.value.args
+    assert path == "/opt/uv" and env[suites.GROUPS_ADDED_ENV] == "1"
+    assert argv == ["/opt/uv", "run", "--group", "hybrid", "python", "-m", "llmpyramid.run_tests",
+                    "--suite", "hybrid", "--output", "json"]  # fmt: skip
+    monkeypatch.setenv(suites.GROUPS_ADDED_ENV, "1")  # the re-run still without it: one line, no loop
+    with pytest.raises(ConfigError, match="needs the hybrid dependency group"):
+        suites.ensure_groups(layers.get("hybrid"))
