@@ -189,6 +189,36 @@ class TestPreprodWorkflow:
     def test_one_run_at_a_time_and_the_sweep_always_runs(self) -> None:
         assert self.doc["concurrency"] == {"group": "preprod", "cancel-in-progress": False}
         (sweep,) = [s for s in self.job["steps"] if "cloud.sweep" in s.get("run", "")]
-        assert sweep["run"] == "uv run invoke cloud.sweep --older-than 30m" and sweep["if"] == "always()"
+        # the cloud this run launched on (without --cloud it always swept aws)
+        assert sweep["run"].startswith('uv run invoke cloud.sweep --cloud "$CLOUD" ') and sweep["if"] == "always()"
         names = [s.get("name") for s in self.job["steps"]]
         assert names.index(sweep["name"]) > names.index("Cloud spot smoke")
+
+    def test_one_cloud_launch_per_run(self) -> None:
+        """The cloud smoke is its own step; the preprod pipeline before it must not launch another."""
+        (pipeline,) = [s for s in self.job["steps"] if "invoke preprod" in s.get("run", "")]
+        assert pipeline["env"]["PREPROD_CLOUDS"] == "none"
+
+
+# Variables read by a tool a step runs, not by this project's code.
+READ_BY_TOOLS = {"GITHUB_TOKEN"}  # tflint --init downloads its rulesets with it
+
+
+def _read_by_code() -> str:
+    return "\n".join(p.read_text() for d in ("src", "invoke_tasks") for p in (ROOT / d).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_variable_a_workflow_sets_is_read(path: Path) -> None:
+    """A name the code never reads (LLAMA_API_KEY where the code reads API_KEY) runs the job keyless:
+    each variable a workflow sets is read by the code or by the workflow's own steps."""
+    doc = load(path)
+    text = path.read_text()
+    code = _read_by_code()
+    scopes = [doc, *doc["jobs"].values(), *steps(doc)]
+    names = {name for scope in scopes for name in (scope.get("env") or {})}
+    unread = sorted(
+        n for n in names - READ_BY_TOOLS
+        if f'"{n}"' not in code and not re.search(rf"\$\{{?{n}\b|env\.{n}\b", text)
+    )  # fmt: skip
+    assert not unread, f"{path.name} sets {unread}, which nothing reads"
