@@ -1,6 +1,6 @@
 """Invoke front door for the cloud layer; tasks.py mounts `cloud` (thin: parse, call, guarded()).
 
-invoke cloud.sweep --cloud aws [--older-than 30m] [--dry-run] [--json]
+invoke cloud.sweep --cloud aws [--run-id ID] [--dry-run] [--json]
 invoke cloud.estimate --cloud gcp
 invoke cloud.smoke --cloud aws [--skip-teardown]
 """
@@ -21,14 +21,14 @@ def _run(argv: list[str]) -> None:
 @task(
     help={
         "cloud": "aws, gcp or azure",
-        "older_than": "only clusters at least this old: 60, 30m, 2h (default 0: all)",
+        "run_id": "this run's id: its clusters go at any age (default $LLMPYRAMID_RUN_ID; others go once expired)",
         "dry_run": "list what would be removed, remove nothing",
         "json": "print the report as JSON",
     }
 )
-def sweep(c: Context, cloud: str = "aws", older_than: str = "0", dry_run: bool = False, json: bool = False) -> None:
-    """Find and remove leaked wf-smoke-* clusters (SkyPilot status, and EC2 tags for AWS)."""
-    _run(["sweep", "--cloud", cloud, "--older-than", older_than, *(["--dry-run"] if dry_run else []),
+def sweep(c: Context, cloud: str = "aws", run_id: str = "", dry_run: bool = False, json: bool = False) -> None:
+    """Remove this run's wf-smoke-* clusters and any past their time to live; another live run's stay."""
+    _run(["sweep", "--cloud", cloud, *(["--run-id", run_id] if run_id else []), *(["--dry-run"] if dry_run else []),
           *(["--json"] if json else [])])  # fmt: skip
 
 

@@ -138,6 +138,29 @@ def guarded() -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def interrupts_held(what: str) -> Iterator[None]:
+    """Ctrl-C/SIGTERM while `what` runs (a teardown that must finish, wherever it is called from: a guarded
+    front door, pytest, a nested caller) is held back and delivered to the previous handler afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread handles signals
+        return
+    held: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        held.append(signum)
+        os.write(2, f"interrupt held: {what} is still running\n".encode())
+
+    previous = {sig: signal.signal(sig, hold) for sig in INTERRUPT_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held:
+            signal.raise_signal(held[0])
+
+
 def _interpreter_defaults(handlers: dict[int, Any]) -> bool:
     """Whether these are the handlers Python starts with: the guarded block is a process's front door."""
     sigint, sigterm = handlers.get(signal.SIGINT), handlers.get(signal.SIGTERM)

@@ -44,5 +44,5 @@ def settings(emulated_aws: EmulatedAWS):
 
     # Short timeouts: a launch here never gets past SSH, so waiting SkyPilot's 600 s proves nothing.
     return CloudSettings.from_env(
-        cloud="aws", launch_timeout=300, teardown_timeout=120, request_timeout=120, autostop_minutes=10
+        cloud="aws", launch_timeout=300, teardown_timeout=120, request_timeout=120
     )

@@ -29,8 +29,8 @@ CLOUD_CASES = [
     ("smoke unknown cloud", ["smoke", "--cloud", "mars"]),
     ("estimate unknown cloud", ["estimate", "--cloud", "mars;touch PWNED"]),
     *[
-        (f"sweep --older-than {v}", ["sweep", "--cloud", "aws", "--older-than", v])
-        for v in ["nan", "-5", "abc", "1e999"]
+        (f"sweep --run-id {v[:12]}", ["sweep", "--cloud", "aws", "--run-id", v])
+        for v in ["Upper", "-5", "a;touch PWNED", "x" * 64]
     ],
     ("unknown flag", ["estimate", "--cloud", "aws", "--bogus"]),
     ("netns without a command", ["netns"]),

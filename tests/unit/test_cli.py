@@ -103,3 +103,16 @@ def test_a_signal_after_the_work_ends_the_front_door_with_130_not_by_the_signal(
     _, err = child.communicate(timeout=30)
     assert child.returncode == cli.INTERRUPTED_EXIT, err
     assert "Traceback" not in err
+
+
+def test_an_interrupt_during_a_held_section_is_delivered_after_it():
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: seen.append(("delivered", signum)))
+    try:
+        with cli.interrupts_held("a teardown"):
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)  # a second one is held too, never aborting the section
+            seen.append("section finished")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == ["section finished", ("delivered", signal.SIGTERM)]

@@ -37,7 +37,7 @@ def test_defaults_are_the_seed_instances():
         ({"CLOUD_HEALTH_TIMEOUT": "0"}, "CLOUD_HEALTH_TIMEOUT"),
         ({"CLOUD_MAX_COST_USD": "-1"}, "CLOUD_MAX_COST_USD"),
         ({"CLOUD_MAX_COST_USD": "nan"}, "CLOUD_MAX_COST_USD"),
-        ({"CLOUD_AUTOSTOP_MINUTES": "0"}, "CLOUD_AUTOSTOP_MINUTES"),
+        ({"CLOUD_TEARDOWN_TIMEOUT": "0"}, "CLOUD_TEARDOWN_TIMEOUT"),
         ({"CLOUD_USE_SPOT": "maybe"}, "CLOUD_USE_SPOT"),
         ({"CLOUD_MODEL_URL": "http://x/m.gguf"}, "CLOUD_MODEL_URL"),
         ({"CLOUD_MODEL_SHA256": "abc"}, "CLOUD_MODEL_SHA256"),
@@ -332,8 +332,8 @@ def test_a_failure_without_preemption_is_not_retried():
     [
         ["smoke"],
         ["smoke", "--cloud", "ibm"],
-        ["sweep", "--cloud", "aws", "--older-than", "-5m"],
-        ["sweep", "--cloud", "aws", "--older-than", "soon"],
+        ["sweep", "--cloud", "aws", "--run-id", "-5m"],
+        ["sweep", "--cloud", "aws", "--run-id", "Not Plain"],
         ["netns"],
     ],
 )
@@ -365,3 +365,51 @@ def test_run_suite_writes_the_seed_file_with_top_level_counts(monkeypatch, tmp_p
     written = json.loads(seed_file.read_text())
     assert (written["passed"], written["failed"]) == (7, 0) == (run.document["passed"], run.document["failed"])
     assert run.exit_code == ExitCode.OK
+
+
+# --- teardown: held interrupts, and the leak-risk record -------------------------------------------------
+
+
+def launched_smoke(monkeypatch, tmp_path):
+    from llmpyramid.cloud import smoke as smoke_module
+
+    monkeypatch.setattr(smoke_module, "LEAK_RISK_DIR", tmp_path)
+    smoke = CloudSmoke(CloudSettings.from_env({}, cloud="aws"), log=lambda m: None, cluster="wf-smoke-aws-y")
+    smoke.launched = True
+    return smoke
+
+
+def test_a_signal_during_teardown_waits_for_it_then_interrupts(monkeypatch, tmp_path):
+    import signal
+
+    from llmpyramid.cloud import skypilot
+
+    def down(cluster, timeout):
+        signal.raise_signal(signal.SIGINT)  # a CI cancel's SIGINT, then SIGTERM, land mid `sky down`
+        signal.raise_signal(signal.SIGTERM)
+        return True
+
+    monkeypatch.setattr(skypilot, "down", down)
+    smoke = launched_smoke(monkeypatch, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        smoke.teardown()
+    assert smoke.torn_down, "the teardown finished before the interrupt was delivered"
+    assert list(tmp_path.iterdir()) == [], "a finished teardown leaves no leak-risk record"
+
+
+def test_a_teardown_that_fails_writes_what_is_left_and_how_to_remove_it(monkeypatch, tmp_path):
+    from llmpyramid.cloud import skypilot
+
+    def down(cluster, timeout):
+        raise InfrastructureError("sky down wf-smoke-aws-y did not finish within 600s")
+
+    monkeypatch.setattr(skypilot, "down", down)
+    monkeypatch.setenv("LLMPYRAMID_RUN_ID", "gh-77-1")
+    smoke = launched_smoke(monkeypatch, tmp_path)
+    with pytest.raises(InfrastructureError):
+        smoke.teardown()
+    record = json.loads((tmp_path / "cloud-leak-risk-wf-smoke-aws-y.json").read_text())
+    assert record["cluster"] == "wf-smoke-aws-y" and record["run_id"] == "gh-77-1"
+    assert "did not finish within 600s" in record["error"]
+    assert record["remove_with"] == ["invoke cloud.sweep --cloud aws --run-id gh-77-1", "sky down wf-smoke-aws-y -y"]
+    assert not smoke.torn_down

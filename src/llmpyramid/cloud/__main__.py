@@ -1,7 +1,7 @@
 """`python -m llmpyramid.cloud ...`: the cloud layer's front door (invoke and nox call the same functions).
 
     python -m llmpyramid.cloud smoke --cloud aws [--skip-teardown] [--results-file F]
-    python -m llmpyramid.cloud sweep --cloud aws [--older-than 30m] [--dry-run] [--json]
+    python -m llmpyramid.cloud sweep --cloud aws [--run-id ID] [--dry-run] [--json]   # this run's + expired ones
     python -m llmpyramid.cloud estimate --cloud aws|gcp|azure
     python -m llmpyramid.cloud check --cloud aws          # SkyPilot's credential check: 0, or 3 + reason
     python -m llmpyramid.cloud netns -- pytest tests/cloud_emulated      # loopback-only namespace (root)
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from llmpyramid.cli import ArgumentParser, guarded
 from llmpyramid.cloud import CLOUDS
-from llmpyramid.config import parse_duration
 from llmpyramid.errors import ConfigError
 
 
@@ -30,9 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--cloud", choices=CLOUDS, required=True)
     smoke.add_argument("--skip-teardown", action="store_true", help="keep the cluster; print how to remove it")
     smoke.add_argument("--results-file", type=Path, help="also write the document here")
-    sweep = sub.add_parser("sweep", help="find and remove leaked wf-smoke-* clusters")
+    sweep = sub.add_parser("sweep", help="remove this run's wf-smoke-* clusters and any past their time to live")
     sweep.add_argument("--cloud", choices=CLOUDS, required=True)
-    sweep.add_argument("--older-than", default="0", help="only clusters at least this old (60, 30m, 2h)")
+    sweep.add_argument("--run-id", default=None, help="this run's id (default: $LLMPYRAMID_RUN_ID)")
     sweep.add_argument("--dry-run", action="store_true")
     sweep.add_argument("--json", action="store_true")
     est = sub.add_parser("estimate", help="hourly price from the catalog and the cost guard's worst case")
@@ -73,12 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.cloud}: enabled for {', '.join(caps)}")
             return 0
         if args.command == "sweep":
-            from llmpyramid.cloud import api_server
+            from llmpyramid.cloud import api_server, ownership
             from llmpyramid.cloud.sweeper import sweep
 
-            older = parse_duration("--older-than", args.older_than, minimum=0)
+            given = args.run_id if args.run_id is not None else os.environ.get(ownership.RUN_ID_ENV)
+            run = ownership.run_id(given) if given else None  # none given: only expired ones go
             with api_server.scope(settings.run_dir):
-                report = sweep(args.cloud, older_than=older, dry_run=args.dry_run, regions=[settings.region_name])
+                report = sweep(args.cloud, run_id=run, dry_run=args.dry_run, regions=[settings.region_name])
             print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
             return 0
         from llmpyramid.cloud.suite import run_smoke, write_seed_results

@@ -14,7 +14,6 @@ from llmpyramid.config import (
     parse_bool,
     parse_duration,
     parse_float,
-    parse_int,
     parse_path,
     parse_str,
 )
@@ -44,7 +43,6 @@ class CloudSettings(Settings):
     health_timeout: float = knob(600.0, "CLOUD_HEALTH_TIMEOUT", parse_duration, minimum=1, maximum=6 * 3600)
     teardown_timeout: float = knob(600.0, "CLOUD_TEARDOWN_TIMEOUT", parse_duration, minimum=1, maximum=3600)
     request_timeout: float = knob(120.0, "CLOUD_REQUEST_TIMEOUT", parse_duration, minimum=1, maximum=3600)
-    autostop_minutes: int = knob(30, "CLOUD_AUTOSTOP_MINUTES", parse_int, minimum=1, maximum=24 * 60)
     # Refuse to launch when the worst-case estimate (highest zone price x all timeouts) exceeds this.
     max_cost_usd: float = knob(1.0, "CLOUD_MAX_COST_USD", parse_float, minimum=0, maximum=1000)
     model_url: str | None = knob(None, "CLOUD_MODEL_URL", parse_str)  # s3:// or gs:// (invoke model.publish)

@@ -113,10 +113,14 @@ def check_credentials(cloud: str, timeout: float) -> list[str]:
 # --- clusters -------------------------------------------------------------------------------------
 
 
-def start_launch(task: Any, cluster: str, autostop_minutes: int) -> Any:
-    """Submit the launch: down=True with an autostop backstop, so a lost runner cannot leave it up."""
+def start_launch(task: Any, cluster: str, ttl_minutes: int) -> Any:
+    """Submit the launch with the node's own end: autodown after `ttl_minutes` that waits for nothing (not
+    for jobs: the serve job never finishes), so a lost runner cannot leave it up once SkyPilot's agent runs."""
+    from sky.skylet.autostop_lib import AutostopWaitFor
+
     try:
-        return _sdk().launch(task, cluster_name=cluster, down=True, idle_minutes_to_autostop=autostop_minutes)
+        return _sdk().launch(task, cluster_name=cluster, down=True, idle_minutes_to_autostop=ttl_minutes,
+                             wait_for=AutostopWaitFor.NONE)  # fmt: skip
     except Exception as exc:
         raise _translate(exc, f"launch of {cluster}") from None
 

@@ -3,7 +3,7 @@
     smoke = CloudSmoke(CloudSettings.from_env(cloud="aws"))
     smoke.guard_cost()            # catalog estimate printed before anything is launched; cap -> exit 3
     smoke.check_credentials()     # SkyPilot's check; not enabled -> exit 3 with the cloud's reason + fix
-    smoke.launch()                # spot, down=True + autostop backstop; no capacity / unreachable -> exit 2
+    smoke.launch()                # spot, labelled with run id/owner/expiry, autodown at the TTL; no capacity -> exit 2
     smoke.wait_healthy()          # GET /health on the instance's port 8080 until 200 (CLOUD_HEALTH_TIMEOUT)
     smoke.inference("completion") # the smoke suite's own probes (llmpyramid.checks.smoke)
     smoke.teardown()              # idempotent; cancels an in-flight launch first
@@ -15,6 +15,7 @@ that says "preempted". The per-run API key is generated here and never printed o
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import sys
@@ -29,12 +30,15 @@ from typing import Any, TypeVar
 import httpx
 
 from llmpyramid.checks.shared import CheckFailed
+from llmpyramid.cli import interrupts_held
 from llmpyramid.cloud import CLUSTER_PREFIX, SERVE_PORT, catalog, skypilot
+from llmpyramid.cloud.ownership import Ownership, owner, run_id
 from llmpyramid.cloud.settings import CloudSettings
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.target import Target
 
 MODEL_ALIAS = "SmolLM2-135M-Instruct"
+LEAK_RISK_DIR = PROJECT_ROOT / "results"
 BILLED_PHASES = ("launch", "health", "completion", "chat_completion", "teardown")
 _NAME = re.compile(rf"^{CLUSTER_PREFIX}(?P<cloud>aws|gcp|azure)-(?P<stamp>\d{{8}}-\d{{6}})(?:-[0-9a-f]+)*$")
 T = TypeVar("T")
@@ -69,8 +73,8 @@ def task_file(cloud: str) -> Path:
     return Path(str(resources.files("llmpyramid.cloud").joinpath("tasks", f"{cloud}.yaml")))
 
 
-def build_task(settings: CloudSettings, api_key: str) -> Any:
-    """The cloud's task file, parsed by SkyPilot, with this run's resources, workdir and secret."""
+def build_task(settings: CloudSettings, api_key: str, labels: dict[str, str] | None = None) -> Any:
+    """The cloud's task file, parsed by SkyPilot, with this run's resources and labels, workdir and secret."""
     import sky
     import yaml
 
@@ -83,6 +87,7 @@ def build_task(settings: CloudSettings, api_key: str) -> Any:
             instance_type=settings.instance,
             use_spot=settings.use_spot,
             ports=SERVE_PORT,
+            labels=labels,
         )
     )
     task.workdir = str(PROJECT_ROOT)
@@ -97,6 +102,8 @@ class CloudSmoke:
         self.log = log
         self.cluster = cluster or cluster_name(settings.cloud)
         self.api_key = secrets.token_urlsafe(24)
+        self.run_id = run_id()
+        self.ownership: Ownership | None = None  # set at launch: the time to live counts from there
         self.phases: dict[str, float] = {}
         self.estimate: catalog.Estimate | None = None
         self.launch_request: Any = None
@@ -128,11 +135,13 @@ class CloudSmoke:
         return self.timed("credentials", lambda: skypilot.check_credentials(s.cloud, s.request_timeout))
 
     def start_launch(self) -> Any:
-        task = build_task(self.settings, self.api_key)
         s = self.settings
-        self.log(f"launching {self.cluster}: {s.cloud} {s.instance} in {s.region_name}, spot={s.use_spot}")
+        self.ownership = own = Ownership.for_run(self.run_id, owner(), s.worst_case_seconds)
+        task = build_task(s, self.api_key, own.labels())
+        self.log(f"launching {self.cluster}: {s.cloud} {s.instance} in {s.region_name}, spot={s.use_spot}, "
+                 f"run {own.run_id}, autodown in {own.ttl_minutes()} min")  # fmt: skip
         self.launched = True
-        self.launch_request = skypilot.start_launch(task, self.cluster, self.settings.autostop_minutes)
+        self.launch_request = skypilot.start_launch(task, self.cluster, own.ttl_minutes())
         return self.launch_request
 
     def wait_launched(self) -> str:
@@ -219,10 +228,37 @@ class CloudSmoke:
                 self.launch_request = None
             return skypilot.down(self.cluster, self.settings.teardown_timeout)
 
-        removed = self.timed("teardown", down)
-        self.torn_down = True
-        self.log(f"{self.cluster} torn down" if removed else f"{self.cluster} was already gone")
+        with interrupts_held(f"teardown of {self.cluster}"):  # delivered once the state below is final
+            try:
+                removed = self.timed("teardown", down)
+            except BaseException as exc:  # whatever ends the teardown early, the record says what may be left
+                self.write_leak_risk(exc)
+                raise
+            self.torn_down = True
+            self.log(f"{self.cluster} torn down" if removed else f"{self.cluster} was already gone")
         return removed
+
+    def write_leak_risk(self, exc: BaseException) -> Path:
+        """results/cloud-leak-risk-<cluster>.json: what may still bill, and the commands that remove it."""
+        own = self.ownership
+        record = {
+            "cluster": self.cluster,
+            "cloud": self.settings.cloud,
+            "region": self.settings.region_name,
+            "run_id": self.run_id,
+            "labels": own.labels() if own else None,
+            "error": f"{type(exc).__name__}: {exc}",
+            "remove_with": [
+                f"invoke cloud.sweep --cloud {self.settings.cloud} --run-id {self.run_id}",
+                f"sky down {self.cluster} -y",
+            ],
+        }
+        path = LEAK_RISK_DIR / f"cloud-leak-risk-{self.cluster}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        self.log(f"LEAK RISK: teardown of {self.cluster} did not finish ({record['error']}); "
+                 f"record: {path}; remove with: {record['remove_with'][0]}")  # fmt: skip
+        return path
 
     def inspect_commands(self) -> list[str]:
         """SkyPilot's real commands for a kept cluster (`sky ssh` is a different feature in 0.14)."""
@@ -240,6 +276,8 @@ class CloudSmoke:
             "instance_type": s.instance,
             "spot": s.use_spot,
             "cluster": self.cluster,
+            "run_id": self.run_id,
+            "labels": self.ownership.labels() if self.ownership else None,
             "phases_seconds": {k: round(v, 3) for k, v in self.phases.items()},
             "preemptions": self.preemptions,
         }

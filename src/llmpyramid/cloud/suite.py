@@ -46,8 +46,8 @@ def _steps(smoke: CloudSmoke, log: Callable[[str], None]) -> list[tuple[str, Cal
 
     s = smoke.settings
 
-    def sweep_stale() -> Any:  # a run may never end (SIGKILL): the next one removes what it left
-        return sweep(s.cloud, older_than=s.worst_case_seconds, timeout=s.teardown_timeout, log=log,
+    def sweep_stale() -> Any:  # a run may never end (SIGKILL): a later one removes what it left once expired
+        return sweep(s.cloud, run_id=smoke.run_id, timeout=s.teardown_timeout, log=log,
                      regions=[s.region_name]).as_dict()  # fmt: skip
 
     return [
