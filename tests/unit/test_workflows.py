@@ -190,9 +190,36 @@ class TestPreprodWorkflow:
         assert self.doc["concurrency"] == {"group": "preprod", "cancel-in-progress": False}
         (sweep,) = [s for s in self.job["steps"] if "cloud.sweep" in s.get("run", "")]
         # the cloud this run launched on (without --cloud it always swept aws)
-        assert sweep["run"].startswith('uv run invoke cloud.sweep --cloud "$CLOUD" ') and sweep["if"] == "always()"
+        assert sweep["run"] == 'uv run invoke cloud.sweep --cloud "$CLOUD"' and sweep["if"] == "always()"
         names = [s.get("name") for s in self.job["steps"]]
         assert names.index(sweep["name"]) > names.index("Cloud spot smoke")
+        # no --older-than: it removes this run's resources (by the run id every one carries) at any age
+        assert self.job["env"]["LLMPYRAMID_RUN_ID"] == "gh-${{ github.run_id }}-${{ github.run_attempt }}"
+
+    def test_the_key_reaches_only_the_pipeline_step_after_the_allow_list(self) -> None:
+        assert "API_KEY" not in self.job["env"], "a job-level secret is in every step's environment"
+        holders = [s["name"] for s in self.job["steps"] if "secrets.PREPROD_API_KEY" in str(s.get("env", {}))]
+        assert holders == ["Pre-production pipeline"]
+        assert self.job["steps"][0]["name"] == "Check the server against the allow-list"
+
+    @pytest.mark.parametrize(
+        ("requested", "allowed", "code"),
+        [
+            ("", "", 0),  # the protected PREPROD_BASE_URL
+            ("https://pre.example.net", "https://a.example.net https://pre.example.net", 0),
+            ("https://evil.example.com", "https://pre.example.net", 1),
+            ("https://pre.example.net.evil.com", "https://pre.example.net", 1),
+            ("https://pre.example.net", "", 1),
+        ],
+    )
+    def test_allow_list_step_refuses_a_server_nobody_listed(self, requested: str, allowed: str, code: int) -> None:
+        step = self.job["steps"][0]
+        assert set(step["env"]) == {"REQUESTED", "ALLOWED"} and "inputs.base_url" in step["env"]["REQUESTED"]
+        env = {"PATH": os.environ["PATH"], "REQUESTED": requested, "ALLOWED": allowed}
+        done = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == code, done.stdout + done.stderr
+        if code:
+            assert "is not in PREPROD_ALLOWED_BASE_URLS" in done.stdout
 
     def test_one_cloud_launch_per_run(self) -> None:
         """The cloud smoke is its own step; the preprod pipeline before it must not launch another."""
