@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +32,7 @@ for cloud in ("aws", "gcp", "azure"):
     built = build_task(CloudSettings.from_env({}, cloud=cloud), "sk-secret-value")
     (b,) = built.resources
     out[cloud] = {"cloud": str(r.cloud), "instance": r.instance_type, "spot": r.use_spot, "ports": r.ports,
-                  "setup": plain.setup, "run": plain.run, "envs": sorted(plain.envs),
+                  "setup": plain.setup, "run": plain.run, "envs": sorted(plain.envs), "host": plain.envs["SERVE_HOST"],
                   "built_instance": b.instance_type, "built_region": b.region, "built_ports": b.ports,
                   "secret_in_envs": "sk-secret-value" in json.dumps(built.envs),
                   "secret_set": "API_KEY" in built.secrets, "workdir": built.workdir,
@@ -52,8 +53,10 @@ def test_task_files_are_valid_skypilot_tasks(tmp_path):
     expected = {"aws": ("AWS", "r7a.large"), "gcp": ("GCP", "n2d-highmem-2"), "azure": ("Azure", "Standard_E2s_v5")}
     for cloud, (name, instance) in expected.items():
         task = parsed[cloud]
-        assert (task["cloud"], task["instance"], task["spot"], task["ports"]) == (name, instance, True, ["8080"])
-        assert task["built_instance"] == instance and task["built_ports"] == ["8080"]
+        assert (task["cloud"], task["instance"], task["spot"]) == (name, instance, True)
+        # no port opened to the internet: the node serves on its loopback, reached through an SSH tunnel
+        assert task["ports"] is None and task["built_ports"] is None and task["host"] == "127.0.0.1"
+        assert task["built_instance"] == instance
         assert task["secret_set"] and not task["secret_in_envs"]
         assert task["plain_unresolved"] == ["API_KEY"], "the task file must demand the key at launch"
         assert task["unresolved"] == [], "SkyPilot refuses to launch with an unresolved secret"
@@ -61,3 +64,7 @@ def test_task_files_are_valid_skypilot_tasks(tmp_path):
             script = command.split()[-1]
             assert (catalog.pinned_dir().parents[3] / script).is_file(), script
         assert "SERVE_PORT" in task["envs"] and "API_KEY" not in task["envs"]
+        uploaded = {str(p.relative_to(task["workdir"])) for p in Path(task["workdir"]).rglob("*") if p.is_file()}
+        assert {"pyproject.toml", "uv.lock", "src/llmpyramid/cloud/tasks/setup.sh"} <= uploaded
+        assert not [n for n in uploaded if not n.startswith("src/llmpyramid/") and "/" in n], "only the node's files"
+        assert not [n for n in uploaded if n.startswith(("tests/", "terraform/", ".github/", ".env"))]

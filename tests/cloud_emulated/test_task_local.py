@@ -1,6 +1,6 @@
 """The task files' setup and run, executed for real on this machine: they bring up a healthy server.
 
-The repository is copied the way SkyPilot syncs a workdir (git-tracked files), the task's `setup`
+The node's workdir is built as a launch builds it (only the files the node needs), the task's `setup`
 and `run` commands are run by bash exactly as SkyPilot would run them on the instance — only
 SERVE_HOST is loopback and the port is free — and the smoke suite's own probes judge the server,
 with the per-run API key required. uv works offline from its cache (UV_OFFLINE), as the locked
@@ -22,6 +22,7 @@ import httpx
 import psutil
 import pytest
 
+from llmpyramid.cloud.smoke import node_workdir
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.ports import free_port
 from llmpyramid.target import Target
@@ -49,23 +50,13 @@ def _user_uv_cache() -> str:
     return str(Path(os.environ.get("XDG_CACHE_HOME") or Path(home) / ".cache") / "uv")
 
 
-def _workdir_copy(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        src = PROJECT_ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            (dest / name).write_bytes(src.read_bytes())
-    return dest
-
-
 @FRONT_DOORS
 def test_task_setup_and_run_bring_up_a_healthy_server_on_loopback(tmp_path, metrics):
     from llmpyramid.checks.smoke import probe_completion_fields, probe_health
     from llmpyramid.client import Client
 
     setup, run, envs = _task_commands("aws")
-    workdir = _workdir_copy(tmp_path / "sky_workdir")
+    workdir = node_workdir(tmp_path / "sky_workdir")  # exactly what a launch uploads
     port, key = free_port(), secrets.token_urlsafe(16)
     env = {
         **os.environ, **envs, "SERVE_HOST": "127.0.0.1", "SERVE_PORT": str(port), "API_KEY": key,

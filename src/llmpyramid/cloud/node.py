@@ -42,7 +42,7 @@ def _model_path(*, download: bool) -> Path:
 
 def serve_argv(model: Path) -> list[str]:
     """Arguments for llmpyramid.stack.server (the local stack's server entry point)."""
-    host = parse_str("SERVE_HOST", env_value("SERVE_HOST", "0.0.0.0"))
+    host = parse_str("SERVE_HOST", env_value("SERVE_HOST", "127.0.0.1"))
     port = parse_int("SERVE_PORT", env_value("SERVE_PORT", "8080"), minimum=1, maximum=65535)
     # the VM's cores are the server's; a shared box (the local task test) sets 1, see STACK_THREADS
     cores = str(max(1, os.cpu_count() or 1))

@@ -167,9 +167,10 @@ def record_status(record: Any) -> str:
     return _status_name(record)
 
 
-def endpoint(cluster: str, port: int, timeout: float) -> str:
-    found = call(lambda: _sdk().endpoints(cluster, port), timeout, f"sky endpoints {cluster}")
-    address = (found or {}).get(port) or (found or {}).get(str(port))
-    if not address:
-        raise InfrastructureError(f"SkyPilot reports no endpoint for port {port} on {cluster}")
-    return address if "://" in address else f"http://{address}"
+def with_credentials(cluster: str, timeout: float) -> Any:
+    """The cluster's status record with its SSH credentials (what SkyPilot's own `ssh <cluster>` uses)."""
+    what = f"sky status {cluster}"
+    records = call(lambda: _sdk().status([cluster], all_users=True, _include_credentials=True), timeout, what)
+    if not records:
+        raise InfrastructureError(f"SkyPilot does not know {cluster}")
+    return records[0]

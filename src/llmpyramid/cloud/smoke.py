@@ -4,13 +4,14 @@
     smoke.guard_cost()            # catalog estimate printed before anything is launched; cap -> exit 3
     smoke.check_credentials()     # SkyPilot's check; not enabled -> exit 3 with the cloud's reason + fix
     smoke.launch()                # spot, labelled with run id/owner/expiry, autodown at the TTL; no capacity -> exit 2
-    smoke.wait_healthy()          # GET /health on the instance's port 8080 until 200 (CLOUD_HEALTH_TIMEOUT)
+    smoke.wait_healthy()          # GET /health through the SSH tunnel until 200 (CLOUD_HEALTH_TIMEOUT)
     smoke.inference("completion") # the smoke suite's own probes (llmpyramid.checks.smoke)
     smoke.teardown()              # idempotent; cancels an in-flight launch first
 
 Health and inference run through `survive_preemption`: if the instance is gone (a spot preemption,
 seen by SkyPilot's refreshed status) the cluster is relaunched once; a second preemption is a failure
-that says "preempted". The per-run API key is generated here and never printed or written to results.
+that says "preempted". The per-run API key is generated here and never printed or written to results; it
+reaches the node only inside SSH (llmpyramid.cloud.tunnel): no port of the node is open to the internet.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -31,9 +34,10 @@ import httpx
 
 from llmpyramid.checks.shared import CheckFailed
 from llmpyramid.cli import interrupts_held
-from llmpyramid.cloud import CLUSTER_PREFIX, SERVE_PORT, catalog, skypilot
+from llmpyramid.cloud import CLUSTER_PREFIX, catalog, skypilot
 from llmpyramid.cloud.ownership import Ownership, owner, run_id
 from llmpyramid.cloud.settings import CloudSettings
+from llmpyramid.cloud.tunnel import Tunnel, endpoint_of
 from llmpyramid.config import PROJECT_ROOT
 from llmpyramid.target import Target
 
@@ -73,6 +77,29 @@ def task_file(cloud: str) -> Path:
     return Path(str(resources.files("llmpyramid.cloud").joinpath("tasks", f"{cloud}.yaml")))
 
 
+# What the node needs, and all that is uploaded: setup.sh's `uv sync --frozen` builds the project from these.
+NODE_FILES = ("pyproject.toml", "uv.lock", "README.md", "src/llmpyramid")
+
+
+def node_workdir(dest: Path) -> Path:
+    """A fresh `dest` holding only the node's files: git-tracked ones when this is a checkout, so a key or
+    `.env` lying in the tree (tracked or not elsewhere, untracked here) never leaves the machine."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--", *NODE_FILES], cwd=PROJECT_ROOT, capture_output=True,
+                            check=False)  # fmt: skip
+    names = [n for n in listed.stdout.decode().split("\0") if n] if listed.returncode == 0 else []
+    if not names:  # not a git checkout (an unpacked archive): the same paths, without caches
+        roots = [PROJECT_ROOT / spec for spec in NODE_FILES]
+        files = [r for r in roots if r.is_file()] + [
+            p for r in roots if r.is_dir() for p in r.rglob("*") if p.is_file()
+        ]
+        names = [str(f.relative_to(PROJECT_ROOT)) for f in files if "__pycache__" not in f.parts]
+    shutil.rmtree(dest, ignore_errors=True)
+    for name in names:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / name, dest / name)
+    return dest
+
+
 def build_task(settings: CloudSettings, api_key: str, labels: dict[str, str] | None = None) -> Any:
     """The cloud's task file, parsed by SkyPilot, with this run's resources and labels, workdir and secret."""
     import sky
@@ -86,11 +113,10 @@ def build_task(settings: CloudSettings, api_key: str, labels: dict[str, str] | N
             infra=f"{settings.cloud}/{settings.region_name}",
             instance_type=settings.instance,
             use_spot=settings.use_spot,
-            ports=SERVE_PORT,
             labels=labels,
         )
     )
-    task.workdir = str(PROJECT_ROOT)
+    task.workdir = str(node_workdir(settings.run_dir / "node-workdir"))
     envs = {"CLOUD_MODEL_URL": settings.model_url or "", "CLOUD_MODEL_SHA256": settings.model_sha256 or ""}
     task.update_envs(envs)
     return task
@@ -104,6 +130,7 @@ class CloudSmoke:
         self.api_key = secrets.token_urlsafe(24)
         self.run_id = run_id()
         self.ownership: Ownership | None = None  # set at launch: the time to live counts from there
+        self.tunnel = Tunnel(settings.run_dir, self.cluster)
         self.phases: dict[str, float] = {}
         self.estimate: catalog.Estimate | None = None
         self.launch_request: Any = None
@@ -148,9 +175,9 @@ class CloudSmoke:
         s = self.settings
         skypilot.wait(self.launch_request, s.launch_timeout, f"spot launch of {self.cluster} (provision, SSH, setup)")
         self.launch_request = None
-        self.base_url = skypilot.endpoint(self.cluster, SERVE_PORT, s.request_timeout)
-        records = skypilot.status([self.cluster], s.request_timeout)
-        resources_ = getattr(records[0]["handle"], "launched_resources", None) if records else None
+        record = skypilot.with_credentials(self.cluster, s.request_timeout)
+        self.base_url = self.tunnel.open(endpoint_of(record, s.run_dir), s.request_timeout)
+        resources_ = getattr(record["handle"], "launched_resources", None)
         self.zone = getattr(resources_, "zone", None)
         self.log(f"{self.cluster} is up: {self.base_url} (zone {self.zone})")
         return self.base_url
@@ -223,6 +250,7 @@ class CloudSmoke:
             return False
 
         def down() -> bool:
+            self.tunnel.close()
             if self.launch_request is not None:
                 skypilot.cancel(self.launch_request)
                 self.launch_request = None
@@ -241,23 +269,23 @@ class CloudSmoke:
     def write_leak_risk(self, exc: BaseException) -> Path:
         """results/cloud-leak-risk-<cluster>.json: what may still bill, and the commands that remove it."""
         own = self.ownership
+        remove_with = [f"invoke cloud.sweep --cloud {self.settings.cloud} --run-id {self.run_id}",
+                       f"sky down {self.cluster} -y"]  # fmt: skip
+        error = f"{type(exc).__name__}: {exc}"
         record = {
             "cluster": self.cluster,
             "cloud": self.settings.cloud,
             "region": self.settings.region_name,
             "run_id": self.run_id,
             "labels": own.labels() if own else None,
-            "error": f"{type(exc).__name__}: {exc}",
-            "remove_with": [
-                f"invoke cloud.sweep --cloud {self.settings.cloud} --run-id {self.run_id}",
-                f"sky down {self.cluster} -y",
-            ],
+            "error": error,
+            "remove_with": remove_with,
         }
         path = LEAK_RISK_DIR / f"cloud-leak-risk-{self.cluster}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2) + "\n")
-        self.log(f"LEAK RISK: teardown of {self.cluster} did not finish ({record['error']}); "
-                 f"record: {path}; remove with: {record['remove_with'][0]}")  # fmt: skip
+        self.log(f"LEAK RISK: teardown of {self.cluster} did not finish ({error}); "
+                 f"record: {path}; remove with: {remove_with[0]}")  # fmt: skip
         return path
 
     def inspect_commands(self) -> list[str]:
