@@ -158,16 +158,29 @@ variable "staging_api_key" {
   }
 }
 
+# staging_repo_url/staging_repo_ref reach the cloud-init YAML and a git command line, so only plain values
+# pass. The patterns are llmpyramid.staging's REPO_URL_PATTERN/REPO_REF_PATTERN, which check them before
+# terraform runs: they must agree (tests/unit/test_staging.py checks that they do).
 variable "staging_repo_url" {
-  description = "Git URL of this repository, cloned by the staging VM's cloud-init (llmpyramid.cloud.node serves the model)."
+  description = "https:// URL of this repository, cloned by the staging VM's cloud-init (llmpyramid.cloud.node serves the model)."
   type        = string
   default     = ""
+
+  validation {
+    condition     = var.staging_repo_url == "" || can(regex("^https://[A-Za-z0-9][A-Za-z0-9.-]*(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$", var.staging_repo_url))
+    error_message = "staging_repo_url must be empty or a plain https:// URL: host, optional port and path of letters, digits and . _ ~ / - only (no credentials, quotes, spaces, $ or backticks)."
+  }
 }
 
 variable "staging_repo_ref" {
-  description = "Commit or branch the staging VM checks out (invoke staging passes the tested commit)."
+  description = "Commit, branch or tag the staging VM checks out (invoke staging passes the tested commit)."
   type        = string
   default     = "main"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$", var.staging_repo_ref))
+    error_message = "staging_repo_ref must be a plain git ref or commit: letters, digits and . _ / - only, not starting with - . or /."
+  }
 }
 
 variable "dedicated_nodes" {

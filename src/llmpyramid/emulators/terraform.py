@@ -12,22 +12,19 @@ so parallel runs never share state, and the repository's terraform/ tree stays c
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from llmpyramid.emulators.manager import EMULATOR_CREDENTIALS
 from llmpyramid.errors import ConfigError, InfrastructureError
-from llmpyramid.procs import die_with_parent
+
+if TYPE_CHECKING:
+    from llmpyramid.iac.terraform import Command
 
 # Every AWS API the modules call; all are routed to the emulator.
 AWS_SERVICES = ("ec2", "iam", "s3", "sts")
@@ -79,10 +76,10 @@ output "module" {{
 class TerraformRun:
     """One apply/destroy cycle of a module against an emulator endpoint, in its own work directory.
 
-    The terraform binary, the run-time CLI config (local provider mirror) and the environment come
-    from llmpyramid.iac.terraform.Terraform: one place for those rules. The processes are ours:
-    each terraform command runs in its own process group (the provider plugins it starts join it)
-    with a parent-death signal, so an interrupt or our death never leaves terraform or a provider
+    The terraform binary, the run-time CLI config (local provider mirror), the environment and the
+    process rules come from llmpyramid.iac.terraform (Terraform.start, Command): one place for those
+    rules. Each terraform command runs in its own process group (the provider plugins it starts join
+    it) with a parent-death signal, so an interrupt or our death never leaves terraform or a provider
     behind:
 
     - Ctrl-C / SIGTERM while a command runs: SIGINT to terraform (it stops the provider and saves
@@ -101,7 +98,7 @@ class TerraformRun:
     interrupt_grace: float = 60.0  # terraform's own graceful stop after SIGINT
     cleanup_timeout: float = 180.0  # the destroy after an interrupted or failed run
     destroyed: bool = False
-    _pending: _Command | None = field(default=None, init=False, repr=False)
+    _pending: Command | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         from llmpyramid.iac.terraform import Terraform  # ConfigError when terraform is not installed
@@ -121,55 +118,29 @@ class TerraformRun:
 
     # --- processes ------------------------------------------------------------------------------
 
-    def _start(self, *args: str) -> _Command:
-        name = args[0]
-        out = self.work_dir / f"terraform-{name}.out"
+    def _start(self, *args: str) -> Command:
+        out = self.work_dir / f"terraform-{args[0]}.out"
         with out.open("wb") as fh:
-            proc = subprocess.Popen(
-                [self.tf.binary, *args],
-                cwd=self.root,
-                env=self.tf.env(self.work_dir / "data"),
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: the provider plugins join it, a terminal Ctrl-C does not
-                preexec_fn=die_with_parent,  # SIGTERM when we die: terraform stops its providers and exits
-            )
-        return _Command(name, proc, out, time.time(), time.monotonic())
+            return self.tf.start(*args, cwd=self.root, data_dir=self.work_dir / "data", stdout=fh, out=out)
 
-    def _finish(self, cmd: _Command, timeout: float) -> str:
+    def _finish(self, cmd: Command, timeout: float) -> str:
         """Wait for the command; stop it (and its plugins) on timeout or interrupt; its output on success."""
         try:
-            cmd.proc.wait(timeout=max(0.0, cmd.started_mono + timeout - time.monotonic()))
+            returncode = cmd.wait(timeout, self.interrupt_grace)
         except subprocess.TimeoutExpired:
-            self._stop(cmd)
             raise InfrastructureError(
                 f"terraform {cmd.name} timed out after {timeout:.0f}s against {self.endpoint}"
             ) from None
-        except BaseException:  # Ctrl-C, SIGTERM (raised as KeyboardInterrupt), pytest.exit
-            self._stop(cmd)
-            raise
         finally:
             self.timings[cmd.name] = self.timings.get(cmd.name, 0.0) + time.monotonic() - cmd.started_mono
-        _kill_group(cmd)  # normally empty: terraform stops its plugins on exit
+        assert cmd.out is not None  # _start always writes to a file
         output = cmd.out.read_text(errors="replace")
-        if cmd.proc.returncode != 0:
+        if returncode != 0:
             from llmpyramid.iac.terraform import Result
 
-            error = Result([cmd.name], cmd.proc.returncode, output, "").first_error()
+            error = Result([cmd.name], returncode, output, "").first_error()
             raise InfrastructureError(f"terraform {cmd.name} failed against {self.endpoint}: {error}")
         return output
-
-    def _stop(self, cmd: _Command) -> None:
-        """SIGINT (terraform's graceful stop), bounded; then SIGKILL to everything left in its group."""
-        try:
-            if cmd.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(cmd.proc.pid, signal.SIGINT)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    cmd.proc.wait(timeout=self.interrupt_grace)
-        finally:  # also when a second Ctrl-C cuts the grace short
-            _kill_group(cmd)
 
     def run(self, *args: str, timeout: float = TIMEOUT_S) -> str:
         return self._finish(self._start(*args), timeout)
@@ -242,31 +213,6 @@ class TerraformRun:
         """After the run, whatever happened: stop a pending apply, destroy what state holds (bounded)."""
         if self._pending is not None:
             cmd, self._pending = self._pending, None
-            self._stop(cmd)
+            cmd.stop(self.interrupt_grace)
         if not self.destroyed and self.managed_resources():
             self.destroy(timeout=self.cleanup_timeout)
-
-
-@dataclass
-class _Command:
-    name: str
-    proc: subprocess.Popen[bytes]
-    out: Path
-    started_at: float  # wall clock, comparable with psutil's create_time
-    started_mono: float
-
-
-def _kill_group(cmd: _Command) -> None:
-    """SIGKILL what is left of the command's process group: its provider plugins if terraform died
-    first. Members are recognised by group id and start time, so a reused group id is never hit."""
-    members = []
-    for proc in psutil.process_iter(["create_time"]):
-        with contextlib.suppress(psutil.Error, OSError):
-            if os.getpgid(proc.pid) == cmd.proc.pid and proc.info["create_time"] >= cmd.started_at - 1.0:
-                members.append(proc)
-    for proc in members:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(members, timeout=5)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        cmd.proc.wait(timeout=5)

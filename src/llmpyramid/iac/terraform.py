@@ -2,24 +2,34 @@
 
 Nothing machine-specific is committed: the mirror comes from TF_PLUGIN_MIRROR or a well-known
 default, and each run writes its own CLI config, data dirs and plugin cache under a run directory.
+
+Every terraform process runs as a `Command`: its own process group (the provider plugins it starts
+join it) with a parent-death signal. Ctrl-C/SIGTERM of ours (or a timeout) sends it SIGINT, terraform's
+graceful stop that finishes in-flight operations and saves state, for at most a grace period; then
+SIGKILL to whatever is left of the group. Nothing is left running, and state is not cut short.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import hcl2
+import psutil
 
 from llmpyramid.errors import ConfigError, InfrastructureError
+from llmpyramid.procs import die_with_parent, signals_deferred
 
 DEFAULT_MIRRORS = ("/opt/tf-plugins", "/usr/share/terraform/plugins", "~/.terraform.d/plugins")
 REGISTRY = "registry.terraform.io"
@@ -119,6 +129,92 @@ class Result:
         return tail[-1].strip() if tail else f"exit {self.returncode}"
 
 
+INTERRUPT_GRACE_S = 60.0  # terraform's own graceful stop after SIGINT, before SIGKILL
+
+
+@dataclass
+class Command:
+    """One terraform process in its own process group (see the module docstring)."""
+
+    args: list[str]
+    proc: subprocess.Popen[bytes]
+    started_at: float  # wall clock, comparable with psutil's create_time
+    started_mono: float
+    out: Path | None = None  # where its output goes, when the caller keeps it in a file
+
+    @property
+    def name(self) -> str:
+        return self.args[1] if len(self.args) > 1 else self.args[0]
+
+    @classmethod
+    def start(
+        cls,
+        args: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        stdout: IO[bytes],
+        stderr: IO[bytes] | int = subprocess.STDOUT,
+        out: Path | None = None,
+    ) -> Command:
+        proc: subprocess.Popen[bytes] | None = None
+        started_at = time.time()
+        try:
+            # a Ctrl-C during the spawn is delivered once the process is known, so it can be stopped
+            with signals_deferred():
+                proc = subprocess.Popen(
+                    args,
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                    start_new_session=True,  # its own group: the plugins join it, a terminal Ctrl-C does not
+                    preexec_fn=die_with_parent,  # SIGTERM when we die: terraform stops its providers and exits
+                )
+        except BaseException:
+            if proc is not None:
+                cls(args, proc, started_at, time.monotonic(), out).stop()
+            raise
+        return cls(args, proc, started_at, time.monotonic(), out)
+
+    def wait(self, timeout: float, grace: float = INTERRUPT_GRACE_S) -> int:
+        """The exit code. On timeout (subprocess.TimeoutExpired) or an interrupt it is stopped first."""
+        try:
+            self.proc.wait(timeout=max(0.0, self.started_mono + timeout - time.monotonic()))
+        except BaseException:  # timeout, Ctrl-C, SIGTERM (raised as KeyboardInterrupt), pytest.exit
+            self.stop(grace)
+            raise
+        self.kill_group()  # normally empty: terraform stops its plugins on exit
+        return self.proc.returncode
+
+    def stop(self, grace: float = INTERRUPT_GRACE_S) -> None:
+        """SIGINT (terraform's graceful stop), bounded by `grace`; then SIGKILL to everything left in its group."""
+        try:
+            if self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=grace)
+        finally:  # also when a second Ctrl-C cuts the grace short
+            self.kill_group()
+
+    def kill_group(self) -> None:
+        """SIGKILL what is left of the process group: its provider plugins if terraform died first.
+        Members are recognised by group id and start time, so a reused group id is never hit."""
+        members = []
+        for proc in psutil.process_iter(["create_time"]):
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getpgid(proc.pid) == self.proc.pid and proc.info["create_time"] >= self.started_at - 1.0:
+                    members.append(proc)
+        for proc in members:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(members, timeout=5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+
 def _require_aws_only(module: Path) -> None:
     """Offline plans can only use the aws provider (the one in the local mirror)."""
     sources = set(required_providers(module).values())
@@ -133,6 +229,7 @@ class Terraform:
     run_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="llmpyramid-tf-")))
     mirror: Path | None = field(default_factory=find_mirror)
     timeout: float = 600.0
+    interrupt_grace: float = INTERRUPT_GRACE_S
 
     def __post_init__(self) -> None:
         self.binary = terraform_bin()
@@ -182,21 +279,34 @@ class Terraform:
             env["TF_DATA_DIR"] = str(data_dir)
         return env
 
+    def start(
+        self,
+        *args: str,
+        cwd: Path,
+        data_dir: Path | None = None,
+        stdout: IO[bytes],
+        stderr: IO[bytes] | int = subprocess.STDOUT,
+        out: Path | None = None,
+    ) -> Command:
+        """`terraform <args>` started in the background as a `Command` (wait or stop it)."""
+        return Command.start(
+            [self.binary, *args], cwd=cwd, env=self.env(data_dir), stdout=stdout, stderr=stderr, out=out
+        )
+
     def run(self, *args: str, cwd: Path, data_dir: Path | None = None) -> Result:
-        cmd = [self.binary, *args]
-        try:
-            proc = subprocess.run(
-                cmd,
-                cwd=cwd,
-                env=self.env(data_dir),
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                check=False,
+        """`terraform <args>` to completion, bounded by `timeout`; interrupted: SIGINT to it, then re-raised."""
+        # files, not pipes: nothing must block terraform's output while it saves state after SIGINT
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            cmd = self.start(*args, cwd=cwd, data_dir=data_dir, stdout=out, stderr=err)
+            try:
+                returncode = cmd.wait(self.timeout, self.interrupt_grace)
+            except subprocess.TimeoutExpired:
+                raise InfrastructureError(f"terraform {args[0]} timed out after {self.timeout:.0f}s in {cwd}") from None
+            out.seek(0)
+            err.seek(0)
+            return Result(
+                cmd.args, returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace")
             )
-        except subprocess.TimeoutExpired:
-            raise InfrastructureError(f"terraform {args[0]} timed out after {self.timeout:.0f}s in {cwd}") from None
-        return Result(cmd, proc.returncode, proc.stdout, proc.stderr)
 
     # --- provider availability ---------------------------------------------------------------
 
