@@ -144,6 +144,18 @@ def test_test_workflow_runs_actionlint_and_uploads_results() -> None:
     assert uploads and all(s.get("if") == "always()" for s in uploads)
 
 
+def test_every_matrix_session_is_gated_on_its_verdict_and_the_namespace_layer_runs_as_root() -> None:
+    """On a runner without root every cloud_emulated test would skip and the job show green."""
+    job = workflow("test.yml")["jobs"]["nox"]
+    names = [s.get("name") for s in job["steps"]]
+    session_step = job["steps"][names.index("nox session")]
+    assert 'sudo --preserve-env env "PATH=$PATH" uv run nox -s "$SESSION"' in session_step["run"]
+    needs_root = sorted(layer.name for layer in LAYERS if "netns" in (layer.wrap or ()))
+    assert needs_root == ["cloud_emulated"] and '"$SESSION" = cloud_emulated' in session_step["run"]
+    gate = job["steps"][names.index("nox session") + 1]
+    assert gate["run"] == 'uv run python -m llmpyramid.verdict "results/$SESSION.json"' and "if" not in gate
+
+
 def test_iac_sends_checkov_and_rego_sarif_to_code_scanning() -> None:
     job = workflow("iac.yml")["jobs"]["nox-iac"]
     assert job["permissions"] == {"contents": "read", "security-events": "write"}
