@@ -24,7 +24,7 @@ def test_cloud_credentials(cloud_smoke):
 
 
 def test_spot_launch(cloud_smoke, metrics):
-    """A small spot instance comes up (down=True, autostop backstop) and exposes port 8080."""
+    """A small spot instance comes up, labelled with its run id and end (autodown at the TTL), reached through SSH."""
     step(cloud_smoke, "launch")
     metrics.update(cluster=cloud_smoke.cluster, zone=cloud_smoke.zone, launch_s=cloud_smoke.phases.get("launch"))
 

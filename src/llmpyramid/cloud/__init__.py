@@ -6,9 +6,11 @@
     node.py          what runs on the instance: fetch the model, serve it on port 8080
     skypilot.py      the few SkyPilot SDK calls used here, with errors mapped to exit codes
     api_server.py    SkyPilot's API server as a managed service (llmpyramid.procs) that dies with its owner
+    ownership.py     run id, owner and end (labels on every instance) and the rule of what a sweep may remove
+    tunnel.py        the node's API through SSH (no port of the node is open to the internet)
     smoke.py         the steps (credentials, launch, health, inference, teardown) and their timings
     suite.py         the results document (seed schema + `cloud` block), /tmp/cloud_smoke_results.json
-    sweeper.py       find and remove leaked `wf-smoke-*` clusters (SkyPilot status + EC2 tags)
+    sweeper.py       remove this run's and expired clusters (SkyPilot status + EC2/GCE/Azure labels)
     emulator.py      SkyPilot against moto in a loopback-only network namespace (offline proof)
     pytest_plugin.py --cloud / --skip-teardown for tests/test_cloud_smoke.py
 
