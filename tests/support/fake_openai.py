@@ -266,6 +266,8 @@ class FakeOpenAI:
             return self.send(h, 500, {"error": {"message": "flaky", "type": "server_error"}})
         pieces, finish, prompt_tokens = self.answer(kind, body, overlapped)
         if body.get("stream"):
+            if self.has("slow_first_token"):
+                time.sleep(0.2)  # a stream whose first token is late (a queue in front of the model)
             return self.stream(h, kind, body, pieces, finish, prompt_tokens)
         text = "".join(pieces)
         completion_tokens = len(pieces) if len(pieces) > 1 else len(text.split())

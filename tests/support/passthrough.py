@@ -24,10 +24,13 @@ def _forwarded(headers: object) -> dict[str, str]:
 
 
 class PassThroughProxy:
-    """`with PassThroughProxy("http://127.0.0.1:8080") as proxy: proxy.url` — runs in its own thread."""
+    """`with PassThroughProxy("http://127.0.0.1:8080") as proxy: proxy.url` — runs in its own thread.
+    `completion_delay_s` holds every completion request that long before forwarding it (a saturated load
+    balancer, a slow network path); other requests (health, models) pass at once."""
 
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, completion_delay_s: float = 0.0):
         self.upstream = upstream.rstrip("/")
+        self.completion_delay_s = completion_delay_s
         self.requests = 0
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -74,6 +77,8 @@ class PassThroughProxy:
         assert self._session is not None
         self.requests += 1
         body = await request.read()
+        if self.completion_delay_s and request.path.endswith("/completions"):
+            await asyncio.sleep(self.completion_delay_s)
         try:
             async with self._session.request(
                 request.method,

@@ -175,7 +175,7 @@ def test_every_probe_of_every_layer_is_exercised() -> None:
 def test_latency_failure_states_measured_vs_threshold() -> None:
     with FakeOpenAI("slow") as fake, _client(fake) as c, pytest.raises(checks.CheckFailed) as info:
         PROBES["latency"](c)
-    assert "> threshold 150ms" in str(info.value) and "client wall time" in str(info.value)
+    assert "> threshold 150ms" in str(info.value) and "(client, end to end)" in str(info.value)
     assert info.value.metrics["p50_ms"] > 150 and info.value.metrics["threshold_ms"] == 150.0
     assert {"p50_ms", "p95_ms", "p99_ms", "samples"} <= set(info.value.metrics)
 

@@ -16,10 +16,11 @@ from llmpyramid.checks.contract import *  # noqa: F403
 from llmpyramid.checks.contract import __all__ as _contract
 from llmpyramid.checks.integration import *  # noqa: F403
 from llmpyramid.checks.integration import __all__ as _integration
-from llmpyramid.checks.shared import CHAT, DETERMINISTIC, PROMPT, CheckFailed, Metrics, require
+from llmpyramid.checks.shared import CHAT, DETERMINISTIC, PROMPT, CheckFailed, Inconclusive, Metrics, require
 from llmpyramid.checks.smoke import *  # noqa: F403
 from llmpyramid.checks.smoke import __all__ as _smoke
 
 __all__ = [
-    "CHAT", "DETERMINISTIC", "PROMPT", "CheckFailed", "Metrics", "require", *_smoke, *_integration, *_contract,
+    "CHAT", "DETERMINISTIC", "PROMPT", "CheckFailed", "Inconclusive", "Metrics", "require",
+    *_smoke, *_integration, *_contract,
 ]  # fmt: skip

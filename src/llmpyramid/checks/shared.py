@@ -34,6 +34,11 @@ class CheckFailed(AssertionError):
         return str(self.args[0])
 
 
+class Inconclusive(CheckFailed):
+    """No verdict could be reached for a reason outside the service under test (the client machine was
+    starved): reported as such — a suite skips the test with this line — never as passed or failed."""
+
+
 def require(condition: object, message: str, metrics: Mapping[str, Any] | None = None) -> None:
     if not condition:
         raise CheckFailed(message, metrics)
