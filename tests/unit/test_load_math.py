@@ -7,7 +7,7 @@ import pytest
 from llmpyramid.errors import ConfigError
 from llmpyramid.load.config import SLO, evaluate_slo
 from llmpyramid.load.knee import find_knee, has_plateau, score_levels
-from llmpyramid.load.metrics import Collector, Sample, summarize
+from llmpyramid.load.metrics import Collector, Sample, meets, percentile_note, summarize
 from llmpyramid.load.report import compare_baseline, load_baseline
 
 
@@ -39,6 +39,40 @@ def test_failures_count_in_error_rate_but_not_in_latency() -> None:
     assert m["requests_per_second"] == 2.0
     assert m["p50_latency_ms"] == 100.0
     assert m["errors"] == {"HTTP 500": 2}
+
+
+def test_goodput_counts_requests_meeting_every_limit_and_failures_as_misses() -> None:
+    samples = [_sample(0, 100.0)] * 6 + [_sample(0, 400.0), _sample(0, 100.0, ttft=300.0)]
+    samples += [_sample(0, 5.0, ok=False)] * 2  # fast failures: never "good"
+    m = summarize(samples, duration_s=2.0, limits={"latency_ms": 200.0, "ttft_ms": 200.0})
+    assert (m["goodput_rps"], m["goodput_share"]) == (3.0, 0.6)
+    assert m["requests_per_second"] == 4.0, "throughput counts every completion; goodput only the good ones"
+    assert summarize(samples, duration_s=2.0)["goodput_share"] == 0.8, "no limits: every completed request"
+    non_streamed = Sample(0, "chat", 100.0, True, None, None, 11)
+    assert meets(non_streamed, {"ttft_ms": 1.0}), "a limit a request cannot be judged by does not count"
+
+
+def test_failed_requests_count_at_the_timeout_in_the_honest_percentiles() -> None:
+    samples = [_sample(0, 100.0)] * 17 + [_sample(0, 5.0, ok=False)] * 3
+    m = summarize(samples, duration_s=1.0, failure_ms=60_000.0)
+    assert m["p95_latency_ms"] == 100.0, "over completed requests the p95 looks healthy"
+    assert m["p95_latency_with_failures_ms"] == 60_000.0 and m["ttft_p95_with_failures_ms"] == 60_000.0
+    assert (
+        percentile_note(m, 60.0)
+        == "p95 latency: 100 ms over the 17 completed; 60000 ms counting the 3 failed at the 60 s timeout"
+    )
+    healthy = summarize([_sample(0, 100.0)] * 5, duration_s=1.0, failure_ms=60_000.0)
+    assert percentile_note(healthy, 60.0) is None
+
+
+def test_goodput_share_slo_gate() -> None:
+    slo = SLO(min_goodput_share=0.9, p95_latency_ms=200.0, ttft_p95_ms=150.0, itl_p95_ms=40.0)
+    assert slo.per_request() == {"latency_ms": 200.0, "ttft_ms": 150.0, "tpot_ms": 40.0}
+    (finding,) = evaluate_slo({"goodput_share": 0.6, "error_rate": 0, "p95_latency_ms": 1, "ttft_p95_ms": 1,
+                                "itl_p95_ms": 1}, slo)  # fmt: skip
+    assert finding.startswith("goodput (share of requests meeting every SLO) 0.6 < threshold 0.9")
+    with pytest.raises(ConfigError, match="min_goodput_share is a fraction"):
+        SLO.from_mapping({"min_goodput_share": 5}, "test")
 
 
 def test_non_streaming_samples_have_no_ttft() -> None:

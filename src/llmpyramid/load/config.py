@@ -26,7 +26,7 @@ Environment (all optional):
     LOAD_PLOTS            0: no PNG plots / LLM HTML report            (default 1)
     LOAD_SLO_FILE         TOML or JSON file with an [slo] table (keys as below)
     SLO_P95_LATENCY_MS  SLO_TTFT_P95_MS  SLO_ITL_P95_MS  SLO_ERROR_RATE  SLO_MIN_RPS
-    SLO_MIN_OUTPUT_TOKENS_PER_SECOND     (a number, or "off"; SLO_ERROR_RATE defaults to 0)
+    SLO_MIN_OUTPUT_TOKENS_PER_SECOND  SLO_MIN_GOODPUT_SHARE  (a number, or "off"; SLO_ERROR_RATE defaults to 0)
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ SLO_FIELDS: dict[str, tuple[str, str, str, str]] = {
     "error_rate": ("error_rate", "max", "error rate", ""),
     "min_rps": ("requests_per_second", "min", "requests/s", ""),
     "min_output_tokens_per_second": ("output_tokens_per_second", "min", "output tokens/s", ""),
+    "min_goodput_share": ("goodput_share", "min", "goodput (share of requests meeting every SLO)", ""),
 }
 
 
@@ -80,9 +81,16 @@ class SLO:
     error_rate: float | None = 0.0
     min_rps: float | None = None
     min_output_tokens_per_second: float | None = None
+    min_goodput_share: float | None = None  # 0..1: requests that met latency, TTFT and ITL limits, failures missing
 
     def active(self) -> dict[str, float]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def per_request(self) -> dict[str, float]:
+        """The latency SLOs as limits one request must meet to count for goodput: its own latency, TTFT, and
+        TPOT against the ITL limit (a request's average gap between tokens)."""
+        limits = {"latency_ms": self.p95_latency_ms, "ttft_ms": self.ttft_p95_ms, "tpot_ms": self.itl_p95_ms}
+        return {k: v for k, v in limits.items() if v is not None}
 
     @classmethod
     def from_mapping(cls, data: Any, source: str) -> SLO:
@@ -101,8 +109,9 @@ class SLO:
             if isinstance(raw, bool):
                 raise ConfigError(f"{source}: SLO {key} must be a number, got {raw!r}")
             values[key] = parse_float(f"{source}: SLO {key}", raw)
-        if (values.get("error_rate") or 0) > 1:
-            raise ConfigError(f"{source}: SLO error_rate is a fraction between 0 and 1, got {values['error_rate']}")
+        for share in ("error_rate", "min_goodput_share"):
+            if (values.get(share) or 0) > 1:
+                raise ConfigError(f"{source}: SLO {share} is a fraction between 0 and 1, got {values[share]}")
         return cls(**values)
 
     @classmethod

@@ -9,6 +9,11 @@ Definitions (as in `vllm bench serve` / guidellm):
   TTFT     request sent -> first chunk carrying generated text (streaming only)
   ITL      gap between consecutive text-carrying chunks, pooled over all requests
   TPOT     per request (latency - TTFT) / (output_tokens - 1)
+  goodput  requests per second that met every per-request SLO limit (latency, TTFT, TPOT), a failed
+           request being a miss, and their share of all requests (as in `vllm bench serve --goodput`)
+Latency percentiles are given over completed requests and, separately, with each failed request
+counted at the run's request timeout (`*_with_failures_ms`): many errors cannot hide behind a
+healthy p95 of the requests that happened to complete.
 """
 
 from __future__ import annotations
@@ -119,12 +124,29 @@ def _pct(values: Sequence[float], q: float) -> float | None:
     return None if arr.size == 0 else round(float(np.percentile(arr, q)), 2)
 
 
-def summarize(samples: Sequence[Sample], duration_s: float | None = None) -> dict[str, Any]:
-    """The seed's `load_test` metrics for these samples. duration_s defaults to first start -> last end."""
+def meets(sample: Sample, limits: dict[str, float]) -> bool:
+    """Whether one request met every per-request limit ("latency_ms", "ttft_ms", "tpot_ms"); a failed one
+    never does. A limit the request cannot be judged by (no TTFT on a non-streamed request) does not count."""
+    if not sample.ok:
+        return False
+    measured = {"latency_ms": sample.latency_ms, "ttft_ms": sample.ttft_ms, "tpot_ms": sample.tpot_ms}
+    return all(measured[k] is None or measured[k] <= limit for k, limit in limits.items())  # type: ignore[operator]
+
+
+def summarize(
+    samples: Sequence[Sample],
+    duration_s: float | None = None,
+    *,
+    limits: dict[str, float] | None = None,
+    failure_ms: float | None = None,
+) -> dict[str, Any]:
+    """The seed's `load_test` metrics for these samples, plus goodput against `limits` and the latency
+    percentiles with each failure counted at `failure_ms` (the request timeout), when given.
+    duration_s defaults to first start -> last end."""
     n = len(samples)
     if n == 0:
         return {"requests": 0, "completed": 0, "failures": 0, "error_rate": None, "requests_per_second": 0.0,
-                "output_tokens_per_second": 0.0}  # fmt: skip
+                "output_tokens_per_second": 0.0, "goodput_rps": 0.0, "goodput_share": None}  # fmt: skip
     if duration_s is None:
         duration_s = max(s.end for s in samples) - min(s.start for s in samples)
     duration_s = max(duration_s, 1e-9)
@@ -135,17 +157,21 @@ def summarize(samples: Sequence[Sample], duration_s: float | None = None) -> dic
     itl = [g for s in ok for g in s.itl_ms]
     tpot = [t for s in ok if (t := s.tpot_ms) is not None]
     out_tokens = sum(s.output_tokens or 0 for s in ok)
+    good = sum(1 for s in samples if meets(s, limits or {}))
     errors: dict[str, int] = {}
     for s in samples:
         if not s.ok:
             key = (s.error or "unknown error")[:120]
             errors[key] = errors.get(key, 0) + 1
-    return {
+    out: dict[str, Any] = {
         "requests": n,
         "completed": len(ok),
         "failures": failures,
         "error_rate": round(failures / n, 4),
         "requests_per_second": round(len(ok) / duration_s, 3),
+        "goodput_rps": round(good / duration_s, 3),
+        "goodput_share": round(good / n, 4),
+        "goodput_limits": dict(limits or {}),
         "p50_latency_ms": _pct(lat, 50),
         "p95_latency_ms": _pct(lat, 95),
         "p99_latency_ms": _pct(lat, 99),
@@ -162,6 +188,24 @@ def summarize(samples: Sequence[Sample], duration_s: float | None = None) -> dic
         "duration_seconds": round(duration_s, 2),
         "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:10]),
     }
+    if failure_ms is not None:
+        failed_at_timeout = [failure_ms] * failures
+        failed_streams = [failure_ms for s in samples if not s.ok and s.kind.endswith("_stream")]
+        for q in (50, 95, 99):
+            out[f"p{q}_latency_with_failures_ms"] = _pct(lat + failed_at_timeout, q)
+        out["ttft_p95_with_failures_ms"] = _pct(ttft + failed_streams, 95)
+    return out
+
+
+def percentile_note(summary: dict[str, Any], timeout_s: float) -> str | None:
+    """One line naming both p95s when failures move it, e.g. for the verdict; None when they agree."""
+    done, honest = summary.get("p95_latency_ms"), summary.get("p95_latency_with_failures_ms")
+    if not summary.get("failures") or honest is None or done == honest:
+        return None
+    over = "no completed request" if done is None else f"{done:g} ms over the {summary['completed']} completed"
+    return (
+        f"p95 latency: {over}; {honest:g} ms counting the {summary['failures']} failed at the {timeout_s:g} s timeout"
+    )
 
 
 def rolling_window(samples: Sequence[Sample]) -> float:

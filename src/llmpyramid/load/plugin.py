@@ -33,7 +33,7 @@ from llmpyramid.config import env_value, parse_url, redact_url
 from llmpyramid.errors import ConfigError, InfrastructureError, PyramidError
 from llmpyramid.load.config import LoadConfig, evaluate_slo
 from llmpyramid.load.knee import find_knee, score_levels
-from llmpyramid.load.metrics import summarize
+from llmpyramid.load.metrics import percentile_note, summarize
 from llmpyramid.load.protocol import auth_headers, without_userinfo
 from llmpyramid.load.report import (
     RESULTS_FILE,
@@ -51,7 +51,8 @@ LOAD_TEST_KEYS = (
     "requests_per_second", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "ttft_p50_ms", "ttft_p95_ms",
     "ttft_p99_ms", "itl_p50_ms", "itl_p95_ms", "itl_p99_ms", "tpot_p50_ms", "tpot_p95_ms",
     "output_tokens_per_second", "output_tokens", "error_rate", "requests", "completed", "failures",
-    "duration_seconds", "errors",
+    "duration_seconds", "errors", "goodput_rps", "goodput_share", "goodput_limits", "p50_latency_with_failures_ms",
+    "p95_latency_with_failures_ms", "p99_latency_with_failures_ms", "ttft_p95_with_failures_ms",
 )  # fmt: skip
 
 
@@ -315,8 +316,10 @@ def finalize(
 ) -> dict[str, Any]:
     """Summarise the collected samples, evaluate SLOs, write reports; returns the results document."""
     samples = list(COLLECTOR.samples)
-    summary = summarize(samples, duration_s=stopped - started)
+    summary = summarize(samples, duration_s=stopped - started, limits=config.slo.per_request(),
+                        failure_ms=config.request_timeout * 1000)  # fmt: skip
     load_test: dict[str, Any] = {k: summary.get(k) for k in LOAD_TEST_KEYS}
+    load_test["percentile_note"] = percentile_note(summary, config.request_timeout)
     load_test["shape"] = config.shape_description()
     load_test["target"] = host
     load_test["workers"] = workers
@@ -376,6 +379,10 @@ def _print_summary(lt: dict[str, Any], findings: list[str]) -> None:
         knee = lt["sweep"]["knee"]
         where = f"knee at {knee['users']} users" if knee.get("users") else "no knee"
         print(f"LLM load sweep: {where} ({knee['reason']})", file=sys.stderr, flush=True)
+    share = "-" if lt.get("goodput_share") is None else f"{lt['goodput_share']:.1%}"
+    print(f"LLM load goodput: {f('goodput_rps')} req/s meeting every SLO limit ({share} of requests; failed ones miss)",
+          file=sys.stderr, flush=True)  # fmt: skip
     for line in findings:
         print(f"FAIL: {line}", file=sys.stderr, flush=True)
-    print(f"LLM load verdict: {verdict_of(findings)}", file=sys.stderr, flush=True)
+    note = f" ({lt['percentile_note']})" if lt.get("percentile_note") else ""
+    print(f"LLM load verdict: {verdict_of(findings)}{note}", file=sys.stderr, flush=True)

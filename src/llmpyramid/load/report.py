@@ -244,7 +244,13 @@ _SUMMARY_ROWS = (
     ("p95_latency_ms", "latency p95", "ms"), ("p99_latency_ms", "latency p99", "ms"),
     ("ttft_p50_ms", "TTFT p50", "ms"), ("ttft_p95_ms", "TTFT p95", "ms"), ("ttft_p99_ms", "TTFT p99", "ms"),
     ("itl_p50_ms", "ITL p50", "ms"), ("itl_p95_ms", "ITL p95", "ms"), ("itl_p99_ms", "ITL p99", "ms"),
-    ("tpot_p50_ms", "TPOT p50", "ms"), ("tpot_p95_ms", "TPOT p95", "ms"), ("duration_seconds", "duration", "s"),
+    ("tpot_p50_ms", "TPOT p50", "ms"), ("tpot_p95_ms", "TPOT p95", "ms"),
+    ("goodput_rps", "goodput (requests/s meeting every SLO limit)", ""),
+    ("goodput_share", "goodput share (failed requests miss)", ""),
+    ("p95_latency_with_failures_ms", "latency p95, failed counted at the timeout", "ms"),
+    ("p99_latency_with_failures_ms", "latency p99, failed counted at the timeout", "ms"),
+    ("ttft_p95_with_failures_ms", "TTFT p95, failed streams counted at the timeout", "ms"),
+    ("duration_seconds", "duration", "s"),
     ("ended_by", "ended by", ""), ("workers", "worker processes", ""),
     ("generator_cpu_seconds", "generator CPU during the test", "s"),
 )  # fmt: skip
@@ -268,6 +274,8 @@ def write_html(path: Path, doc: dict[str, Any], samples: Sequence[Sample], pngs:
              f"<p>target {html.escape(str(lt.get('target')))} &middot; shape "
              f"{html.escape(json.dumps(lt.get('shape')))} &middot; locust's own report: "
              f"<a href='{LOCUST_HTML_FILE}'>{LOCUST_HTML_FILE}</a></p>"]  # fmt: skip
+    if lt.get("percentile_note"):
+        parts.append(f"<p>{html.escape(lt['percentile_note'])}</p>")
     if doc.get("findings"):
         parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in doc["findings"]) + "</ul>")
     rows = [(label, lt.get(key), unit) for key, label, unit in _SUMMARY_ROWS]
