@@ -127,8 +127,17 @@ def test_seed_locust_command_runs_and_reports_llm_metrics(target: Target, tmp_pa
     assert lt["output_tokens_source"] == "usage"  # counted by the server, not re-tokenised
     assert lt["shape"] == {"type": "constant_users", "users": 10, "spawn_rate": 10.0, "duration_seconds": 5.0}
     assert (tmp_path / "load_over_time.png").stat().st_size > 10_000
+    # goodput (no latency SLO here: every completed request counts) and the honest percentiles
+    assert lt["goodput_share"] == 1.0 and lt["goodput_rps"] == lt["requests_per_second"]
+    assert lt["p95_latency_with_failures_ms"] == lt["p95_latency_ms"] and lt["percentile_note"] is None
+    server = doc["server_metrics"]  # llama.cpp's /metrics and /slots, sampled while the run ran
+    assert server["status"] == "exposed" and server["slots"] == "exposed" and server["samples"] >= 2
+    assert server["peaks"]["requests_processing"] >= 1 and "requests_deferred" in server["series"]
+    assert len(server["series"]["t"]) == server["samples"]
+    assert (tmp_path / "server_vs_client.png").stat().st_size > 10_000
     page = (tmp_path / "llm_report.html").read_text()
     assert "TTFT p95" in page and "data:image/png;base64," in page and "locust_report.html" in page
+    assert "goodput share" in page and "Server metrics" in page and "/metrics, /slots: exposed" in page
     assert "LLM load:" in proc.stderr and "LLM load verdict: passed" in proc.stderr
     assert_nothing_left(tmp_path)
 

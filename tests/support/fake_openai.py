@@ -134,7 +134,7 @@ class FakeOpenAI:
             return self.send(h, 200, {"status": "ok"})
         if path == "/props" and self.has("llamacpp"):
             return self.send(h, 200, {"default_generation_settings": {"n_ctx": N_CTX}, "total_slots": 1})
-        if path == "/metrics":
+        if path == "/metrics" and not self.has("no_metrics"):
             with self.lock:
                 rss = 200 * 2**20 + (self.requests * 5 * 2**20 if self.has("leak") else 0)
             return self.send(

@@ -219,6 +219,9 @@ class LoadConfig(Settings):
     ignore_eos: bool = knob(True, "LOAD_IGNORE_EOS", parse_bool)
     seed: int = knob(0, "LOAD_SEED", parse_int, minimum=-(2**31), maximum=2**31 - 1)
     request_timeout: float = knob(120.0, "LOAD_REQUEST_TIMEOUT", parse_duration, minimum=0.1, maximum=3600)
+    # the target's /metrics and /slots sampled this often during the run (llmpyramid.load.server_metrics)
+    server_metrics_interval: float = knob(2.0, "LOAD_SERVER_METRICS_INTERVAL", parse_duration, minimum=0.2,
+                                          maximum=600)  # fmt: skip
     results_dir: Path = knob(PROJECT_ROOT / "results" / "load", "LOAD_RESULTS_DIR", parse_path)
     # Percentiles of fewer samples say nothing: below this many completed requests the verdict is
     # "inconclusive" (exit 1). 20 is the smallest count whose p95 is not simply the maximum.

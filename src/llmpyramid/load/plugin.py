@@ -44,6 +44,7 @@ from llmpyramid.load.report import (
     write_json,
     write_samples,
 )
+from llmpyramid.load.server_metrics import ServerMetrics
 from llmpyramid.load.shapes import ScalingSweep
 from llmpyramid.load.users import ARRIVALS, COLLECTOR, ArrivalRateUser, LLMUser
 
@@ -75,6 +76,8 @@ class _State:
         self.worker_cpu = 0.0  # CPU seconds the workers spent during the test (master)
         self.target_shown: str | None = None  # the target as reports show it (credentials redacted)
         self.ended_by: str | None = None  # why the run ended (duration, request count, cap)
+        self.server_metrics: ServerMetrics | None = None  # the target's /metrics, sampled by the master
+        self.scraping: Any = None  # its greenlet
 
 
 STATE = _State()
@@ -248,6 +251,17 @@ def _on_test_start(environment: Any, **_: Any) -> None:
         STATE.ended_by = None
         if STATE.config.shape != "sweep":
             gevent.spawn(_end_when_conclusive, environment.runner)
+        if environment.host:
+            STATE.server_metrics = ServerMetrics(environment.host, LLMUser.default_headers,
+                                                 interval_s=STATE.config.server_metrics_interval)  # fmt: skip
+            STATE.scraping = gevent.spawn(_scrape, STATE.server_metrics)
+
+
+def _scrape(scraper: ServerMetrics) -> None:
+    """Sample the target's own metrics at a fixed interval until the test stops."""
+    while True:
+        scraper.sample()
+        gevent.sleep(scraper.interval_s)
 
 
 def _end_when_conclusive(runner: Any) -> None:
@@ -284,6 +298,9 @@ def _on_test_stop(environment: Any, **_: Any) -> None:
     if isinstance(runner, MasterRunner):
         _wait_for_tails(runner)
         workers = len(STATE.tails) or len(runner.clients)
+    if STATE.scraping is not None:
+        STATE.scraping.kill()
+        STATE.scraping = None
     cpu = _cpu_seconds() - (STATE.cpu_at_start or 0.0) + STATE.worker_cpu
     target = STATE.target_shown or environment.host
     result = finalize(STATE.config, target, STATE.started_at, time.time(), workers, STATE.shape, cpu)
@@ -352,6 +369,7 @@ def finalize(
         "load_test": load_test,
         "findings": findings,
         "slo": config.slo.active(),
+        "server_metrics": _server_metrics_document(started),
         "exit_code": 1 if findings else 0,
         "artifacts": {"results": str(out / RESULTS_FILE), "samples": str(out / SAMPLES_FILE)},
         "started_at": started,
@@ -360,6 +378,14 @@ def finalize(
     write_json(out / RESULTS_FILE, doc)
     _print_summary(load_test, findings)
     return doc
+
+
+def _server_metrics_document(started: float) -> dict[str, Any]:
+    scraper, STATE.server_metrics = STATE.server_metrics, None
+    if scraper is None:
+        return {"status": "not scraped (no target)"}
+    scraper.close()
+    return scraper.document(t0=started)
 
 
 def _print_summary(lt: dict[str, Any], findings: list[str]) -> None:

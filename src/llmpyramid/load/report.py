@@ -162,6 +162,7 @@ def render(out_dir: Path) -> list[str]:
     doc = json.loads(results_path.read_text())
     samples = read_samples(out_dir / SAMPLES_FILE)
     pngs = plot_run(samples, out_dir, (doc.get("load_test") or {}).get("sweep"))
+    pngs += plot_server(samples, out_dir, doc.get("server_metrics") or {}, doc.get("started_at"))
     page = write_html(out_dir / HTML_FILE, doc, samples, pngs)
     doc.setdefault("artifacts", {}).update(plots=pngs, llm_report=str(page))
     write_json(results_path, doc)
@@ -237,6 +238,48 @@ def plot_run(samples: Sequence[Sample], out_dir: Path, sweep: dict[str, Any] | N
     return written
 
 
+def plot_server(
+    samples: Sequence[Sample], out_dir: Path, server: dict[str, Any], started_at: float | None
+) -> list[str]:
+    """server_vs_client.png: the client's TTFT p95 over time above what the server said at the same moments
+    (requests deferred for want of a slot, requests processing, KV-cache use): did latency come from queueing?"""
+    series = server.get("series") or {}
+    if server.get("status") != "exposed" or not series.get("t") or not samples:
+        return []
+    from matplotlib.figure import Figure
+
+    ts = time_series(samples)
+    offset = (started_at or 0.0) - min(s.start for s in samples) if started_at else 0.0
+    t_server = [t + offset for t in series["t"]]  # on the client plot's clock: seconds since the first request
+    fig = Figure(figsize=(9, 6))
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.plot(ts["t"], [float("nan") if v is None else v for v in ts["ttft_p95_ms"]], label="client TTFT p95")
+    top.set_ylabel("TTFT p95 (ms)")
+    top.set_ylim(bottom=0)
+    top.legend(loc="upper left")
+    top.grid(alpha=0.3)
+    for name, label in (("requests_deferred", "deferred (no free slot)"), ("requests_processing", "processing")):
+        if name in series:
+            bottom.step(t_server, [float("nan") if v is None else v for v in series[name]], where="post", label=label)
+    bottom.set_ylabel("server requests")
+    bottom.set_ylim(bottom=0)
+    bottom.legend(loc="upper left")
+    if "kv_cache_usage_ratio" in series:
+        twin = bottom.twinx()
+        kv = [float("nan") if v is None else 100 * v for v in series["kv_cache_usage_ratio"]]
+        twin.plot(t_server, kv, label="KV cache used (%)", color="tab:purple", alpha=0.7)
+        twin.set_ylabel("KV cache used (%)")
+        twin.set_ylim(0, 100)
+        twin.legend(loc="upper right")
+    bottom.set_xlabel("seconds since the first request")
+    bottom.grid(alpha=0.3)
+    fig.suptitle(f"Server metrics ({server.get('source')}, every {server.get('interval_s')} s) against client TTFT")
+    fig.tight_layout()
+    path = out_dir / "server_vs_client.png"
+    fig.savefig(path, dpi=80)
+    return [str(path)]
+
+
 _SUMMARY_ROWS = (
     ("completed", "completed requests", ""), ("requests", "requests (incl. failed)", ""),
     ("error_rate", "error rate", ""), ("requests_per_second", "requests/s", ""),
@@ -280,6 +323,13 @@ def write_html(path: Path, doc: dict[str, Any], samples: Sequence[Sample], pngs:
         parts.append("<h2>Findings</h2><ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in doc["findings"]) + "</ul>")
     rows = [(label, lt.get(key), unit) for key, label, unit in _SUMMARY_ROWS]
     parts.append("<h2>Summary</h2>" + _table(rows, ("metric", "value", "unit")))
+    server = doc.get("server_metrics") or {}
+    peaks = [(name, value) for name, value in (server.get("peaks") or {}).items()]
+    parts.append(f"<h2>Server metrics</h2><p>{html.escape(str(server.get('source') or '/metrics'))}: "
+                 f"{html.escape(str(server.get('status') or 'not scraped'))}; {server.get('samples', 0)} samples "
+                 f"every {server.get('interval_s', '-')} s</p>")  # fmt: skip
+    if peaks:
+        parts.append(_table(peaks, ("peak of", "value")))
     if doc.get("slo"):
         parts.append("<h2>SLO thresholds</h2>" + _table(sorted(doc["slo"].items()), ("gate", "threshold")))
     kinds = sorted({s.kind for s in samples})
