@@ -5,7 +5,9 @@ Printed numbers, not timed assertions:
 (a) fidelity  client-measured TTFT and end-to-end latency vs the server's own llama.cpp `timings`
               for the same requests (1 user, streaming, so no queueing hides in the gap);
 (b) cost      CPU seconds locust spends per 1,000 streamed output tokens at 8 and 32 users
-              (rusage of the locust process between test start and stop: no import/report time);
+              (rusage of the locust process between test start and stop: no import/report time),
+              and the share of it that the server-metrics scrape takes (its CPU per scrape, measured
+              alone against the same target, times the scrapes the run made; budget 5 %);
 (c) capacity  requests/s locust sustains with the generator pinned to one core against a trivial
               canned-response HTTP server pinned to the other core.
 
@@ -165,7 +167,34 @@ def cost(target: Target, out: Path, users: int, duration: float) -> dict[str, An
     cfg = _base_config(out / f"cost_{users}", users=users, spawn_rate=users, duration=duration,
                        mix={"chat_stream": 1, "completion_stream": 1}, max_tokens=(32, 64))  # fmt: skip
     la = _load_avg()
-    return _cost_row(users, la, run_load(cfg, target, notify=lambda m: None).load_test)
+    run = run_load(cfg, target, notify=lambda m: None)
+    scrapes = json.loads(Path(run.artifacts["results"]).read_text()).get("server_metrics", {}).get("samples", 0)
+    per_scrape = scrape_cpu_seconds(target)
+    cpu = run.load_test.get("generator_cpu_seconds") or 0.0
+    share = round(per_scrape * scrapes / cpu, 4) if cpu else None
+    return _cost_row(users, la, run.load_test, scrapes=scrapes, scrape_cpu_ms=round(per_scrape * 1000, 3),
+                     scrape_share_of_generator_cpu=share)  # fmt: skip
+
+
+def scrape_cpu_seconds(target: Target, samples: int = 20) -> float:
+    """CPU seconds of one /metrics + /slots scrape, alone (inside a run it interleaves with the users')."""
+    import resource
+
+    from llmpyramid.load.protocol import auth_headers
+    from llmpyramid.load.server_metrics import ServerMetrics
+
+    scraper = ServerMetrics(target.base_url, auth_headers(target.api_key, target.base_url) or None)
+    scraper.sample()  # connection set up, parser imported: not per-scrape work
+
+    def cpu() -> float:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime
+
+    started = cpu()
+    for _ in range(samples):
+        scraper.sample()
+    scraper.close()
+    return (cpu() - started) / samples
 
 
 def _cost_row(users: int, load_avg_before: Any, lt: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -344,6 +344,10 @@ def finalize(
     load_test["ended_by"] = STATE.ended_by
     # CPU seconds locust (master + workers) spent while the test ran: the harness's own cost
     load_test["generator_cpu_seconds"] = round(generator_cpu, 3) if generator_cpu is not None else None
+    tokens = load_test.get("output_tokens") or 0
+    load_test["generator_cpu_seconds_per_1k_tokens"] = (
+        round(generator_cpu / tokens * 1000, 4) if generator_cpu is not None and tokens else None
+    )
     tokens_from = sorted({s.tokens_source for s in samples if s.tokens_source})
     load_test["output_tokens_source"] = ",".join(tokens_from) or None
     if config.shape == "rate":

@@ -296,6 +296,7 @@ _SUMMARY_ROWS = (
     ("duration_seconds", "duration", "s"),
     ("ended_by", "ended by", ""), ("workers", "worker processes", ""),
     ("generator_cpu_seconds", "generator CPU during the test", "s"),
+    ("generator_cpu_seconds_per_1k_tokens", "generator CPU per 1,000 output tokens", "s"),
 )  # fmt: skip
 
 
