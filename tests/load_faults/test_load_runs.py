@@ -464,3 +464,29 @@ def test_baseline_regression_and_slo_violation_name_the_metric(target: Target, t
     assert results_of(results)["exit_code"] == 1
     assert results_of(results)["verdict"].startswith("failed: TTFT p95")
     assert_nothing_left(results)
+
+
+def test_repeated_runs_give_intervals_and_a_gate_that_knows_the_noise(target: Target, tmp_path: Path) -> None:
+    """--repeat 3 against the real server: an interval per metric; a baseline from a much faster server
+    fails the gate (its limit lies below the whole interval); the runs' own means, as a baseline, do not."""
+    from llmpyramid.load.repeat import gate
+
+    faster = tmp_path / "faster.json"  # a server 3x faster than this one, as a stored baseline
+    faster.write_text(json.dumps({"load_test": {"requests_per_second": 1000.0, "p95_latency_ms": 1.0}}))
+    results = tmp_path / "r"
+    proc = front_door(results, "-u", "2", "-t", "3", "--repeat", "3", "--baseline", str(faster), target=target)
+    doc = results_of(results)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    cis = doc["repeat"]["intervals"]
+    assert doc["repeat"]["n"] == 3 and len(doc["repeat"]["runs"]) == 3
+    for key in ("requests_per_second", "p95_latency_ms", "ttft_p95_ms"):
+        ci = cis[key]
+        assert ci["n"] == 3 and len(ci["values"]) == 3 and ci["low"] <= ci["mean"] <= ci["high"]
+        assert doc["load_test"][key] == ci["mean"]
+    assert doc["verdict"].startswith("failed: baseline regression: ") and "95% interval" in doc["verdict"]
+    own_means = {k: v["mean"] for k, v in cis.items()}
+    regressions, _undecided = gate(cis, own_means, 0.10)
+    assert regressions == [], "the same server's own numbers never regress against themselves"
+    for k in range(1, 4):
+        assert (results / f"repeat-{k}" / "load_results.json").is_file()
+    assert_nothing_left(results)

@@ -4,6 +4,7 @@
     python -m llmpyramid.load --shape sweep --sweep-max-users 32
     python -m llmpyramid.load --shape rate --rate 4 --duration 60 --workers 2
     python -m llmpyramid.load --baseline results/load-baseline.json --tolerance 0.15
+    python -m llmpyramid.load --repeat 3 --baseline results/load-baseline.json   # 95 % intervals, noise-aware gate
 
 Flags override LOAD_* / SLO_* environment variables. Exit codes: 0 pass, 1 SLO violation,
 baseline regression or failed requests, 2 target unreachable, 3 bad configuration (or another
@@ -50,6 +51,7 @@ def build_parser(prog: str = "python -m llmpyramid.load") -> argparse.ArgumentPa
     ap.add_argument("--workers", help="locust worker processes on loopback (0 = single process)")
     ap.add_argument("--baseline", help="a stored load_results.json (or run_tests.py results) to compare with")
     ap.add_argument("--tolerance", help="allowed regression vs the baseline (fraction; default 0.10)")
+    ap.add_argument("--repeat", help="run the shape N times: mean, 95%% interval, noise-aware gate (LOAD_REPEAT)")
     ap.add_argument("--output", choices=("text", "json"), default="text", help="json: the results on stdout")
     return ap
 
@@ -61,7 +63,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str] | None
         "min_requests": args.min_requests, "max_duration": args.max_duration,
         "rate": args.rate, "max_inflight": args.max_inflight, "sweep_max_users": args.sweep_max_users,
         "sweep_step": args.sweep_step, "max_tokens": args.max_tokens, "mix": args.mix,
-        "results_dir": args.results_dir, "plots": False if args.no_plots else None,
+        "results_dir": args.results_dir, "plots": False if args.no_plots else None, "repeat": args.repeat,
     }  # fmt: skip
     given = {k: v for k, v in overrides.items() if v is not None}
     return LoadConfig.from_env(environ, slo_file=args.slo_file, **given)
@@ -124,9 +126,9 @@ def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     tolerance = parse_float("--tolerance", args.tolerance or "0.10")
     target = target_from_args(args.base_url)
-    from llmpyramid.load.runner import run_load  # here: --help and bad input stay fast
+    from llmpyramid.load.repeat import run_repeated  # here: --help and bad input stay fast
 
-    run = run_load(config, target, workers=args.workers or 0, baseline=args.baseline, tolerance=tolerance)
+    run = run_repeated(config, target, workers=args.workers or 0, baseline=args.baseline, tolerance=tolerance)
     if args.output == "json":
         print(json.dumps(run.to_dict(), indent=2))
     else:

@@ -219,6 +219,8 @@ class LoadConfig(Settings):
     ignore_eos: bool = knob(True, "LOAD_IGNORE_EOS", parse_bool)
     seed: int = knob(0, "LOAD_SEED", parse_int, minimum=-(2**31), maximum=2**31 - 1)
     request_timeout: float = knob(120.0, "LOAD_REQUEST_TIMEOUT", parse_duration, minimum=0.1, maximum=3600)
+    # the same shape this many times: mean and 95 % interval per metric, a noise-aware baseline gate (load.repeat)
+    repeat: int = knob(1, "LOAD_REPEAT", parse_int, minimum=1, maximum=50)
     # the target's /metrics and /slots sampled this often during the run (llmpyramid.load.server_metrics)
     server_metrics_interval: float = knob(2.0, "LOAD_SERVER_METRICS_INTERVAL", parse_duration, minimum=0.2,
                                           maximum=600)  # fmt: skip

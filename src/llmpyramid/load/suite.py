@@ -5,8 +5,9 @@ After `--` come the load command line's own flags (`python -m llmpyramid.load --
 --shape, --slo-file, --baseline, ...); the layer's defaults (llmpyramid.layers) sit under the
 environment, which sits under flags.
 
-The seed's `load_test` block comes from run_load(); each SLO gate (and the baseline comparison,
-when LOAD_BASELINE is set) becomes one entry in `tests`, so a violation reads like the seed's
+The seed's `load_test` block comes from run_repeated() (one run unless --repeat / LOAD_REPEAT: then the
+means); each SLO gate (and the baseline comparison, when LOAD_BASELINE is set) becomes one entry in
+`tests`, so a violation reads like the seed's
 example: "p95 latency 350ms > threshold 200ms".
 """
 
@@ -23,7 +24,7 @@ from llmpyramid.config import Settings, knob, parse_float, parse_int, parse_path
 from llmpyramid.errors import ConfigError, ExitCode
 from llmpyramid.load.cli import build_parser, config_from_args
 from llmpyramid.load.config import SLO_FIELDS
-from llmpyramid.load.runner import run_load
+from llmpyramid.load.repeat import run_repeated
 from llmpyramid.runs import RunRequest, SuiteRun
 
 SEED_KEYS = ("requests_per_second", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "ttft_p50_ms",
@@ -55,7 +56,7 @@ def run_suite(req: RunRequest) -> SuiteRun:
     config = config_from_args(args, environ)
     suite = LoadSuiteSettings.from_env(environ, workers=args.workers, baseline=args.baseline, tolerance=args.tolerance)
     started = time.monotonic()
-    run = run_load(config, req.target, workers=suite.workers, baseline=suite.baseline, tolerance=suite.tolerance,
+    run = run_repeated(config, req.target, workers=suite.workers, baseline=suite.baseline, tolerance=suite.tolerance,
                    notify=req.log)  # fmt: skip
     elapsed = time.monotonic() - started
     lt = run.load_test
@@ -69,7 +70,7 @@ def run_suite(req: RunRequest) -> SuiteRun:
             error=failed[0] if failed else None, metrics={key: lt.get(key), "threshold": threshold},
         ))  # fmt: skip
     if suite.baseline:
-        regressions = [f for f in run.findings if f.startswith("baseline regression")]
+        regressions = [f for f in run.findings if f.startswith(("baseline regression", "inconclusive: "))]
         tests.append(results.test_entry(
             "load_baseline", "failed" if regressions else "passed", elapsed,
             error="; ".join(regressions) or None, metrics={"tolerance": suite.tolerance},
