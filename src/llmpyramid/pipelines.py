@@ -68,6 +68,8 @@ class PipelineSettings(Settings):
     preprod_slo_file: Path = knob(PROJECT_ROOT / "slo" / "preprod.toml", "PREPROD_SLO_FILE", parse_path)
     preprod_baseline: Path | None = knob(None, "PREPROD_BASELINE", parse_path)  # previous sustained-run results
     preprod_sustained: float = knob(120.0, "PREPROD_SUSTAINED_DURATION", parse_duration, minimum=1, maximum=86_400)
+    # the sustained run as this many runs (its duration split between them): 95 % intervals, noise-aware gate
+    preprod_repeat: int = knob(3, "PREPROD_REPEAT", parse_int, minimum=1, maximum=50)
     # cloud smoke runs only where credentials exist; this narrows it further (`none`: no cloud step)
     preprod_clouds: tuple[str, ...] = knob(CLOUDS, "PREPROD_CLOUDS", parse_list, choices=CLOUDS)
     # how many steps of a concurrent pipeline run at once (default: the machine's cores)
@@ -178,7 +180,8 @@ def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
     gates: tuple[str, ...] = ("--slo-file", str(s.preprod_slo_file))
     if s.preprod_baseline is not None:
         gates += ("--baseline", str(s.preprod_baseline))
-    duration = ("--duration", f"{s.preprod_sustained:g}s")
+    duration = ("--duration", f"{s.preprod_sustained / s.preprod_repeat:g}s")
+    gates += ("--repeat", str(s.preprod_repeat))
     gate = ("smoke",)
     return (
         Step("smoke"), Step("integration", requires=gate), Step("contract", requires=gate),

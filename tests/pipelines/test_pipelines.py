@@ -103,7 +103,8 @@ def test_preprod_against_an_embedded_stack_reports_the_worst_step(tmp_path):
     slo.write_text("[slo]\nttft_p95_ms = 0.001\n")
     key = f"preprod-{uuid.uuid4().hex}"
     env = {**os.environ, "API_KEY": key, "PIPELINE_RESULTS_DIR": str(tmp_path / "results"),
-           "PREPROD_SLO_FILE": str(slo), "PREPROD_SUSTAINED_DURATION": "5s", "PREPROD_CLOUDS": "none",
+           "PREPROD_SLO_FILE": str(slo), "PREPROD_SUSTAINED_DURATION": "6s", "PREPROD_CLOUDS": "none",
+           "PREPROD_REPEAT": "2",  # the repeated sustained run, wired for real; 2 cheap runs
            # a short sweep; 5 samples are enough to prove the wiring (the gates have their own tests);
            # cheap suites: the offline staging run above runs every suite for real
            "LOAD_SWEEP_MAX_USERS": "2", "LOAD_SWEEP_STEP": "10", "LOAD_MIN_REQUESTS": "5",
@@ -125,5 +126,7 @@ def test_preprod_against_an_embedded_stack_reports_the_worst_step(tmp_path):
     sustained = json.loads(Path(steps["load_sustained"]["results_file"]).read_text())
     results.validate(sustained)  # the step's document is the executor's, in the seed's schema
     assert any("ttft" in finding["message"].lower() for finding in sustained["findings"]), sustained["findings"]
+    repeated = json.loads((Path(steps["load_sustained"]["results_file"]).parent / "load_results.json").read_text())
+    assert repeated["repeat"]["n"] == 2 and "ttft_p95_ms" in repeated["repeat"]["intervals"]
     assert report["exit_code"] == run.proc.returncode == 1
     assert not left, commands(left)

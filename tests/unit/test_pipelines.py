@@ -100,7 +100,9 @@ def test_preprod_clouds_and_sustained_duration_are_knobs(monkeypatch, tmp_path):
     sweep.write_text(json.dumps({"load_test": {"sweep": {"knee": {"users": 2, "reason": "r"}, "levels": levels}}}))
     assert callable(sustained.posargs)
     ctx = pipelines.RunContext("preprod", tmp_path, settings)
-    assert sustained.posargs(ctx)[:5] == ("--duration", "300s", "--", "--users", "2")
+    # the sustained time split over PREPROD_REPEAT runs (default 3), gated on their 95 % intervals
+    assert sustained.posargs(ctx)[:5] == ("--duration", "100s", "--", "--users", "2")
+    assert sustained.posargs(ctx)[-2:] == ("--repeat", "3")
     assert ctx.step_note and "knee, 2 users" in ctx.step_note
     # still rising at the top level that completed requests: held there, and the note says so
     sweep.write_text(
