@@ -90,6 +90,7 @@ class Step:
     env: Mapping[str, str] = field(default_factory=dict)
     # runs only where its needs are met: a configuration error (no credentials) makes it "skipped", with why
     optional: bool = False
+    estimate_s: float | None = None  # the plan's time for this step when its settings decide it (else the layer's)
 
     @property
     def label(self) -> str:
@@ -176,6 +177,19 @@ def _knee_users(ctx: RunContext) -> tuple[str, ...]:
     return ("--users", str(users))
 
 
+# A load run's own time beyond its shape: the nox session, locust's start and stop, the report (measured here)
+LOAD_RUN_OVERHEAD_S = 15.0
+
+
+def _load_estimates(s: PipelineSettings) -> tuple[float, float]:
+    """Planned seconds of the sweep (its levels x step, at most: it stops at the knee) and of the sustained run."""
+    from llmpyramid.load.config import LoadConfig
+
+    sweep = LoadConfig.from_env(shape="sweep")
+    sweep_s = sweep.sweep_step * len(sweep.sweep_levels) + LOAD_RUN_OVERHEAD_S
+    return sweep_s, s.preprod_sustained + s.preprod_repeat * LOAD_RUN_OVERHEAD_S
+
+
 def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
     gates: tuple[str, ...] = ("--slo-file", str(s.preprod_slo_file))
     if s.preprod_baseline is not None:
@@ -183,11 +197,12 @@ def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
     duration = ("--duration", f"{s.preprod_sustained / s.preprod_repeat:g}s")
     gates += ("--repeat", str(s.preprod_repeat))
     gate = ("smoke",)
+    sweep_s, sustained_s = _load_estimates(s)
     return (
         Step("smoke"), Step("integration", requires=gate), Step("contract", requires=gate),
-        Step("load", name="load_sweep", posargs=("--", "--shape", "sweep"), requires=gate),
+        Step("load", name="load_sweep", posargs=("--", "--shape", "sweep"), requires=gate, estimate_s=sweep_s),
         Step("load", name="load_sustained", posargs=lambda ctx: (*duration, "--", *_knee_users(ctx), *gates),
-             requires=("load_sweep",)),
+             requires=("load_sweep",), estimate_s=sustained_s),
         *(Step("cloud", name=f"cloud_{cloud}", posargs=("--cloud", cloud), optional=True)
           for cloud in s.preprod_clouds),
     )  # fmt: skip
@@ -227,12 +242,13 @@ def plan(name: str, settings: PipelineSettings | None = None) -> dict[str, Any]:
     total_s = 0
     for step in pipe.steps(settings):
         layer = layers.get(step.layer)
-        total_s += layer.estimate_s
+        estimate = round(step.estimate_s if step.estimate_s is not None else layer.estimate_s)
+        total_s += estimate
         needs = [n for n in layer.needs if not (pipe.target != "none" and n == layers.EMBEDDED_STACK)]
         posargs = step.posargs if isinstance(step.posargs, tuple) else ("(computed from earlier steps)",)
         steps.append({
             "step": step.label, "layer": layer.name, "checks": layer.checks, "needs": needs,
-            "requires": list(step.requires), "cost_class": layer.cost, "estimated_seconds": layer.estimate_s,
+            "requires": list(step.requires), "cost_class": layer.cost, "estimated_seconds": estimate,
             "command": " ".join(["nox", "-s", layer.name, *(("--", *posargs) if posargs else ())]),
         })  # fmt: skip
     cost = _estimated_cost(pipe, settings, total_s)
