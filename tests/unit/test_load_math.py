@@ -131,6 +131,12 @@ def test_levels_with_errors_are_past_the_knee() -> None:
     assert find_knee(_levels(100, errors={1: 0.5}))["reason"] == "errors already at 1 user(s)"
 
 
+def test_a_top_level_that_loses_throughput_is_past_the_knee() -> None:
+    """Measured here (preprod sweep, 8 slots): 16 users 120 tok/s, 32 users 101 tok/s with 24 requests deferred."""
+    knee = find_knee(_levels(44.0, 53.3, 57.3, 98.7, 120.0, 101.3), 0.10)
+    assert knee["plateau"] and knee["users"] == 16 and knee["peak_users"] == 16
+
+
 def test_no_knee_while_still_scaling() -> None:
     knee = find_knee(_levels(100, 200, 400))
     assert knee["users"] is None and not knee["plateau"] and "still rising at 4 users" in knee["reason"]

@@ -46,7 +46,9 @@ def find_knee(levels: Sequence[dict[str, Any]], min_gain: float = 0.10, max_erro
     out (the server is past its limit there). Comparing with the peak rather than with the previous
     level keeps one noisy level from ending the climb early. `plateau` says whether the sweep saw
     throughput stop rising: the last two valid levels gained less than min_gain over the best
-    before them. Without a plateau (or errors) the knee is only a lower bound: still scaling.
+    before them, or the top level fell more than min_gain below the peak (more users cost
+    throughput: past the knee, seen at 32 users on this box with 8 slots, 24 requests deferred).
+    Without a plateau (or errors) the knee is only a lower bound: still scaling.
     """
     if any("requests" in lv for lv in levels):
         levels = [lv for lv in levels if lv.get("requests")]
@@ -64,7 +66,8 @@ def find_knee(levels: Sequence[dict[str, Any]], min_gain: float = 0.10, max_erro
     peak = max(valid, key=_throughput)
     peak_t = _throughput(peak)
     knee = next(lv for lv in valid if _throughput(lv) >= (1 - min_gain) * peak_t)
-    plateau = has_plateau(valid, min_gain) or bool(error_note)
+    declined = _throughput(valid[-1]) < (1 - min_gain) * peak_t
+    plateau = has_plateau(valid, min_gain) or declined or bool(error_note)
     if not plateau:
         return {"users": None, "plateau": False, "throughput": _throughput(valid[-1]),
                 "reason": f"throughput still rising at {valid[-1]['users']} users (the sweep's top level)"}  # fmt: skip

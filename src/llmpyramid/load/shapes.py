@@ -42,7 +42,7 @@ class ScalingSweep(LoadTestShape):
         while len(self.level_starts) <= i:
             self.level_starts.append(epoch0 + len(self.level_starts) * cfg.sweep_step)
         # score the finished levels once their samples are in; stop when throughput has plateaued
-        # (two levels without a real gain over the best) or errors appeared
+        # (two levels without a real gain over the best, or a level that lost throughput) or errors appeared
         if i >= 3 and run_time - i * cfg.sweep_step > REPORT_LAG_S and self.samples_source is not None:
             scored = score_levels(self.samples_source.samples, levels[:i], self.level_starts[:i], cfg.sweep_step)
             knee = find_knee(scored, cfg.sweep_min_gain)
