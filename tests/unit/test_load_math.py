@@ -137,6 +137,14 @@ def test_a_top_level_that_loses_throughput_is_past_the_knee() -> None:
     assert knee["plateau"] and knee["users"] == 16 and knee["peak_users"] == 16
 
 
+def test_a_finished_sweep_whose_top_level_gained_nothing_has_its_knee() -> None:
+    """Measured here: 8 users 98.7, 16 users 109.3, 32 users 105.3 tok/s (8 slots): the knee is 8 users."""
+    levels = _levels(49.3, 58.7, 54.7, 98.7, 109.3, 105.3)
+    assert not find_knee(levels, 0.10)["plateau"], "mid-sweep one flat level may be noise"
+    knee = find_knee(levels, 0.10, finished=True)
+    assert knee["plateau"] and knee["users"] == 8
+
+
 def test_no_knee_while_still_scaling() -> None:
     knee = find_knee(_levels(100, 200, 400))
     assert knee["users"] is None and not knee["plateau"] and "still rising at 4 users" in knee["reason"]

@@ -38,7 +38,9 @@ def _throughput(level: dict[str, Any]) -> float:
     return float(tps) if tps > 0 else float(level.get("requests_per_second") or 0.0)
 
 
-def find_knee(levels: Sequence[dict[str, Any]], min_gain: float = 0.10, max_error_rate: float = 0.0) -> dict[str, Any]:
+def find_knee(
+    levels: Sequence[dict[str, Any]], min_gain: float = 0.10, max_error_rate: float = 0.0, *, finished: bool = False
+) -> dict[str, Any]:
     """The knee of a sweep: the fewest users that already get (1 - min_gain) of the peak throughput.
 
     levels: [{"users", "output_tokens_per_second" (or "requests_per_second"), "error_rate"}, ...]
@@ -48,6 +50,9 @@ def find_knee(levels: Sequence[dict[str, Any]], min_gain: float = 0.10, max_erro
     throughput stop rising: the last two valid levels gained less than min_gain over the best
     before them, or the top level fell more than min_gain below the peak (more users cost
     throughput: past the knee, seen at 32 users on this box with 8 slots, 24 requests deferred).
+    Once the sweep has `finished` its levels, the top level alone gaining less than min_gain over the best
+    before it is enough: the climb stopped where the sweep ended (measured here: 16 users 109 tok/s, 32
+    users 105). Mid-sweep (the early stop) one such level is not: it may be noise.
     Without a plateau (or errors) the knee is only a lower bound: still scaling.
     """
     if any("requests" in lv for lv in levels):
@@ -67,7 +72,10 @@ def find_knee(levels: Sequence[dict[str, Any]], min_gain: float = 0.10, max_erro
     peak_t = _throughput(peak)
     knee = next(lv for lv in valid if _throughput(lv) >= (1 - min_gain) * peak_t)
     declined = _throughput(valid[-1]) < (1 - min_gain) * peak_t
-    plateau = has_plateau(valid, min_gain) or declined or bool(error_note)
+    top_flat = (
+        finished and len(valid) >= 2 and _throughput(valid[-1]) < (1 + min_gain) * max(map(_throughput, valid[:-1]))
+    )
+    plateau = has_plateau(valid, min_gain) or declined or top_flat or bool(error_note)
     if not plateau:
         return {"users": None, "plateau": False, "throughput": _throughput(valid[-1]),
                 "reason": f"throughput still rising at {valid[-1]['users']} users (the sweep's top level)"}  # fmt: skip

@@ -355,7 +355,7 @@ def finalize(
     if isinstance(shape, ScalingSweep) and shape.level_starts:
         n = len(shape.level_starts)
         levels = score_levels(samples, config.sweep_levels[:n], shape.level_starts, config.sweep_step)
-        load_test["sweep"] = {"levels": levels, "knee": find_knee(levels, config.sweep_min_gain),
+        load_test["sweep"] = {"levels": levels, "knee": find_knee(levels, config.sweep_min_gain, finished=True),
                               "stopped_early": shape.stopped_early}  # fmt: skip
     if not samples:
         load_test["error_rate"] = 1.0  # nothing completed: as bad as every request failing
