@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from llmpyramid.load.repeat import gate, interval, intervals
@@ -45,3 +48,32 @@ def test_intervals_only_for_metrics_every_run_measured():
     runs = [{"p95_latency_ms": 100.0, "ttft_p95_ms": None}, {"p95_latency_ms": 120.0, "ttft_p95_ms": 5.0}]
     cis = intervals(runs)
     assert set(cis) == {"p95_latency_ms"} and cis["p95_latency_ms"]["values"] == [100.0, 120.0]
+
+
+def test_other_work_on_the_machine_is_measured_apart_from_ours():
+    import subprocess
+    import sys
+    import time
+
+    from llmpyramid.load.repeat import OtherWork
+
+    with OtherWork(None) as quiet:
+        time.sleep(0.5)
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    try:
+        with OtherWork(None) as ours:  # our own child: ours, not other work
+            time.sleep(1.0)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert ours.share <= quiet.share + 0.2, (quiet.share, ours.share)
+    # a process outside our tree (its parent exits at once: it is re-parented) is other work
+    spawn = subprocess.run(["sh", "-c", f"{sys.executable} -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    foreign = int(spawn.stdout)
+    try:
+        with OtherWork(None) as theirs:
+            time.sleep(1.0)
+    finally:
+        os.kill(foreign, signal.SIGKILL)
+    assert theirs.share >= 0.2, theirs.share  # one busy core of the two, give or take the box's own load

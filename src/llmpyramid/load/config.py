@@ -221,6 +221,8 @@ class LoadConfig(Settings):
     request_timeout: float = knob(120.0, "LOAD_REQUEST_TIMEOUT", parse_duration, minimum=0.1, maximum=3600)
     # the same shape this many times: mean and 95 % interval per metric, a noise-aware baseline gate (load.repeat)
     repeat: int = knob(1, "LOAD_REPEAT", parse_int, minimum=1, maximum=50)
+    # above this share of the cores taken by other work during a run, a slowdown is "inconclusive" (load.repeat)
+    machine_busy_bound: float = knob(0.25, "LOAD_MACHINE_BUSY_BOUND", parse_float, minimum=0, maximum=1)
     # the target's /metrics and /slots sampled this often during the run (llmpyramid.load.server_metrics)
     server_metrics_interval: float = knob(2.0, "LOAD_SERVER_METRICS_INTERVAL", parse_duration, minimum=0.2,
                                           maximum=600)  # fmt: skip
