@@ -1,13 +1,14 @@
-"""Invoke task for the load layer; tasks.py adds it with:
+"""Invoke tasks for the load layer; tasks.py mounts the `load` collection (its default task is the run):
 
     from invoke_tasks.load import load
-    ns.add_task(load)
+    ns = Collection(..., load, ...)
 
     invoke load                                  # 10 users, 60 s, embedded stack unless BASE_URL
     invoke load --workers 2 --duration 30        # locust master + 2 workers on loopback
     invoke load --shape sweep                    # 1, 2, 4, ... users until the knee
     invoke load --shape rate --rate 4            # constant arrival rate
     invoke load --baseline results/baseline.json --tolerance 0.15
+    invoke load.compare A B [--output DIR]       # two runs side by side: deltas, 95% intervals, curves
 
 Thin: flags stay strings (the load CLI parses them: bad values are exit 3, never invoke's
 traceback); it builds the argv of `python -m llmpyramid.load` and calls it (errors: one line + exit code).
@@ -15,7 +16,7 @@ traceback); it builds the argv of `python -m llmpyramid.load` and calls it (erro
 
 from __future__ import annotations
 
-from invoke import Context, task
+from invoke import Collection, Context, task
 
 HELP = {
     "users": "concurrent users, constant shape (LOAD_USERS, default 10)",
@@ -32,8 +33,8 @@ HELP = {
 }
 
 
-@task(help=HELP)
-def load(
+@task(name="run", help=HELP, default=True)
+def run(
     c: Context,
     users: str | None = None,
     duration: str | None = None,
@@ -57,3 +58,27 @@ def load(
     code = load_main([*argv, *(["--output", "json"] if json else [])])
     if code:
         raise SystemExit(code)
+
+
+@task(
+    help={
+        "a": "run A: a load results directory or its load_results.json",
+        "b": "run B: the same; deltas are B - A",
+        "output": "output directory (default results/load-compare)",
+    }
+)
+def compare(c: Context, a: str, b: str, output: str | None = None) -> None:
+    """Two load runs side by side: metrics, deltas with 95% bootstrap intervals, curves overlaid (JSON + HTML)."""
+    from llmpyramid.cli import guarded
+    from llmpyramid.errors import ConfigError
+    from llmpyramid.load.compare import main as compare_main  # imported here: `invoke --list` needs no numpy
+
+    if {a, b} & {"-h", "--help"}:  # invoke 3.0.3 hands a flag after the task name to a positional (invoke#982)
+        with guarded():
+            raise ConfigError("for this task's help: invoke --help load.compare")
+    code = compare_main([*(["--output", output] if output is not None else []), "--", a, b])  # `--`: A may start with -
+    if code:
+        raise SystemExit(code)
+
+
+load = Collection("load", run, compare)

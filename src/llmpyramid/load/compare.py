@@ -113,7 +113,10 @@ def _samples_of(path: Path, lt: dict[str, Any], doc: dict[str, Any]) -> tuple[li
     if not samples:
         return None, f"{path} holds no requests"
     if isinstance(lt.get("requests"), int) and lt["requests"] != len(samples):  # another run's samples
-        return None, f"{path} holds {len(samples)} requests, its results document says {lt['requests']}: not its samples"
+        return (
+            None,
+            f"{path} holds {len(samples)} requests, its results document says {lt['requests']}: not its samples",
+        )
     return samples, None
 
 
@@ -261,13 +264,12 @@ def _metric_rows(a: Run, b: Run, cis: dict[str, dict[str, Any]]) -> list[dict[st
     rows = []
     for key, (direction, label, unit) in keys.items():
         va, vb = a.load_test.get(key), b.load_test.get(key)
-        num = isinstance(va, (int, float)) and isinstance(vb, (int, float))
-        delta = round(vb - va, 6) if num else None
-        relative = round(delta / va, 4) if num and va and delta is not None else None
-        change = None
-        if delta is not None:
+        delta = relative = change = interval = None
+        if isinstance(va, (int, float)) and isinstance(vb, (int, float)):
+            delta = round(vb - va, 6)
+            relative = round(delta / va, 4) if va else None
             change = "same" if delta == 0 else "better" if (delta > 0) == (direction == "up") else "worse"
-        interval = cis.get(key) if num else None
+            interval = cis.get(key)
         rows.append({"metric": key, "label": label, "unit": unit, "direction": direction, "a": va, "b": vb,
                      "delta": delta, "relative": relative, "change": change, "interval": interval,
                      "judgement": _judgement(direction, interval)})  # fmt: skip
@@ -280,7 +282,7 @@ def compare(a: Path, b: Path, out_dir: Path) -> dict[str, Any]:
     run_a, run_b = load_run(Path(a), "A"), load_run(Path(b), "B")
     notes = [f"{r.name}: {r.note}" for r in (run_a, run_b) if r.note]
     if notes:
-        notes.append("intervals need both runs' samples: none given; curves only for runs with samples")
+        notes.append("intervals need both runs' samples: omitted; curves are drawn for the runs that have samples")
     cis = intervals(run_a, run_b)
     doc: dict[str, Any] = {
         "a": _run_info(run_a),
@@ -339,8 +341,8 @@ def _when(epoch: Any) -> str | None:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
-def _num(v: Any, unit: str = "") -> str:
-    return "-" if v is None else f"{v:g}{unit}" if isinstance(v, (int, float)) else str(v)
+def _num(v: Any, unit: str = "", sign: str = "") -> str:
+    return "-" if v is None else f"{v:{sign}g}{unit}" if isinstance(v, (int, float)) else str(v)
 
 
 def write_compare_html(path: Path, doc: dict[str, Any], png: Path | None) -> Path:
@@ -370,7 +372,7 @@ def write_compare_html(path: Path, doc: dict[str, Any], png: Path | None) -> Pat
         interval = f"[{ci['low']:+g}, {ci['high']:+g}]{m['unit']}" if ci else None
         relative = f"{m['relative']:+.1%}" if m["relative"] is not None else None
         metric_rows.append((m["label"], _num(m["a"], m["unit"]), _num(m["b"], m["unit"]),
-                            _num(m["delta"], m["unit"]), relative, m["change"], interval,
+                            _num(m["delta"], m["unit"], "+"), relative, m["change"], interval,
                             m["judgement"] or ("no interval" if m["change"] else None)))  # fmt: skip
     head = ("metric", "A", "B", "delta", "change", "B is", f"{CONFIDENCE:.0%} interval of delta", "judgement")
     parts.append("<h2>Metrics</h2>" + _table(metric_rows, head))
