@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import ipaddress
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -224,6 +225,83 @@ def wait_port_free(port: int, host: str, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+# --- who answers on a port -------------------------------------------------------------------
+# A healthy answer on a loopback port says nothing about who gave it: a client about to send a key (or act
+# with our credentials) first checks that the process listening there is the one it means.
+
+
+def _reaches_loopback(ip: str) -> bool:
+    """A socket bound to `ip` accepts connections to a loopback address (loopback itself or a wildcard)."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback or addr.is_unspecified
+
+
+def port_listeners(port: int) -> list[psutil.Process | None]:
+    """The processes listening on TCP `port` where a loopback client reaches it, one entry per process;
+    None stands for a socket whose owner this user may not see (another user's, without root)."""
+    try:
+        sockets = [(c.pid, c) for c in psutil.net_connections(kind="tcp")]
+    except psutil.AccessDenied:  # e.g. macOS without root: our own processes' sockets are still visible
+        sockets = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                sockets += [(proc.pid, c) for c in proc.net_connections(kind="tcp")]
+    found: dict[int | None, psutil.Process | None] = {}
+    for pid, conn in sockets:
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr or conn.laddr.port != port:
+            continue
+        if not _reaches_loopback(conn.laddr.ip):
+            continue
+        if pid is None:
+            found[None] = None
+            continue
+        try:
+            found[pid] = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            continue  # closed meanwhile
+        except psutil.Error:
+            found[None] = None
+    return list(found.values())
+
+
+def in_family(proc: psutil.Process, identity: ProcessIdentity) -> bool:
+    """`proc` is the process `identity` names (still alive) or one of its descendants."""
+    if not identity.alive():
+        return False
+    try:
+        return proc.pid == identity.pid or identity.pid in {p.pid for p in proc.parents()}
+    except psutil.Error:
+        return False
+
+
+def describe_process(proc: psutil.Process | None, width: int = 120) -> str:
+    """'pid 123 (python -m http.server 8000)' for an error line; the command cut to `width` characters."""
+    if proc is None:
+        return "a process this user cannot see"
+    try:
+        command = " ".join(proc.cmdline()) or proc.name()
+    except psutil.Error:
+        return f"pid {proc.pid}"
+    return f"pid {proc.pid} ({command if len(command) <= width else command[: width - 3] + '...'})"
+
+
+def foreign_listener(port: int, ours: Callable[[psutil.Process], bool]) -> str | None:
+    """None when something listens on loopback `port` and every listener is `ours`; else what listens
+    there instead, described for an error line (nothing visible counts as foreign: it cannot be vouched for)."""
+    found = port_listeners(port)
+    if not found:
+        return "no visible process"
+    for proc in found:
+        if proc is None or not ours(proc):
+            return describe_process(proc)
+    return None
 
 
 # --- private files ----------------------------------------------------------------------------

@@ -43,6 +43,4 @@ def settings(emulated_aws: EmulatedAWS):
     from llmpyramid.cloud.settings import CloudSettings
 
     # Short timeouts: a launch here never gets past SSH, so waiting SkyPilot's 600 s proves nothing.
-    return CloudSettings.from_env(
-        cloud="aws", launch_timeout=300, teardown_timeout=120, request_timeout=120
-    )
+    return CloudSettings.from_env(cloud="aws", launch_timeout=300, teardown_timeout=120, request_timeout=120)

@@ -32,9 +32,9 @@ def test_no_samples_at_all_are_inconclusive() -> None:
 
 def test_time_outside_the_server_fails_the_gate_and_the_verdict_says_where_it_went() -> None:
     """A slow proxy or network in front of a healthy server is what users feel: it fails, and says so."""
-    with FakeOpenAI("llamacpp", "slow_transport") as fake, Client(fake.target, timeout=10) as c:
-        with pytest.raises(checks.CheckFailed) as info:
-            checks.probe_latency(c, checks.LATENCY_MIN_SAMPLES, 150.0)
+    slow_hop = FakeOpenAI("llamacpp", "slow_transport")
+    with slow_hop, Client(slow_hop.target, timeout=10) as c, pytest.raises(checks.CheckFailed) as info:
+        checks.probe_latency(c, checks.LATENCY_MIN_SAMPLES, 150.0)
     assert not isinstance(info.value, checks.Inconclusive)
     message, m = str(info.value), info.value.metrics
     assert "(client, end to end) > threshold 150ms" in message and "outside it" in message
@@ -57,9 +57,10 @@ def test_a_slow_server_fails_and_the_time_is_inside_it() -> None:
 
 
 def test_a_late_first_token_fails_the_streamed_gate() -> None:
-    with FakeOpenAI("slow_first_token") as fake, Client(fake.target, timeout=10) as c:
-        with pytest.raises(checks.CheckFailed, match=r"^median time to first token of a streamed completion"):
-            checks.probe_latency(c, checks.LATENCY_MIN_SAMPLES, 150.0)
+    late = FakeOpenAI("slow_first_token")
+    first_token = r"^median time to first token of a streamed completion"
+    with late, Client(late.target, timeout=10) as c, pytest.raises(checks.CheckFailed, match=first_token):
+        checks.probe_latency(c, checks.LATENCY_MIN_SAMPLES, 150.0)
 
 
 def test_a_starved_client_makes_a_slow_verdict_inconclusive_never_failed_or_passed() -> None:

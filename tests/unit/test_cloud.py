@@ -389,10 +389,19 @@ def test_a_signal_during_teardown_waits_for_it_then_interrupts(monkeypatch, tmp_
         signal.raise_signal(signal.SIGTERM)
         return True
 
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
     monkeypatch.setattr(skypilot, "down", down)
     smoke = launched_smoke(monkeypatch, tmp_path)
-    with pytest.raises(KeyboardInterrupt):
-        smoke.teardown()
+    # a front door's handlers, not the test session's own interrupt rule (which an earlier test may have used up)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            smoke.teardown()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     assert smoke.torn_down, "the teardown finished before the interrupt was delivered"
     assert list(tmp_path.iterdir()) == [], "a finished teardown leaves no leak-risk record"
 

@@ -188,11 +188,15 @@ def fake_skypilot_url(monkeypatch):
     """SkyPilot's notion of where its server is, without a server."""
     from sky.server import common
 
-    where = {"url": "http://127.0.0.1:46580", "local": True}
+    where = {"url": "http://127.0.0.1:46580", "local": True, "port": 46580}
     monkeypatch.setattr(common, "get_server_url", lambda host=None: where["url"])
     monkeypatch.setattr(common, "is_api_server_local", lambda endpoint=None: where["local"])
-    monkeypatch.setattr(common, "get_local_api_server_port", lambda: 46580)
+    monkeypatch.setattr(common, "get_local_api_server_port", lambda: where["port"])
     return where
+
+
+def point_at(where, port):
+    where.update(url=f"http://{api_server.HOST}:{port}", local=True, port=port)
 
 
 class Recorder:
@@ -218,10 +222,12 @@ def test_scope_starts_a_server_when_none_answers_and_stops_it_even_on_error(monk
     assert api_server.NO_LOCAL_SERVER_ENV not in os.environ
 
 
-@pytest.mark.parametrize(("healthy", "local"), [(True, True), (True, False), (False, False)])
-def test_scope_leaves_a_server_it_did_not_start_alone(monkeypatch, tmp_path, fake_skypilot_url, healthy, local):
-    fake_skypilot_url["local"] = local
+@pytest.mark.parametrize("healthy", [True, False])
+def test_scope_uses_a_remote_server_as_it_is(monkeypatch, tmp_path, fake_skypilot_url, healthy):
+    """A remote endpoint is the user's explicit configuration: no local identity check, nothing started."""
+    fake_skypilot_url.update(url="https://sky.example.com:443", local=False)
     monkeypatch.setattr(api_server, "healthy", lambda url: healthy)
+    monkeypatch.setattr(api_server, "require_skypilot_server", lambda *a: pytest.fail("a remote URL is not checked"))
     monkeypatch.setattr(api_server, "ApiServer", lambda *a, **k: pytest.fail("must not start a server"))
     with api_server.scope(tmp_path):
         pass
@@ -229,11 +235,94 @@ def test_scope_leaves_a_server_it_did_not_start_alone(monkeypatch, tmp_path, fak
 
 
 def test_scope_sends_skypilots_stdout_to_stderr(monkeypatch, tmp_path, fake_skypilot_url, capfd):
+    fake_skypilot_url["local"] = False
     monkeypatch.setattr(api_server, "healthy", lambda url: True)
     with api_server.scope(tmp_path):
         print("SkyPilot's progress")
     out, err = capfd.readouterr()
     assert "SkyPilot's progress" in err and "SkyPilot's progress" not in out
+
+
+@contextlib.contextmanager
+def answering(argv, port, **popen):
+    """A process answering healthy on `port` with command line `argv`, until the block ends."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, **popen)
+    try:
+        url = f"http://{api_server.HOST}:{port}"
+        deadline = time.monotonic() + 30
+        while not api_server.healthy(url, timeout=0.5):
+            assert proc.poll() is None and time.monotonic() < deadline, "the stand-in never answered"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_scope_refuses_an_impostor_answering_healthy_on_the_local_port(monkeypatch, tmp_path, fake_skypilot_url):
+    port = free_port()
+    point_at(fake_skypilot_url, port)
+    monkeypatch.setattr(api_server, "ApiServer", lambda *a, **k: pytest.fail("must not start a server"))
+    impostor_argv = [sys.executable, "-c", HEALTHY, f"--port={port}"]
+    with (
+        answering(impostor_argv, port) as impostor,
+        pytest.raises(InfrastructureError) as refused,
+        api_server.scope(tmp_path),
+    ):
+        pytest.fail("the scope ran with an impostor as SkyPilot's server")
+    message = str(refused.value)
+    assert f"answered by pid {impostor.pid} ({sys.executable} -c" in message
+    assert "not SkyPilot's server (python -m sky.server.server)" in message and api_server.PORT_ENV in message
+    assert "\n" not in message and refused.value.exit_code == 2
+
+
+def test_scope_uses_the_server_recorded_in_its_run_dir_and_leaves_it_alone(monkeypatch, tmp_path, fake_skypilot_url):
+    stand_in(monkeypatch, HEALTHY)  # not SkyPilot's command line: accepted for its recorded identity alone
+    server = api_server.ApiServer(tmp_path, free_port(), startup_timeout=30)
+    state = server.up(os.environ, owner_pid=os.getpid())
+    try:
+        point_at(fake_skypilot_url, server.port)
+        with api_server.scope(tmp_path):
+            assert state.identity.alive()
+        assert state.identity.alive() and api_server.healthy(server.url), "the scope stopped a server it did not start"
+        # the same process seen from a run directory that did not record it: nothing vouches for it there
+        with (
+            pytest.raises(InfrastructureError, match=f"answered by pid {state.pid} "),
+            api_server.scope(tmp_path / "x"),
+        ):
+            pass
+    finally:
+        server.down()
+
+
+def test_scope_uses_a_server_running_skypilots_module(monkeypatch, tmp_path, fake_skypilot_url):
+    """The user's `sky api start`, or the emulated cloud's ApiServer: not recorded in this run directory, but
+    `python -m sky.server.server ...` (here a stand-in module of that name)."""
+    fake = tmp_path / "fake" / "sky" / "server"
+    fake.mkdir(parents=True)
+    for package in (fake.parent, fake):
+        (package / "__init__.py").write_text("")
+    (fake / "server.py").write_text(HEALTHY)
+    port = free_port()
+    point_at(fake_skypilot_url, port)
+    monkeypatch.setattr(api_server, "ApiServer", lambda *a, **k: pytest.fail("must not start a server"))
+    argv = [sys.executable, "-m", "sky.server.server", f"--host={api_server.HOST}", f"--port={port}"]
+    with answering(argv, port, cwd=tmp_path / "fake") as server, api_server.scope(tmp_path / "run"):
+        assert server.poll() is None
+    assert not (tmp_path / "run" / f"{api_server.NAME}.json").exists()
+
+
+def test_up_refuses_a_healthy_answer_from_a_process_that_is_not_the_one_it_started(monkeypatch, tmp_path):
+    """The port was free when checked, then taken before the server bound it: its answer is not ours."""
+    port = free_port()
+    stand_in(monkeypatch, "import time; time.sleep(600)")  # never binds: the port's holder answers instead
+    server = api_server.ApiServer(tmp_path / "run", port, startup_timeout=30)
+    monkeypatch.setattr(api_server, "require_free", lambda *a: None)  # the race, made certain
+    with answering([sys.executable, "-c", HEALTHY, f"--port={port}"], port) as impostor:
+        expected = f"answers healthy, but from pid {impostor.pid} "
+        with pytest.raises(InfrastructureError, match=expected):
+            server.up(os.environ, owner_pid=os.getpid())
+    assert server.service.read_state() is None and server.processes() == []
 
 
 def test_patched_environ_restores_set_and_unset_names(monkeypatch):

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
 from importlib import metadata
 
+import psutil
 import pytest
 
-from llmpyramid.errors import ConfigError
+from llmpyramid import procs
+from llmpyramid.errors import ConfigError, InfrastructureError
 from llmpyramid.hybrid import router
 from llmpyramid.hybrid.config import HybridSettings
 from llmpyramid.hybrid.driver import Outcome
 from llmpyramid.hybrid.report import flat_metrics, scenario_block
 from llmpyramid.hybrid.scenarios import ScenarioResult, phase_stats, split_phases
 from llmpyramid.load.metrics import Sample
+from llmpyramid.ports import free_port
+from llmpyramid.procs import ProcessIdentity, ServiceState
 
 
 def outcome(start: float, seconds: float, backend: str | None, ok: bool = True, streamed: bool = True) -> Outcome:
@@ -102,3 +113,90 @@ def test_scenario_block_counts_share_and_flattens_to_scalars():
 def test_a_request_that_failed_before_any_token_is_not_a_broken_stream():
     assert not outcome(0, 1, "base", ok=False, streamed=False).broken
     assert outcome(0, 1, "base", ok=False, streamed=True).broken
+
+
+# --- the router as a managed service: identity and port -------------------------------------------
+
+PARENT_WITH_CHILD = (
+    "import subprocess, sys, time; "
+    "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+)
+
+
+def _router(tmp_path, monkeypatch) -> router.LiteLLMRouter:
+    monkeypatch.setattr(router, "litellm_version", lambda: "test")
+    monkeypatch.setattr(router, "load_router_config", lambda path: {})
+    return router.LiteLLMRouter(tmp_path / "cfg.yaml", tmp_path / "run", startup_timeout=10, stop_grace=2)
+
+
+def test_down_never_signals_a_reused_pid_or_its_children(tmp_path, monkeypatch):
+    """A stale state file whose pid now belongs to another process (other start time): nothing is signalled,
+    neither that process nor its children; the state file is dropped."""
+    stranger = subprocess.Popen([sys.executable, "-c", PARENT_WITH_CHILD])
+    try:
+        deadline = time.monotonic() + 30
+        while not psutil.Process(stranger.pid).children():
+            assert time.monotonic() < deadline, "the stranger never started its child"
+            time.sleep(0.05)
+        family = [psutil.Process(stranger.pid), *psutil.Process(stranger.pid).children()]
+        r = _router(tmp_path, monkeypatch)
+        real = ProcessIdentity.of(stranger.pid)
+        r.service.write_state(ServiceState(stranger.pid, real.create_time - 100, list(real.argv), time.time(),
+                                           extra={"port": free_port()}))  # fmt: skip
+        monkeypatch.setattr(procs, "stop_process", lambda *a: pytest.fail("a reused pid was signalled"))
+        monkeypatch.setattr(psutil.Process, "terminate", lambda self: pytest.fail(f"pid {self.pid} was signalled"))
+        monkeypatch.setattr(psutil.Process, "kill", lambda self: pytest.fail(f"pid {self.pid} was signalled"))
+        assert r.down() is False
+        assert all(p.is_running() for p in family)
+        assert r.service.read_state() is None
+    finally:
+        monkeypatch.undo()  # psutil's kill again
+        for proc in psutil.Process(stranger.pid).children(recursive=True):
+            proc.kill()
+        stranger.kill()
+        stranger.wait()
+
+
+def test_a_taken_router_port_is_refused_before_anything_starts(tmp_path, monkeypatch):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        monkeypatch.setattr(router, "free_port", lambda host: port)  # taken between the pick and the spawn
+        r = _router(tmp_path, monkeypatch)
+        monkeypatch.setattr(r.service, "spawn", lambda *a, **k: pytest.fail("the router was started"))
+        with pytest.raises(
+            InfrastructureError, match=rf"^port {port} on 127.0.0.1 is busy \(held by pid {os.getpid()}"
+        ):
+            r.start({})
+    assert r.process is None and r.service.read_state() is None
+
+
+def test_a_ready_answer_from_another_process_is_refused_before_the_master_key_is_used(tmp_path, monkeypatch):
+    """The proxy binds seconds after the port was checked: whatever took it meanwhile answers /health/readiness,
+    and must not be handed requests carrying the master key."""
+    r = _router(tmp_path, monkeypatch)
+    spawn = r.service.spawn
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]  # our "router": never binds its port
+    monkeypatch.setattr(r.service, "spawn", lambda argv, **k: spawn(sleeper, **k))
+    process = r.start({})
+    port = int(process.url.rsplit(":", 1)[1])
+    impostor = http.server.HTTPServer(("127.0.0.1", port), _Ready)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(InfrastructureError, match=rf"router port {port} .* answered by pid {os.getpid()} "):
+            r.wait_ready(notify=lambda _: None)
+    finally:
+        impostor.shutdown()
+        impostor.server_close()
+        assert r.down() is True
+    assert r.service.read_state() is None
+
+
+class _Ready(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass

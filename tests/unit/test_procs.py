@@ -211,3 +211,55 @@ def test_stop_event_wait_keeps_its_timeout_and_sees_set_from_other_threads():
     assert stop.wait(0.05) is False
     threading.Timer(0.05, stop.set).start()
     assert stop.wait() is True
+
+
+# --- who answers on a port ---------------------------------------------------------------------
+
+LISTENER = (
+    "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+    "print(s.getsockname()[1], flush=True); time.sleep(60)"
+)
+
+
+@pytest.mark.parametrize(
+    ("ip", "reaches"),
+    [("127.0.0.1", True), ("127.0.0.53", True), ("0.0.0.0", True), ("::", True), ("::1", True),
+     ("::ffff:127.0.0.1", True), ("10.1.2.3", False), ("fe80::1%eth0", False), ("bogus", False)],
+)  # fmt: skip
+def test_a_listener_counts_where_a_loopback_client_reaches_it(ip, reaches):
+    assert procs._reaches_loopback(ip) is reaches
+
+
+def test_the_listener_on_a_port_is_found_and_vouched_for_by_identity(service):
+    with service.locked():
+        proc, state = service.spawn([sys.executable, "-c", LISTENER])
+    deadline = time.monotonic() + 30
+    while not (port := int(service.logs().strip() or 0)):
+        assert proc.poll() is None and time.monotonic() < deadline, service.logs()
+        time.sleep(0.05)
+    assert [p.pid for p in procs.port_listeners(port) if p] == [proc.pid]
+    assert procs.foreign_listener(port, lambda p: procs.in_family(p, state.identity)) is None
+    # the same process is foreign to an identity it does not match (a reused pid: other start time)
+    stale = ProcessIdentity(proc.pid, state.create_time - 100, state.identity.argv)
+    other = procs.foreign_listener(port, lambda p: procs.in_family(p, stale))
+    assert other is not None and other.startswith(f"pid {proc.pid} ({sys.executable} -c import socket")
+    assert service.stop()
+    assert procs.port_listeners(port) == []
+    assert procs.foreign_listener(port, lambda p: True) == "no visible process"
+
+
+def test_a_descendant_is_in_its_ancestors_family_and_not_the_other_way(service):
+    with service.locked():
+        proc, state = service.spawn([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, "
+                                     "'-c', 'import time; time.sleep(60)'])"])  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not (children := psutil.Process(proc.pid).children()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child = ProcessIdentity.of(children[0].pid)
+    assert procs.in_family(children[0], state.identity)
+    assert procs.in_family(psutil.Process(proc.pid), state.identity)
+    assert not procs.in_family(psutil.Process(proc.pid), child)
+    assert not procs.in_family(psutil.Process(), state.identity)
+    assert procs.describe_process(None) == "a process this user cannot see"
+    assert procs.describe_process(psutil.Process(proc.pid), width=20).endswith("...)")

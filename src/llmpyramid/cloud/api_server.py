@@ -8,7 +8,9 @@ environment), but as a managed service: private run directory, 0600 log and stat
 start time + argv, dies with its owner, stopped with SIGTERM -> grace -> SIGKILL of its whole family
 (request workers included). The client finds it healthy on its port and uses it (SkyPilot starts a
 server only when none answers); SKYPILOT_DISABLE_LOCAL_API_SERVER=1 makes sure it never daemonizes a
-second one should ours go away (the call fails instead).
+second one should ours go away (the call fails instead). A server this run did not start is used only
+if it is identifiably SkyPilot's (`require_skypilot_server`): whatever answers on that port gets our
+requests and acts with our cloud credentials.
 
 SkyPilot's server listens on a second port it derives from its own: its request-queue manager, in
 [50000, 60000) (`queue_manager_port`). It checks that port, then binds it ~10 s later from a child
@@ -38,7 +40,15 @@ import psutil
 from llmpyramid.config import patched_environ
 from llmpyramid.errors import InfrastructureError
 from llmpyramid.ports import free_port, port_is_free, require_free
-from llmpyramid.procs import ManagedService, ProcessIdentity, ServiceState, stop_event_on_signals, stop_process
+from llmpyramid.procs import (
+    ManagedService,
+    ProcessIdentity,
+    ServiceState,
+    foreign_listener,
+    in_family,
+    stop_event_on_signals,
+    stop_process,
+)
 
 NAME = "skypilot-api-server"
 REAPER = f"{NAME}-reaper"
@@ -121,6 +131,10 @@ class ApiServer:
                                               f"at {self.url} (log {self.service.log_file}): "
                                               f"{self.service.last_log_line()}")  # fmt: skip
                 time.sleep(0.5)
+            # healthy from whom? a process that took the port between our check and the server's bind
+            if (other := foreign_listener(self.port, lambda p: in_family(p, state.identity))) is not None:
+                raise InfrastructureError(f"{self.url} answers healthy, but from {other}, not the SkyPilot API "
+                                          f"server started here (pid {state.pid}); stop it and retry")  # fmt: skip
         except BaseException:
             self.down()
             raise
@@ -145,24 +159,69 @@ class ApiServer:
 def scope(run_dir: Path) -> Iterator[None]:
     """SkyPilot's API server for one front-door run.
 
-    A server that already answers where SkyPilot's client looks (the user's `sky api start`, a remote
-    endpoint, the emulated cloud's) is used as it is and left alone. Otherwise this run starts one on
-    SkyPilot's local port as a managed service owned by this process, and stops it (and its workers) at
-    the end. SkyPilot prints its progress on stdout; inside the scope it goes to stderr, so a front
-    door's stdout carries only its JSON document."""
+    A remote endpoint (the user's configuration) is used as it is. A server already answering on
+    SkyPilot's local URL is used and left alone only if it is identifiably SkyPilot's (see
+    `require_skypilot_server`: the user's `sky api start`, the emulated cloud's, one recorded in `run_dir`);
+    anything else answering there is refused (exit 2). Otherwise this run starts one on SkyPilot's local
+    port as a managed service owned by this process, and stops it (and its workers) at the end. SkyPilot
+    prints its progress on stdout; inside the scope it goes to stderr, so a front door's stdout carries
+    only its JSON document."""
     from sky.server import common
 
     url = common.get_server_url()
     server = None
-    if not healthy(url) and common.is_api_server_local(url):
-        server = ApiServer(run_dir, common.get_local_api_server_port())
-        server.up(os.environ, owner_pid=os.getpid())
+    if common.is_api_server_local(url):
+        port = common.get_local_api_server_port()
+        if healthy(url):
+            require_skypilot_server(url, port, run_dir)
+        else:
+            server = ApiServer(run_dir, port)
+            server.up(os.environ, owner_pid=os.getpid())
     try:
         with patched_environ({NO_LOCAL_SERVER_ENV: "1"}), contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
         if server is not None:
             server.down()
+
+
+def is_skypilot_server(proc: psutil.Process) -> bool:
+    """`proc` runs SkyPilot's API server module (`python -m sky.server.server ...`, however it was started:
+    SkyPilot's client, `sky api start`, ApiServer) or is one of its descendants (e.g. a worker holding its socket)."""
+    from sky.server import common
+
+    module = common.API_SERVER_CMD.split()  # ["-m", "sky.server.server"]
+    try:
+        chain = [proc, *proc.parents()]
+    except psutil.Error:
+        return False
+    for member in chain:
+        with contextlib.suppress(psutil.Error):
+            args = member.cmdline()
+            if args[1 : 1 + len(module)] == module:
+                return True
+    return False
+
+
+def require_skypilot_server(url: str, port: int, run_dir: Path) -> None:
+    """Refuse (exit 2) a server answering healthy on SkyPilot's local `port` unless the process listening
+    there is SkyPilot's API server, or the server recorded in `run_dir` with its identity (pid + start time
+    + argv): whatever answers gets our requests and acts with our cloud credentials.
+
+    The argv rule stops an accident (any service on that port), not a hostile local process, which can
+    name itself anything."""
+    from sky.server import common
+
+    recorded = ManagedService(NAME, run_dir).read_state()
+    mine = recorded.identity if recorded and recorded.extra.get("port") == port else None
+
+    def ours(proc: psutil.Process) -> bool:
+        return (mine is not None and in_family(proc, mine)) or is_skypilot_server(proc)
+
+    if (other := foreign_listener(port, ours)) is not None:
+        raise InfrastructureError(f"refusing the SkyPilot API server at {url}: it is answered by {other}, which "
+                                  f"is not SkyPilot's server (python {common.API_SERVER_CMD}); stop it, or set "
+                                  f"{PORT_ENV} to a free port so this run starts its own")  # fmt: skip
 
 
 # --- the reaper: the server's family does not outlive the owner ---------------------------------------

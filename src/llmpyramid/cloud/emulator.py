@@ -15,8 +15,9 @@ What it takes (measured with skypilot 0.14.1 + moto 5.2.5, see ../shared/ENVIRON
   would fetch setuptools from PyPI;
 - a network namespace with only loopback: SkyPilot probes the fake public IPs moto hands out, and no
   packet may leave the machine. SSH to the instance is therefore impossible by design: launches stop
-  at the SSH phase, which is what the emulated tests assert. In that namespace ephemeral ports stay
-  below SkyPilot's queue-manager range (api_server.queue_manager_port), so none can take it.
+  at the SSH phase, which is what the emulated tests assert. In a namespace this run created, ephemeral
+  ports stay below SkyPilot's queue-manager range (api_server.queue_manager_port), so none can take it;
+  a namespace someone else made is used as it is.
 moto and SkyPilot's API server are started here as managed services (llmpyramid.procs), so SkyPilot's
 client never daemonizes a server of its own; leaving the context stops both with their workers.
 """
@@ -33,6 +34,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,6 +49,8 @@ from llmpyramid.procs import ProcessIdentity, private_dir
 MOTO_AMI = "ami-785db401"  # an Ubuntu image in moto's built-in list
 REGION = "us-east-1"
 UNAVAILABLE_ENV = "LLMPYRAMID_NETNS_UNAVAILABLE"  # why the namespace could not be created
+CREATED_FROM_ENV = "LLMPYRAMID_NETNS_CREATED_FROM"  # run_in_netns -> its `--inside` child: the namespace it left
+OWNED_ENV = "LLMPYRAMID_NETNS_OWNED"  # inside_netns -> the command: the namespace this run created and set up
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 # Ephemeral ports (outgoing sockets, bind to port 0) in our namespace: below [50000, 60000), where
 # SkyPilot's server binds its queue manager ~10 s after checking the port is free.
@@ -88,45 +92,91 @@ def bring_loopback_up() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags, b"\0" * 14))
 
 
+def netns_id() -> str | None:
+    """This process's network namespace ('net:[4026531840]'); None where /proc does not say."""
+    try:
+        return os.readlink("/proc/self/ns/net")
+    except OSError:
+        return None
+
+
+def created_by_this_run(environ: Mapping[str, str] | None = None) -> bool:
+    """The namespace this process is in was created by `run_in_netns` for this run: the creator's marker names
+    the namespace it ran in, and this is another one (`netns --inside` run by hand finds no marker, or its own)."""
+    left = (os.environ if environ is None else environ).get(CREATED_FROM_ENV)
+    here = netns_id()
+    return left is not None and here is not None and left != here
+
+
+def namespace_is_ours() -> bool:
+    """For the command: it runs in the namespace this run created and narrowed (see inside_netns)."""
+    here = netns_id()
+    return here is not None and os.environ.get(OWNED_ENV) == here
+
+
+def _cannot_create_netns() -> str | None:
+    """None when `unshare -n` works here; else why not."""
+    if os.geteuid() != 0:
+        return "creating a network namespace needs root (unshare -n)"
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return "unshare (util-linux) is not installed"
+    probe = subprocess.run([unshare, "-n", "true"], capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"unshare -n failed: {probe.stderr.strip() or probe.returncode}"
+
+
 def run_in_netns(command: list[str]) -> int:
     """Run `command` in a fresh loopback-only namespace (`unshare -n`, needs root).
 
-    Where it cannot be created the command still runs, with UNAVAILABLE_ENV saying why, so the
-    emulated tests report themselves skipped with that reason instead of passing or touching a network.
+    A namespace this run creates is ours to set up (loopback up, ephemeral port range). Where none can be
+    created, a loopback-only namespace we are already in (the user's own) is used as it is, never changed;
+    elsewhere the command still runs, with UNAVAILABLE_ENV saying why, so the emulated tests report
+    themselves skipped with that reason instead of passing or touching a network.
     """
-    if loopback_only_reason() is None:  # already isolated (e.g. the user's own namespace)
-        with contextlib.suppress(OSError):  # not root there: the test that checks the range says so
-            narrow_ephemeral_ports()
-        return subprocess.call(command)
-    unshare = shutil.which("unshare")
-    reason = None
-    if os.geteuid() != 0:
-        reason = "creating a network namespace needs root (unshare -n)"
-    elif unshare is None:
-        reason = "unshare (util-linux) is not installed"
-    else:
+    reason = _cannot_create_netns()
+    if reason is None:
         inner = [sys.executable, "-m", "llmpyramid.cloud", "netns", "--inside", "--", *command]
-        probe = subprocess.run([unshare, "-n", "true"], capture_output=True, text=True)
-        if probe.returncode == 0:
-            return subprocess.call([unshare, "-n", "--", *inner])
-        reason = f"unshare -n failed: {probe.stderr.strip() or probe.returncode}"
+        unshare = shutil.which("unshare") or "unshare"
+        return subprocess.call([unshare, "-n", "--", *inner], env={**os.environ, CREATED_FROM_ENV: netns_id() or "?"})
+    if loopback_only_reason() is None:
+        print(f"cloud_emulated: {reason}; using this loopback-only namespace as it is (not ours: its ephemeral "
+              "port range is left alone)", file=sys.stderr, flush=True)  # fmt: skip
+        return subprocess.call(command)
     print(f"cloud_emulated: {reason}; the emulated tests will be skipped", file=sys.stderr, flush=True)
     return subprocess.call(command, env={**os.environ, UNAVAILABLE_ENV: reason})
 
 
 def inside_netns(command: list[str]) -> int:
+    """`netns --inside`: set up the namespace `run_in_netns` just created, run `command` in it."""
+    env = {k: v for k, v in os.environ.items() if k != CREATED_FROM_ENV}
+    if not created_by_this_run():  # run by hand: nothing here is ours to change
+        print("cloud_emulated: this network namespace was not created by this run: left as it is",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return subprocess.call(command, env=env)
     bring_loopback_up()
     reason = loopback_only_reason()
     if reason:
         print(f"cloud_emulated: namespace check failed: {reason}", file=sys.stderr, flush=True)
         return 2
-    narrow_ephemeral_ports()
-    return subprocess.call(command)
+    with narrowed_ephemeral_ports():
+        return subprocess.call(command, env={**env, OWNED_ENV: netns_id() or ""})
 
 
-def narrow_ephemeral_ports() -> None:
-    """Only ever called inside a loopback-only namespace: the sysctl is that namespace's own."""
-    PORT_RANGE_SYSCTL.write_text("{} {}\n".format(*EPHEMERAL_PORTS))
+@contextlib.contextmanager
+def narrowed_ephemeral_ports() -> Iterator[None]:
+    """EPHEMERAL_PORTS inside the block, the previous range after it. Only in a namespace this run created
+    (the sysctl is per namespace). Such a namespace ends with its last process, and its sysctl with it; the
+    restore covers a process of the command that outlives it and keeps the namespace alive."""
+    try:
+        previous = PORT_RANGE_SYSCTL.read_text()
+        PORT_RANGE_SYSCTL.write_text("{} {}\n".format(*EPHEMERAL_PORTS))
+    except OSError as exc:
+        raise InfrastructureError(f"cannot set {PORT_RANGE_SYSCTL} in our namespace: {exc.strerror or exc}") from None
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            PORT_RANGE_SYSCTL.write_text(previous)
 
 
 # --- moto + SkyPilot ------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ The proxy is started from the pinned `hybrid` dependency group with the referenc
 variables the configuration names (`os.environ/...`), so the file users adapt is the file tested.
 LiteLLM would fetch its model price map from GitHub at import: it is told to use its bundled copy,
 and its usage telemetry is switched off, so nothing it does leaves loopback.
+
+It is an ordinary managed service (llmpyramid.procs): one per run directory, its port checked free before
+the spawn, the process answering on that port checked to be ours before anyone sends it the master key,
+stopped by identity (pid + start time + argv) with its workers.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import httpx
 import psutil
 
 from llmpyramid.errors import ConfigError, InfrastructureError
-from llmpyramid.ports import free_port
-from llmpyramid.procs import ManagedService, stop_process
+from llmpyramid.ports import free_port, require_free
+from llmpyramid.procs import ManagedService, ServiceState, foreign_listener, in_family
 
+HOST = "127.0.0.1"
 SAMPLE_EVERY_S = 0.5
 COMPROMISED_LITELLM = ("1.107.0",)  # a release that shipped malicious code; never run it
 PROXY_MODULE = "litellm.proxy.proxy_cli"
@@ -85,6 +90,7 @@ class LiteLLMRouter:
         self.startup_timeout = startup_timeout
         self.process: RouterProcess | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._state: ServiceState | None = None
         self._started = 0.0
         self.peak_rss = 0
         self.foreign: set[str] = set()  # remote addresses off loopback seen on the router's sockets
@@ -94,20 +100,31 @@ class LiteLLMRouter:
         """Spawn the proxy (its import takes seconds: start backends meanwhile, then `wait_ready`)."""
         version = litellm_version()
         load_router_config(self.config)
-        port = free_port()
         api_key = "sk-" + secrets.token_hex(24)  # LiteLLM refuses to start without a master key
         env = {**os.environ, **OFFLINE_ENV, **backend_env, "LITELLM_MASTER_KEY": api_key}
-        argv = [sys.executable, "-m", PROXY_MODULE, "--config", str(self.config), "--host", "127.0.0.1",
-                "--port", str(port), "--num_workers", "1"]  # fmt: skip
         self._started = time.monotonic()
         with self.service.locked():
-            self._proc, _state = self.service.spawn(argv, env=env, owner_pid=os.getpid(), extra={"port": port})
-        self.process = RouterProcess(f"http://127.0.0.1:{port}", self._proc.pid, api_key, version)
+            if (running := self.service.running()) is not None:
+                raise InfrastructureError(
+                    f"a router is already running from {self.service.run_dir} (pid {running.pid})"
+                )
+            port = free_port(HOST)
+            require_free(port, HOST)  # a race with another process: whatever holds it would get our key
+            argv = [sys.executable, "-m", PROXY_MODULE, "--config", str(self.config), "--host", HOST,
+                    "--port", str(port), "--num_workers", "1"]  # fmt: skip
+            self._proc, self._state = self.service.spawn(argv, env=env, owner_pid=os.getpid(), extra={"port": port})
+        self.process = RouterProcess(f"http://{HOST}:{port}", self._proc.pid, api_key, version)
         return self.process
 
     def wait_ready(self, *, notify: Callable[[str], None]) -> RouterProcess:
-        assert self.process is not None and self._proc is not None, "start() first"
+        assert self.process is not None and self._proc is not None and self._state is not None, "start() first"
         self._wait_ready(self._proc, self.process.url)
+        # Ready from whom? The proxy binds seconds after `start` checked the port (its import is slow): a process
+        # that took the port meanwhile must not get a request carrying the master key.
+        port, identity = int(self._state.extra["port"]), self._state.identity
+        if (other := foreign_listener(port, lambda p: in_family(p, identity))) is not None:
+            raise InfrastructureError(f"router port {port} on {HOST} is answered by {other}, not the router "
+                                      f"started here (pid {self.process.pid}); stop it and retry")  # fmt: skip
         took = time.monotonic() - self._started
         notify(f"router: LiteLLM {self.process.version} at {self.process.url} (pid {self.process.pid}) "
                f"ready in {took:.1f}s")  # fmt: skip
@@ -152,10 +169,11 @@ class LiteLLMRouter:
             return float(sum(sum(p.cpu_times()[:2]) for p in (root, *root.children(recursive=True))))
         return None
 
-    def down(self) -> None:
-        state = self.service.read_state()
-        if state is not None:
-            with contextlib.suppress(psutil.Error):
-                for child in psutil.Process(state.pid).children(recursive=True):
-                    stop_process(child.pid, self.service.stop_grace)
-        self.service.stop(port=(state.extra.get("port") if state else None))
+    def down(self) -> bool:
+        """Stop the router and its workers if the state file still names our process (pid + start time + argv):
+        a reused pid is never signalled, its stale state file is simply dropped."""
+        with self.service.locked():
+            state = self.service.read_state()
+            ours = state is not None and state.identity.alive()
+            port = state.extra.get("port") if state is not None and ours else None
+            return self.service.stop(port=port, host=HOST)
