@@ -27,6 +27,7 @@ TERRAFORM = "terraform on PATH (aws provider from a local mirror)"
 NETNS = "root, to create a loopback-only network namespace (unshare -n)"
 CREDENTIALS = "cloud credentials (sky check)"
 ROUTER = "two embedded stacks behind a router on loopback (or --router-url)"
+HAPROXY = "haproxy on PATH, or apt-get to fetch Debian's package (unpacked into .cache/, no root)"
 
 
 @dataclass(frozen=True)
@@ -135,13 +136,16 @@ LAYERS: tuple[Layer, ...] = (
           ("test", "cloud"), run="llmpyramid.cloud.suite:run_suite",
           tags=("cloud",), cost="costs money", needs=(CREDENTIALS,), default=False, flags=("cloud",),
           estimate_s=600),
-    # not in the default run: ~5 min of heavy CPU (two servers, router, load) and ~580 MB of router venv
-    Layer("hybrid", "base + burst behind a router: overflow, failover, fail-back, loss per phase",
+    # the hybrid layer with each reference router: eight scenarios, two stacks, a fault proxy and the router
+    Layer("hybrid", "base + burst behind LiteLLM: overflow, failover contract, fail-back, degraded base, cost",
           ("test", "load", "hybrid"), run="llmpyramid.hybrid.suite:run_suite",
-          tags=("hybrid",), needs=(ROUTER,), default=False, flags=("router",), estimate_s=330),
-    Layer("hybrid_faults", "the hybrid layer's front door for real: interrupts, kills, unreachable router, no overflow",
-          ("test", "load", "hybrid"), paths=("tests/hybrid_faults",), tags=("hybrid",), needs=(ROUTER,), default=False,
-          estimate_s=330),
+          tags=("hybrid",), needs=(ROUTER,), flags=("router",), estimate_s=75),
+    Layer("hybrid_haproxy", "the same scenarios behind HAProxy (Debian's package, unpacked without root)",
+          ("test", "load"), run="llmpyramid.hybrid.suite:run_suite", env_defaults=(("HYBRID_ROUTER", "haproxy"),),
+          tags=("hybrid",), needs=(ROUTER, HAPROXY), flags=("router",), estimate_s=60),
+    Layer("hybrid_faults", "the hybrid layer's front door for real: broken router configs, interrupts, kills, "
+          "unreachable router", ("test", "load", "hybrid"), paths=("tests/hybrid_faults",), tags=("hybrid",),
+          needs=(ROUTER, HAPROXY), estimate_s=240),
     Layer("frontdoors", "bad input at every front door: one line, exit 3 (2 unreachable), no traceback, no stale file",
           # independent cases, most in-process (a subprocess sample per front door): one pytest worker per core
           ("dev", "cloud", "hybrid"), paths=("tests/frontdoors",), pytest_extra=XDIST, tags=("security",),

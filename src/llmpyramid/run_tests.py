@@ -29,6 +29,7 @@ from llmpyramid.target import check_reachable, target_from_env
 
 DEFAULT_RESULTS_FILE = "results/results.json"
 ROUTER_FLAGS = {
+    "--router": "the reference router to build and test: litellm (default) or haproxy (HYBRID_ROUTER)",
     "--router-url": "the router in front of base and burst (else the reference topology is built on loopback)",
     "--burst-url": "the burst backend, for attribution and health",
     "--base-stop-cmd": "command that stops the base backend (remote fault scenarios c-e)",

@@ -52,11 +52,23 @@ def test_bad_settings_are_config_errors_naming_the_variable(env, message):
         HybridSettings.from_env(environ=env)
 
 
-def test_defaults_build_the_reference_topology_and_run_all_five():
+def test_defaults_build_the_reference_topology_and_run_every_scenario():
     s = HybridSettings.from_env(environ={})
-    assert s.reference and s.scenarios == ("a", "b", "c", "d", "e")
-    assert HybridSettings.from_env(environ={"HYBRID_SCENARIOS": "e, b"}).scenarios == ("b", "e")
+    # f-h (the fault proxy's) run while both backends serve: before c kills base
+    assert s.reference and s.scenarios == ("a", "b", "f", "g", "h", "c", "d", "e")
+    assert HybridSettings.from_env(environ={"HYBRID_SCENARIOS": "e, b, g"}).scenarios == ("b", "g", "e")
     assert not HybridSettings.from_env(router_url="http://127.0.0.1:4000/v1").reference
+
+
+def test_each_reference_router_has_its_file_and_attribution_header():
+    lite, hap = HybridSettings.from_env(environ={}), HybridSettings.from_env(environ={"HYBRID_ROUTER": "haproxy"})
+    assert lite.router_config_path.name == "litellm.yaml" and lite.attribution_header == "x-litellm-model-id"
+    assert hap.router_config_path.name == "haproxy.cfg" and hap.attribution_header == "x-llmpyramid-backend"
+    assert HybridSettings.from_env(environ={"HYBRID_BACKEND_HEADER": "x-b"}).attribution_header == "x-b"
+    with pytest.raises(ConfigError, match="HYBRID_ROUTER must be one of litellm, haproxy"):
+        HybridSettings.from_env(environ={"HYBRID_ROUTER": "nginx"})
+    with pytest.raises(ConfigError, match="HYBRID_KNOWN_DEVIATIONS: unknown z"):
+        HybridSettings.from_env(environ={"HYBRID_KNOWN_DEVIATIONS": "g,z"})
 
 
 def test_a_compromised_litellm_is_refused(monkeypatch):
@@ -78,7 +90,7 @@ def test_router_config_without_model_list_is_a_config_error(tmp_path):
 
 
 def test_reference_router_config_is_valid_and_attributes_base_and_burst():
-    config = router.load_router_config(HybridSettings().router_config)
+    config = router.load_router_config(HybridSettings().router_config_path)
     ids = {m["model_info"]["id"]: m["litellm_params"] for m in config["model_list"]}
     assert ids["base"]["order"] < ids["burst"]["order"]
     assert ids["base"]["max_parallel_requests"] == HybridSettings().base_slots

@@ -52,6 +52,20 @@ def zone_prices(cloud: str, instance_type: str, region: str, use_spot: bool) -> 
     return {z: common.get_hourly_cost_impl(df, instance_type, use_spot, region, z) for z in zones}
 
 
+def pinned_spot_hourly(cloud: str, instance_type: str, region: str) -> tuple[float, float]:
+    """(cheapest, dearest) spot price per hour over the region's zones, read from the pinned catalog rows
+    without SkyPilot (the hybrid layer's cost per request; the cloud layer prices through SkyPilot's code)."""
+    import csv
+
+    with (pinned_dir() / cloud / "vms.csv").open(newline="") as f:
+        prices = [float(row["SpotPrice"]) for row in csv.DictReader(f)
+                  if row["InstanceType"] == instance_type and row["Region"].lower() == region.lower()
+                  and row.get("SpotPrice")]  # fmt: skip
+    if not prices:
+        raise ConfigError(f"no spot price for {instance_type} in {cloud}/{region} in the pinned catalog")
+    return min(prices), max(prices)
+
+
 @dataclass(frozen=True)
 class Estimate:
     cloud: str

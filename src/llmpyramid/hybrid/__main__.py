@@ -1,4 +1,4 @@
-"""`python -m llmpyramid.hybrid [--router-url URL --base-url URL ...] [--output json]`: the hybrid layer.
+"""`python -m llmpyramid.hybrid [--router litellm|haproxy | --router-url URL ...] [--output json]`: the hybrid layer.
 
 Prints the results document (json) or a summary (text); exit 0 passed, 1 failures, 2 infrastructure
 unreachable (names which), 3 configuration error, 130 interrupted (everything started is stopped).
@@ -16,6 +16,7 @@ from llmpyramid.hybrid.suite import OPTION_NAMES, run_hybrid, settings_from
 
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m llmpyramid.hybrid", description=__doc__)
+    p.add_argument("--router", help="the reference router to build: litellm (default) or haproxy (HYBRID_ROUTER)")
     p.add_argument("--router-url", help="test this router (else HYBRID_ROUTER_URL; else build the reference topology)")
     p.add_argument("--base-url", help="the base backend behind the router (health, capacity from /props)")
     p.add_argument("--burst-url", help="the burst backend behind the router")

@@ -2,7 +2,7 @@
 
 Why not locust here: every sample must carry the router's attribution header, faults must be
 injected at measured points of the run (when base has streams in flight, not after N seconds), and
-five short runs must fit in about two minutes on a busy 2-core box. The load layer's own wire code
+eight short runs must fit in a few minutes on a busy 2-core box. The load layer's own wire code
 does the protocol work: request bodies (`build_request`), SSE decoding, TTFT/ITL and the verdict on a
 stream (`StreamState`), and the per-request record and its percentiles (`Sample`, `summarize`).
 
@@ -37,6 +37,9 @@ class Outcome:
     status: int | None = None
     streamed: bool = False  # at least one generated token arrived
     timed_out: bool = False
+    # how the client saw it end: completed | http_error | error_event (an SSE error) | transport_error (the
+    # connection broke) | clean_truncated (text, then a clean end without a finish_reason) | timeout
+    ending: str = "completed"
 
     @property
     def ok(self) -> bool:
@@ -54,6 +57,11 @@ class Outcome:
     def broken(self) -> bool:
         """A stream that had started delivering tokens and then failed (cut mid-flight)."""
         return self.streamed and not self.ok
+
+    @property
+    def truncated_clean(self) -> bool:
+        """The failure the contract forbids: a cut answer the client cannot tell from a finished one."""
+        return self.ending == "clean_truncated"
 
 
 @dataclass
@@ -112,25 +120,38 @@ class LoadDriver:
                 outcome.status = response.status_code
                 outcome.backend = flight.backend = self.backend_of(response.headers.get(self.header))
                 if response.status_code != 200:
+                    outcome.ending = "http_error"
                     detail = " ".join((await response.aread()).decode(errors="replace").split())[:160]
                     raise RequestFailed(f"HTTP {response.status_code}: {detail or 'no body'}")
                 state = StreamState(sample, t0)
-                async for line in response.aiter_lines():
-                    state.feed_line(line.encode(), time.perf_counter())
-                    if state.chunks_with_text and not flight.streaming:
-                        flight.streaming = outcome.streamed = True
-                state.close(time.perf_counter())
-                if not (state.done or state.finished):
-                    raise RequestFailed("broken stream: ended before a finish_reason or [DONE]")
+                try:
+                    async for line in response.aiter_lines():
+                        state.feed_line(line.encode(), time.perf_counter())
+                        if state.chunks_with_text and not flight.streaming:
+                            flight.streaming = outcome.streamed = True
+                    state.close(time.perf_counter())
+                except RequestFailed:
+                    outcome.ending = "error_event"  # an SSE error event (or an event no client could read)
+                    raise
+                if not state.finished:
+                    # A stream ends with a chunk carrying finish_reason (then [DONE]). Without it the answer was
+                    # cut, and a clean [DONE] or end of body hides that from the client: the contract's breach.
+                    outcome.ending = "clean_truncated"
+                    end = "[DONE]" if state.done else "end of body"
+                    raise RequestFailed(f"truncated answer ended cleanly ({end} after {state.chunks_with_text} "
+                                        "text chunks, no finish_reason)")  # fmt: skip
                 if state.chunks_with_text == 0:
+                    outcome.ending = "error_event"
                     raise RequestFailed("empty answer: no generated text in the stream")
                 sample.ok = True
         except RequestFailed as exc:
             sample.error = str(exc)
         except httpx.TimeoutException as exc:
             outcome.timed_out = True
+            outcome.ending = "timeout"
             sample.error = f"client timeout after {self.timeout:g}s: {type(exc).__name__}"
         except httpx.HTTPError as exc:
+            outcome.ending = "transport_error"
             kind = "broken stream" if outcome.streamed else "connection error"
             sample.error = f"{kind}: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
         finally:

@@ -1,8 +1,9 @@
-"""LiteLLM's proxy as a managed service on loopback: the router of the reference topology.
+"""The reference topology's router as a managed service on loopback (ManagedRouter), and LiteLLM's proxy.
 
-The proxy is started from the pinned `hybrid` dependency group with the reference configuration
-(router/litellm.yaml, or HYBRID_ROUTER_CONFIG). Backend addresses and keys reach it as environment
-variables the configuration names (`os.environ/...`), so the file users adapt is the file tested.
+HAProxy, the other reference router, is in haproxy.py. LiteLLM's proxy is started from the pinned
+`hybrid` dependency group with the reference configuration (router/litellm.yaml, or HYBRID_ROUTER_CONFIG).
+Backend addresses and keys reach it as environment variables the configuration names
+(`os.environ/...`), so the file users adapt is the file tested.
 LiteLLM would fetch its model price map from GitHub at import: it is told to use its bundled copy,
 and its usage telemetry is switched off, so nothing it does leaves loopback.
 
@@ -81,8 +82,13 @@ class RouterProcess:
     version: str
 
 
-class LiteLLMRouter:
-    """Start/stop the proxy; sample its CPU time and peak RSS for the report."""
+class ManagedRouter:
+    """A router as a managed service on loopback: spawned, checked to be the process answering on its port
+    before anyone sends it the key, sampled (CPU time, peak RSS, connections off loopback), stopped by
+    identity. Subclasses say how to start one (`argv`, `environ`) and how to ask if it is ready."""
+
+    kind = ""  # litellm | haproxy
+    ready_path = "/"
 
     def __init__(self, config: Path, run_dir: Path, *, startup_timeout: float, stop_grace: float = 5.0) -> None:
         self.config = config
@@ -96,12 +102,33 @@ class LiteLLMRouter:
         self.foreign: set[str] = set()  # remote addresses off loopback seen on the router's sockets
         self._sampled = 0.0
 
+    # -- what a router kind provides
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def check_config(self) -> None:
+        raise NotImplementedError
+
+    def argv(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def stated_fail_back_s(self) -> float | None:
+        """How long the configuration says a recovered backend waits before it gets traffic again."""
+        return None
+
+    def environ(self, port: int, api_key: str, backend_env: Mapping[str, str]) -> dict[str, str]:
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.process.version if self.process else ''}".strip()
+
+    # -- the managed service
     def start(self, backend_env: Mapping[str, str]) -> RouterProcess:
-        """Spawn the proxy (its import takes seconds: start backends meanwhile, then `wait_ready`)."""
-        version = litellm_version()
-        load_router_config(self.config)
-        api_key = "sk-" + secrets.token_hex(24)  # LiteLLM refuses to start without a master key
-        env = {**os.environ, **OFFLINE_ENV, **backend_env, "LITELLM_MASTER_KEY": api_key}
+        """Spawn the router (LiteLLM's import takes seconds: start backends meanwhile, then `wait_ready`)."""
+        version = self.version()
+        self.check_config()
+        api_key = "sk-" + secrets.token_hex(24)  # the router's own client key, never a backend's
         self._started = time.monotonic()
         with self.service.locked():
             if (running := self.service.running()) is not None:
@@ -110,24 +137,23 @@ class LiteLLMRouter:
                 )
             port = free_port(HOST)
             require_free(port, HOST)  # a race with another process: whatever holds it would get our key
-            argv = [sys.executable, "-m", PROXY_MODULE, "--config", str(self.config), "--host", HOST,
-                    "--port", str(port), "--num_workers", "1"]  # fmt: skip
-            self._proc, self._state = self.service.spawn(argv, env=env, owner_pid=os.getpid(), extra={"port": port})
+            env = self.environ(port, api_key, backend_env)
+            self._proc, self._state = self.service.spawn(self.argv(port), env=env, owner_pid=os.getpid(),
+                                                         extra={"port": port})  # fmt: skip
         self.process = RouterProcess(f"http://{HOST}:{port}", self._proc.pid, api_key, version)
         return self.process
 
     def wait_ready(self, *, notify: Callable[[str], None]) -> RouterProcess:
         assert self.process is not None and self._proc is not None and self._state is not None, "start() first"
         self._wait_ready(self._proc, self.process.url)
-        # Ready from whom? The proxy binds seconds after `start` checked the port (its import is slow): a process
-        # that took the port meanwhile must not get a request carrying the master key.
+        # Ready from whom? The router binds after `start` checked the port (LiteLLM's import is slow): a process
+        # that took the port meanwhile must not get a request carrying the key.
         port, identity = int(self._state.extra["port"]), self._state.identity
         if (other := foreign_listener(port, lambda p: in_family(p, identity))) is not None:
             raise InfrastructureError(f"router port {port} on {HOST} is answered by {other}, not the router "
                                       f"started here (pid {self.process.pid}); stop it and retry")  # fmt: skip
         took = time.monotonic() - self._started
-        notify(f"router: LiteLLM {self.process.version} at {self.process.url} (pid {self.process.pid}) "
-               f"ready in {took:.1f}s")  # fmt: skip
+        notify(f"router: {self.label} at {self.process.url} (pid {self.process.pid}) ready in {took:.1f}s")
         return self.process
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], url: str) -> None:
@@ -138,7 +164,7 @@ class LiteLLMRouter:
                     f"router exited with code {proc.returncode} before it was ready: {self.service.last_log_line()}"
                 )
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health/readiness", timeout=2).status_code == 200:
+                if httpx.get(f"{url}{self.ready_path}", timeout=2).status_code == 200:
                     return
             self.sample()
             time.sleep(0.25)
@@ -148,7 +174,7 @@ class LiteLLMRouter:
 
     def sample(self) -> None:
         """Record the router's RSS (process and children) for its peak, and any connection it holds to
-        an address off loopback (there must be none: the proxy is told not to phone home)."""
+        an address off loopback (there must be none: the router is told not to phone home)."""
         if self.process is None or time.monotonic() - self._sampled < SAMPLE_EVERY_S:
             return
         self._sampled = time.monotonic()
@@ -177,3 +203,28 @@ class LiteLLMRouter:
             ours = state is not None and state.identity.alive()
             port = state.extra.get("port") if state is not None and ours else None
             return self.service.stop(port=port, host=HOST)
+
+
+class LiteLLMRouter(ManagedRouter):
+    """LiteLLM's proxy from the pinned `hybrid` group, configured by router/litellm.yaml."""
+
+    kind = "litellm"
+    ready_path = "/health/readiness"
+
+    def version(self) -> str:
+        return litellm_version()
+
+    def check_config(self) -> None:
+        load_router_config(self.config)
+
+    def stated_fail_back_s(self) -> float | None:
+        cooldown = (load_router_config(self.config).get("router_settings") or {}).get("cooldown_time")
+        return float(cooldown) if isinstance(cooldown, int | float) else None
+
+    def argv(self, port: int) -> list[str]:
+        return [sys.executable, "-m", PROXY_MODULE, "--config", str(self.config), "--host", HOST,
+                "--port", str(port), "--num_workers", "1"]  # fmt: skip
+
+    def environ(self, port: int, api_key: str, backend_env: Mapping[str, str]) -> dict[str, str]:
+        # LiteLLM refuses to start without a master key: the router's client key
+        return {**os.environ, **OFFLINE_ENV, **backend_env, "LITELLM_MASTER_KEY": api_key}

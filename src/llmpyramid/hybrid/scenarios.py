@@ -1,10 +1,20 @@
-"""The five scenarios of the hybrid layer, each with measured counts, phases and a verdict.
+"""The scenarios of the hybrid layer, each with measured counts, phases and a verdict.
 
     a  below base capacity          -> every request served by base
     b  above base capacity          -> overflow served by burst (a router that never uses burst fails here)
-    c  base SIGKILLed mid-load      -> requests lost (in flight, new), broken streams, time to first burst success
-    d  base restored                -> time until traffic returns to base
+    c  base SIGKILLed mid-load      -> requests lost (in flight, new), broken streams, time to first burst
+                                       success, first failure, failure window, time until p95 TTFT is back
+    d  base restored                -> time until traffic returns to base (against the router's cooldown)
     e  burst lost absorbing overflow -> degradation counted, base keeps serving, nothing hangs
+    f  base fails before the first token -> the router serves the request on burst: no loss
+    g  base dies mid-stream         -> the client gets an error (SSE error event, non-2xx or a broken
+                                       connection), never a clean [DONE] / end of body after a cut answer
+    h  base degraded (slow TTFT)    -> burst takes the load within the TTFT SLO, or the verdict says the
+                                       router keeps waiting on base
+
+The failover contract (f, g; and g's rule in every scenario) holds for any router. What a reference
+router is known not to do is declared in DECLARED_DEVIATIONS (a user's router: HYBRID_KNOWN_DEVIATIONS):
+a declared scenario that fails is "xfailed"; one that passes is "xpassed", reported as doing better.
 
 Faults are injected at measured points (base has streams in flight, burst is absorbing overflow),
 never after a fixed sleep. Gates are on counts the run measured; waits are bounded by generous
@@ -20,14 +30,16 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmpyramid.hybrid.config import HybridSettings
+from llmpyramid.hybrid.config import FAULT_PROXY_SCENARIOS, HybridSettings
 from llmpyramid.hybrid.driver import LoadDriver, Outcome
+from llmpyramid.hybrid.faultproxy import FaultProxy
 from llmpyramid.hybrid.topology import Backend, Topology
-from llmpyramid.load.metrics import summarize
+from llmpyramid.load.metrics import percentile, summarize
 
 POLL_S = 0.05
 NAMES = {
@@ -36,6 +48,19 @@ NAMES = {
     "c": "c_base_killed",
     "d": "d_base_restored",
     "e": "e_burst_lost_during_overflow",
+    "f": "f_base_fails_before_first_token",
+    "g": "g_base_dies_mid_stream",
+    "h": "h_base_degraded",
+}
+# What each reference router is known not to do, measured with the files in router/ (the contract suite's
+# "known deviations", for routers): scenario key -> why.
+DECLARED_DEVIATIONS: dict[str, dict[str, str]] = {
+    "litellm": {
+        "h": "routes by deployment order, not latency: a slow base keeps `order: 1` and its share of the load",
+    },
+    "haproxy": {
+        "h": "`balance first` fills base up to its maxconn however slow its answers are (no latency-aware choice)",
+    },
 }
 
 
@@ -107,7 +132,7 @@ class Scenario:
         self.notify = notify
         names = {settings.base_id: "base", settings.burst_id: "burst"}
         self.driver = LoadDriver(topo.router_url, topo.api_key, topo.model, settings.max_tokens,
-                                 settings.request_timeout, settings.backend_header, names)  # fmt: skip
+                                 settings.request_timeout, settings.attribution_header, names)  # fmt: skip
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.deadline = time.monotonic() + settings.scenario_timeout
@@ -255,15 +280,36 @@ async def _kill_and_recover(sc: Scenario, victim: Backend, survivor: str) -> tup
     return fault, recovered
 
 
+def back_within_slo(outcomes: list[Outcome], since: float, slo_ms: float, window: int) -> float | None:
+    """Seconds from `since` until the rolling p95 TTFT of the last `window` requests (by end time; a failure
+    counts as an infinite TTFT) is back within `slo_ms`; None if it never is in this run."""
+    ended = sorted((o for o in outcomes if o.end >= since), key=lambda o: o.end)
+    for i in range(window, len(ended) + 1):
+        ttfts = [o.sample.ttft_ms if o.ok and o.sample.ttft_ms is not None else math.inf for o in ended[i - window : i]]
+        p95 = percentile(ttfts, 95, method="inverted_cdf")
+        if p95 is not None and p95 <= slo_ms:
+            return round(ended[i - 1].end - since, 3)
+    return None
+
+
 def _loss(sc: Scenario, fault: float) -> dict[str, Any]:
+    """What operators ask of a fault: in-flight vs. post-fault losses, first failure, failure window, time
+    until the rolling p95 TTFT is back within the SLO."""
     in_flight = [o for o in sc.outcomes if o.start < fault <= o.end]
     new = [o for o in sc.outcomes if o.start >= fault]
+    failed_ends = sorted(o.end for o in sc.outcomes if not o.ok and o.end >= fault)
+    window = max(2, sc.settings.min_samples)
     return {
         "in_flight_at_fault": len(in_flight),
         "lost_in_flight": sum(1 for o in in_flight if not o.ok),
         "lost_new": sum(1 for o in new if not o.ok),
+        "lost_new_before_first_token": sum(1 for o in new if not o.ok and not o.streamed),
         "broken_streams": sum(1 for o in sc.outcomes if o.broken and o.end >= fault),
         "hung": sum(1 for o in sc.outcomes if o.timed_out),
+        "first_failure_s": round(failed_ends[0] - fault, 3) if failed_ends else None,
+        "failure_window_s": round(failed_ends[-1] - failed_ends[0], 3) if failed_ends else 0.0,
+        "ttft_p95_back_within_slo_s": back_within_slo(sc.outcomes, fault, sc.settings.ttft_p95_ms, window),
+        "ttft_slo_ms": sc.settings.ttft_p95_ms,
     }
 
 
@@ -300,6 +346,7 @@ async def scenario_d(sc: Scenario) -> dict[str, Any]:
     await sc.wait_for("traffic returning to base after it was restored",
                       lambda: sc.first_success("base", since=restore_started) < math.inf, promised=True)  # fmt: skip
     back = sc.events["first base success"] = sc.first_success("base", since=restore_started)
+    stated = sc.topo.router.stated_fail_back_s() if sc.topo.router is not None else None
     # Traffic is back when the router sends a request to base: the start of the first one base served.
     routed = min(o.start for o in sc.outcomes if o.ok and o.backend == "base" and o.start >= restore_started)
     await sc.wait_for(f"{sc.settings.requests} requests after fail-back",
@@ -313,6 +360,9 @@ async def scenario_d(sc: Scenario) -> dict[str, Any]:
     return {
         "restore_seconds": round(restored - restore_started, 3),
         "time_to_fail_back_s": round(max(routed - restored, 0.0), 3),
+        # reported, not gated (a wall-clock window): the router's own timers run on this busy box too
+        "stated_fail_back_s": stated,
+        "fail_back_within_stated": None if stated is None else routed - restored <= stated,
         "time_to_first_base_success_s": round(back - restored, 3),
         "after_on_base": sum(1 for o in after if o.backend == "base"),
     }
@@ -336,7 +386,95 @@ async def scenario_e(sc: Scenario) -> dict[str, Any]:
             "base_served_after_fault": base_after}  # fmt: skip
 
 
-SCRIPTS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e}
+def _fault_proxy(sc: Scenario) -> FaultProxy:
+    fault = sc.topo.base.fault
+    assert fault is not None, "skip_reason() keeps f, g and h to topologies with a fault proxy"
+    return fault
+
+
+def _endings(outcomes: list[Outcome]) -> dict[str, int]:
+    return dict(Counter(o.ending for o in outcomes))
+
+
+async def scenario_f(sc: Scenario) -> dict[str, Any]:
+    """Base fails every completion before a byte of the answer: the router must serve it on burst."""
+    proxy = _fault_proxy(sc)
+    sc.start(base_capacity(sc.topo))
+    await sc.wait_for("a success on base", lambda: sc.count(backend="base") >= 1)
+    at = await sc.fault("base fails before the first token", lambda: proxy.set_mode("reset"))
+    await sc.wait_for(f"{sc.settings.requests} requests after the fault",
+                      lambda: sc.ended_since(at) >= sc.settings.requests)  # fmt: skip
+    await sc.finish()
+    after = [o for o in sc.outcomes if o.start >= at]
+    _require_samples(sc, "after", after)
+    attempts = proxy.faulted["reset"]
+    lost = [o for o in after if not o.ok]
+    extra = {"attempts_on_failing_base": attempts, "requests_after_fault": len(after), "lost_after_fault": len(lost),
+             "served_by_burst_after_fault": sum(1 for o in after if o.ok and o.backend == "burst"),
+             "endings": _endings(after)}  # fmt: skip
+    if attempts == 0:
+        raise Inconclusive("the router sent no request to base after the fault: the failure was never met")
+    if lost:
+        raise GateFailed(f"{len(lost)} of {len(after)} requests lost although base failed before the first token "
+                         f"(nothing had been sent to the client): the router did not serve them on burst; "
+                         f"first: {lost[0].sample.error}")  # fmt: skip
+    return extra
+
+
+async def scenario_g(sc: Scenario) -> dict[str, Any]:
+    """Base's answers are cut after the first token: each must reach the client as an error."""
+    proxy = _fault_proxy(sc)
+    need = max(2, sc.settings.min_samples // 2)
+    sc.start(base_capacity(sc.topo))
+    await sc.wait_for("a success on base", lambda: sc.count(backend="base") >= 1)
+    at = await sc.fault("base dies mid-stream", lambda: proxy.set_mode("cut"))
+
+    def cut() -> list[Outcome]:  # every base answer started after `at` is cut by the proxy
+        return [o for o in sc.outcomes if o.start >= at and o.backend == "base"]
+
+    await sc.wait_for(f"{need} answers cut mid-stream", lambda: len(cut()) >= need)
+    await sc.finish()
+    answers = cut()
+    clean = [o for o in answers if o.truncated_clean]
+    extra = {"cut_by_fault": proxy.faulted["cut"], "cut_answers_seen": len(answers), "endings": _endings(answers),
+             "truncated_with_clean_end": len(clean)}  # fmt: skip
+    if clean:
+        raise GateFailed(f"{len(clean)} of {len(answers)} answers cut mid-stream reached the client as a clean end "
+                         f"of stream: {clean[0].sample.error}")  # fmt: skip
+    unnoticed = [o for o in answers if o.ok]
+    if unnoticed:
+        raise GateFailed(f"{len(unnoticed)} answers the proxy cut were reported complete")
+    return extra
+
+
+async def scenario_h(sc: Scenario) -> dict[str, Any]:
+    """Base answers, but `degraded_delay` late: judged on TTFT against HYBRID_DEGRADED_TTFT_P95_MS."""
+    proxy = _fault_proxy(sc)
+    need = 2 * sc.settings.min_samples
+    slo = sc.settings.degraded_ttft_p95_ms
+    sc.start(base_capacity(sc.topo))  # a load base alone would serve at once
+    await sc.wait_for("a success on base", lambda: sc.count(backend="base") >= 1)
+    at = await sc.fault("base degraded", lambda: proxy.set_mode("slow"))
+    await sc.wait_for(f"{need} requests after base was degraded", lambda: sc.ended_since(at) >= need)
+    await sc.finish()
+    after = [o for o in sc.outcomes if o.start >= at]
+    ttfts = [o.sample.ttft_ms if o.ok and o.sample.ttft_ms is not None else math.inf for o in after]
+    p95 = percentile(ttfts, 95, method="inverted_cdf")  # a failure is an infinite TTFT
+    on_base = sum(1 for o in after if o.backend == "base")
+    extra = {"degraded_delay_s": sc.settings.degraded_delay, "ttft_slo_ms": slo, "requests_after": len(after),
+             "on_base_after": on_base, "on_burst_after": sum(1 for o in after if o.backend == "burst"),
+             "ttft_p95_after_ms": p95 if p95 is None or math.isfinite(p95) else None,
+             "failed_after": sum(1 for o in after if not o.ok)}  # fmt: skip
+    if p95 is None or p95 > slo:
+        shown = "failures" if p95 is None or not math.isfinite(p95) else f"{p95:.0f}ms"
+        raise GateFailed(f"the router keeps waiting on a degraded base: {on_base} of {len(after)} requests went to "
+                         f"base ({sc.settings.degraded_delay:g}s slower); TTFT p95 {shown} > {slo:.0f}ms "
+                         "(HYBRID_DEGRADED_TTFT_P95_MS)")  # fmt: skip
+    return extra
+
+
+SCRIPTS = {"a": scenario_a, "b": scenario_b, "c": scenario_c, "d": scenario_d, "e": scenario_e, "f": scenario_f,
+           "g": scenario_g, "h": scenario_h}  # fmt: skip
 
 
 def skip_reason(key: str, topo: Topology) -> str | None:
@@ -344,6 +482,26 @@ def skip_reason(key: str, topo: Topology) -> str | None:
         return "no way to stop and restart base: give --base-stop-cmd and --base-start-cmd"
     if key == "e" and topo.burst.kill is None:
         return "no way to stop burst: give HYBRID_BURST_STOP_CMD"
+    if key in FAULT_PROXY_SCENARIOS and topo.base.fault is None:
+        return "needs a fault proxy between the router and base: only the reference topology has one"
+    return None
+
+
+def declared(key: str, topo: Topology, settings: HybridSettings) -> str | None:
+    """Why the router under test is known to break scenario `key` (None: it is not)."""
+    if settings.known_deviations is not None:
+        return "declared in HYBRID_KNOWN_DEVIATIONS" if key in settings.known_deviations else None
+    if settings.reference:
+        return DECLARED_DEVIATIONS[settings.router].get(key)
+    return None
+
+
+def contract_breach(outcomes: list[Outcome]) -> str | None:
+    """The rule of scenario g, in every scenario: no cut answer may end like a finished one."""
+    clean = [o for o in outcomes if o.truncated_clean]
+    if clean:
+        return (f"{len(clean)} answers were cut and ended with a clean end of stream (the client cannot tell them "
+                f"from finished ones): {clean[0].sample.error}")  # fmt: skip
     return None
 
 
@@ -356,24 +514,35 @@ async def run_scenario(
         return ScenarioResult(key, "skipped", 0.0, reason=reason)
     sc = Scenario(key, topo, settings, notify)
     status, error, extra = "passed", None, {}
+    inconclusive = False
     try:
         extra = await SCRIPTS[key](sc)
     except Inconclusive as exc:
-        status, error = "failed", f"inconclusive: {exc}"
+        status, error, inconclusive = "failed", f"inconclusive: {exc}", True
     except GateFailed as exc:
         status, error = "failed", str(exc)
     finally:
         sc.stop.set()
         if sc.task is not None and not sc.task.done():
             await sc.task
+        if topo.base.fault is not None:
+            topo.base.fault.set_mode("pass")
+    if status == "passed" and (breach := contract_breach(sc.outcomes)):
+        status, error = "failed", breach
+    deviation = declared(key, topo, settings)
+    if deviation and status == "failed" and not inconclusive:
+        status, error = "xfailed", f"declared deviation ({deviation}): {error}"
+    elif deviation and status == "passed":
+        status, error = "xpassed", f"does better than declared ({deviation}): remove the declaration"
     result = ScenarioResult(key, status, time.monotonic() - started, getattr(sc, "users", 0), error=error,
                             events=dict(sc.events), outcomes=list(sc.outcomes), extra=extra)  # fmt: skip
     notify(f"{result.name}: {status}" + (f" ({error})" if error else "") + f" in {result.duration:.1f}s")
     return result
 
 
-async def ensure_base_up(topo: Topology, notify: Callable[[str], None]) -> None:
-    """Before e: base must be serving again (d restores it; if d did not run to the end, restore it here)."""
-    if topo.base.healthy() is False and topo.base.restore is not None:
-        notify("base is down before scenario e: restoring it")
-        await asyncio.to_thread(topo.base.restore)
+async def ensure_up(topo: Topology, notify: Callable[[str], None]) -> None:
+    """Before a scenario that needs both backends: restore any that an earlier one left down."""
+    for backend in topo.backends.values():
+        if backend.healthy() is False and backend.restore is not None:
+            notify(f"{backend.name} is down before the next scenario: restoring it")
+            await asyncio.to_thread(backend.restore)

@@ -1,8 +1,8 @@
-"""`scripts/run_tests.py --suite hybrid`: the five scenarios as a results document with a `hybrid` block.
+"""`scripts/run_tests.py --suite hybrid`: the scenarios as a results document with a `hybrid` block.
 
     run_suite(RunRequest(suite="hybrid", target=None, options={"router_url": ..., "base_url": ..., ...}))
 
-Options (all optional; None = not given, the HYBRID_* environment variable applies): router_url,
+Options (all optional; None = not given, the HYBRID_* environment variable applies): router, router_url,
 base_url, burst_url, base_stop_cmd, base_start_cmd, burst_stop_cmd. Without router_url the reference
 topology is built on loopback and torn down afterwards. Unreachable router/backends raise
 InfrastructureError naming which (exit 2); bad settings ConfigError (exit 3).
@@ -20,14 +20,15 @@ from typing import Any
 from llmpyramid import results
 from llmpyramid.config import redact_url
 from llmpyramid.errors import ExitCode
-from llmpyramid.hybrid.config import HybridSettings
+from llmpyramid.hybrid.config import FAULT_PROXY_SCENARIOS, HybridSettings
+from llmpyramid.hybrid.cost import cost_per_slo_request
 from llmpyramid.hybrid.report import PLOT_FILE, SAMPLES_FILE, flat_metrics, plot_timeline, scenario_block, write_samples
 from llmpyramid.hybrid.router import litellm_version
-from llmpyramid.hybrid.scenarios import ScenarioResult, ensure_base_up, run_scenario
+from llmpyramid.hybrid.scenarios import DECLARED_DEVIATIONS, ScenarioResult, ensure_up, run_scenario
 from llmpyramid.hybrid.topology import Topology, external_topology, reference_topology
 from llmpyramid.runs import RunRequest, SuiteRun
 
-OPTION_NAMES = ("router_url", "base_url", "burst_url", "base_stop_cmd", "base_start_cmd", "burst_stop_cmd")
+OPTION_NAMES = ("router", "router_url", "base_url", "burst_url", "base_stop_cmd", "base_start_cmd", "burst_stop_cmd")
 
 
 def _stderr(message: str) -> None:
@@ -42,7 +43,8 @@ def settings_from(options: Mapping[str, Any] | None) -> HybridSettings:
 @contextlib.contextmanager
 def topology(settings: HybridSettings, notify: Callable[[str], None]) -> Iterator[Topology]:
     if settings.reference:
-        litellm_version()  # refuse a missing or compromised router before starting anything
+        if settings.router == "litellm":
+            litellm_version()  # refuse a missing or compromised router before starting anything
         with reference_topology(settings, notify) as topo:
             yield topo
     else:
@@ -53,23 +55,23 @@ def topology(settings: HybridSettings, notify: Callable[[str], None]) -> Iterato
 async def _scenarios(topo: Topology, settings: HybridSettings, notify: Callable[[str], None]) -> list[ScenarioResult]:
     out = []
     for key in settings.scenarios:
-        if key == "e":
-            await ensure_base_up(topo, notify)
+        if key in ("e", *FAULT_PROXY_SCENARIOS):  # (d expects base down: c killed it, d restores it)
+            await ensure_up(topo, notify)
         out.append(await run_scenario(key, topo, settings, notify))
     return out
 
 
 def run_hybrid(settings: HybridSettings, notify: Callable[[str], None] = _stderr) -> tuple[dict[str, Any], ExitCode]:
-    """Build (or reach) the topology, run the five scenarios, return (results document, exit code)."""
+    """Build (or reach) the topology, run the scenarios, return (results document, exit code)."""
     started = time.monotonic()
     t0 = time.time()
     router_usage: dict[str, Any] = {}
     with topology(settings, notify) as topo:
+        topo_slots = {name: b.slots for name, b in topo.backends.items()}
         scenario_results = asyncio.run(_scenarios(topo, settings, notify))
         if topo.router is not None:
             topo.router.sample()
-            version = topo.router.process.version if topo.router.process else None
-            router_usage = {"router": f"litellm {version}", "router_cpu_seconds": topo.router.cpu_seconds(),
+            router_usage = {"router": topo.router.label, "router_cpu_seconds": topo.router.cpu_seconds(),
                             "router_peak_rss_bytes": topo.router.peak_rss or None,
                             "router_off_loopback_connections": sorted(topo.router.foreign)}  # fmt: skip
         described = {
@@ -78,8 +80,14 @@ def run_hybrid(settings: HybridSettings, notify: Callable[[str], None] = _stderr
             "base_url": topo.base.url and redact_url(topo.base.url),
             "burst_url": topo.burst.url and redact_url(topo.burst.url),
             "base_capacity": topo.base.slots,
-            "router_config": str(settings.router_config) if settings.reference else None,
-            "attribution_header": settings.backend_header,
+            "router_kind": settings.router if settings.reference else None,
+            "router_config": str(settings.router_config_path) if settings.reference else None,
+            "attribution_header": settings.attribution_header,
+            "declared_deviations": (
+                dict(DECLARED_DEVIATIONS[settings.router])
+                if settings.reference and settings.known_deviations is None
+                else list(settings.known_deviations or ())
+            ),
         }
     wall = time.monotonic() - started
     blocks = [scenario_block(r, t0) for r in scenario_results]
@@ -104,6 +112,7 @@ def run_hybrid(settings: HybridSettings, notify: Callable[[str], None] = _stderr
         **router_usage,
         "wall_seconds": round(wall, 2),
         "scenarios": {b["name"]: b for b in blocks},
+        "cost_per_slo_request": cost_per_slo_request(scenario_results, topo_slots, settings),
         "artifacts": artifacts,
     }
     return doc, code

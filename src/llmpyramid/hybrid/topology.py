@@ -1,9 +1,11 @@
 """Base + burst behind a router: the reference topology on loopback, or the user's deployment.
 
 Reference: two embedded llama.cpp stacks (base with fewer slots, so it saturates first; burst with
-more) and LiteLLM's proxy in front, each on a free loopback port, each a managed service that stops
-on success, failure, Ctrl-C, SIGTERM and when this process dies. Faults are real: SIGKILL of a
-backend's server process; restoring base starts a fresh server on the same port.
+more) and a reference router in front (LiteLLM's proxy or HAProxy), each on a free loopback port, each
+a managed service that stops on success, failure, Ctrl-C, SIGTERM and when this process dies. The
+router reaches base through a fault proxy (faultproxy.py: transparent until a scenario switches it).
+Faults are real: SIGKILL of a backend's server process, restoring starts a fresh server on the same
+port; or the fault proxy failing base's answers before the first token, mid-stream, or late.
 
 External: the router and backends the user names; faults run the user's stop/start commands.
 """
@@ -26,7 +28,8 @@ import httpx
 from llmpyramid.config import StackSettings, redact_url
 from llmpyramid.errors import InfrastructureError
 from llmpyramid.hybrid.config import HybridSettings
-from llmpyramid.hybrid.router import LiteLLMRouter
+from llmpyramid.hybrid.faultproxy import FaultProxy
+from llmpyramid.hybrid.router import LiteLLMRouter, ManagedRouter
 from llmpyramid.ports import free_port
 from llmpyramid.stack.embedded import EmbeddedStack
 
@@ -51,6 +54,7 @@ class Backend:
     restore: Callable[[], None] | None = None
     pid: Callable[[], int | None] = lambda: None
     slots: int | None = None
+    fault: FaultProxy | None = None  # between the router and this backend (reference topology, base)
 
     def healthy(self) -> bool | None:
         """/health is 200 (None: no URL to ask)."""
@@ -72,7 +76,7 @@ class Topology:
     api_key: str | None
     model: str
     backends: dict[str, Backend]
-    router: LiteLLMRouter | None = None  # set for the reference topology
+    router: ManagedRouter | None = None  # set for the reference topology
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -151,29 +155,47 @@ class _LocalBackend:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, 0)  # reap it if it is our child, so it is gone, not a zombie
 
-    def backend(self) -> Backend:
-        return Backend(self.name, self.url, kill=self.kill, restore=self.up, pid=self.pid, slots=self.settings.parallel)
+    def backend(self, fault: FaultProxy | None = None) -> Backend:
+        return Backend(self.name, self.url, kill=self.kill, restore=self.up, pid=self.pid, slots=self.settings.parallel,
+                       fault=fault)  # fmt: skip
+
+
+def make_router(settings: HybridSettings, run_dir: Path) -> ManagedRouter:
+    """The reference router HYBRID_ROUTER names (HAProxy's module loads only when it is chosen)."""
+    config, timeout = settings.router_config_path, settings.router_startup_timeout
+    if settings.router == "haproxy":
+        from llmpyramid.hybrid.haproxy import HAProxyRouter
+
+        return HAProxyRouter(config, run_dir, binary=settings.haproxy_bin, startup_timeout=timeout)
+    return LiteLLMRouter(config, run_dir, startup_timeout=timeout)
 
 
 @contextlib.contextmanager
 def reference_topology(settings: HybridSettings, notify: Callable[[str], None]) -> Iterator[Topology]:
-    """Two embedded stacks + LiteLLM on loopback; everything stops when the block exits, however it exits."""
+    """Two embedded stacks, a fault proxy and the router on loopback; all stop when the block exits, however."""
     with contextlib.ExitStack() as cleanup:
         tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="llmpyramid-hybrid-")))
         key = secrets.token_hex(16)  # the backends require a key, as production ones should
         base = _LocalBackend("base", settings.base_slots, tmp / "base", key, notify)
         burst = _LocalBackend("burst", settings.burst_slots, tmp / "burst", key, notify)
-        router = LiteLLMRouter(settings.router_config, tmp / "router", startup_timeout=settings.router_startup_timeout)
+        router = make_router(settings, tmp / "router")
+        fault = cleanup.enter_context(FaultProxy(base.url, delay_s=settings.degraded_delay))
         env = {
-            "HYBRID_BASE_API_BASE": f"{base.url}/v1",
+            # LiteLLM's file names URLs and a key per backend; HAProxy's addresses and one key for both
+            "HYBRID_BASE_API_BASE": f"{fault.url}/v1",
             "HYBRID_BURST_API_BASE": f"{burst.url}/v1",
             "HYBRID_BASE_API_KEY": key,
             "HYBRID_BURST_API_KEY": key,
+            "HYBRID_BASE_ADDR": fault.address,
+            "HYBRID_BURST_ADDR": burst.url.removeprefix("http://"),
+            "HYBRID_BACKEND_API_KEY": key,
+            "HYBRID_BASE_SLOTS": str(settings.base_slots),
+            "HYBRID_BURST_SLOTS": str(settings.burst_slots),
         }
         cleanup.callback(router.down)
         cleanup.callback(base.stack.down)
         cleanup.callback(burst.stack.down)
-        # The router's import takes far longer than a stack's start: it loads while the stacks start.
+        # LiteLLM's import takes far longer than a stack's start: it loads while the stacks start.
         router.start(env)
         base.up()
         burst.up()
@@ -183,6 +205,6 @@ def reference_topology(settings: HybridSettings, notify: Callable[[str], None]) 
             router.process.url,
             router.process.api_key,
             settings.model,
-            {"base": base.backend(), "burst": burst.backend()},
+            {"base": base.backend(fault), "burst": burst.backend()},
             router=router,
         )

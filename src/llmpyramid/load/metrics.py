@@ -117,11 +117,12 @@ class Arrivals:
                 "issue_lag_p95_ms": pct(0.95), "issue_lag_max_ms": pct(1.0)}  # fmt: skip
 
 
-def _pct(values: Sequence[float], q: float) -> float | None:
+def percentile(values: Sequence[float], q: float, *, method: str = "linear") -> float | None:
+    """numpy's percentile, rounded; `inverted_cdf` (nearest rank) where values may be infinite (a failure)."""
     import numpy as np  # here, not at import: the front door and locust's start-up do not need it
 
     arr = np.asarray(values, dtype=float)
-    return None if arr.size == 0 else round(float(np.percentile(arr, q)), 2)
+    return None if arr.size == 0 else round(float(np.percentile(arr, q, method=method)), 2)
 
 
 def meets(sample: Sample, limits: dict[str, float]) -> bool:
@@ -172,17 +173,17 @@ def summarize(
         "goodput_rps": round(good / duration_s, 3),
         "goodput_share": round(good / n, 4),
         "goodput_limits": dict(limits or {}),
-        "p50_latency_ms": _pct(lat, 50),
-        "p95_latency_ms": _pct(lat, 95),
-        "p99_latency_ms": _pct(lat, 99),
-        "ttft_p50_ms": _pct(ttft, 50),
-        "ttft_p95_ms": _pct(ttft, 95),
-        "ttft_p99_ms": _pct(ttft, 99),
-        "itl_p50_ms": _pct(itl, 50),
-        "itl_p95_ms": _pct(itl, 95),
-        "itl_p99_ms": _pct(itl, 99),
-        "tpot_p50_ms": _pct(tpot, 50),
-        "tpot_p95_ms": _pct(tpot, 95),
+        "p50_latency_ms": percentile(lat, 50),
+        "p95_latency_ms": percentile(lat, 95),
+        "p99_latency_ms": percentile(lat, 99),
+        "ttft_p50_ms": percentile(ttft, 50),
+        "ttft_p95_ms": percentile(ttft, 95),
+        "ttft_p99_ms": percentile(ttft, 99),
+        "itl_p50_ms": percentile(itl, 50),
+        "itl_p95_ms": percentile(itl, 95),
+        "itl_p99_ms": percentile(itl, 99),
+        "tpot_p50_ms": percentile(tpot, 50),
+        "tpot_p95_ms": percentile(tpot, 95),
         "output_tokens": out_tokens,
         "output_tokens_per_second": round(out_tokens / duration_s, 2),
         "duration_seconds": round(duration_s, 2),
@@ -192,8 +193,8 @@ def summarize(
         failed_at_timeout = [failure_ms] * failures
         failed_streams = [failure_ms for s in samples if not s.ok and s.kind.endswith("_stream")]
         for q in (50, 95, 99):
-            out[f"p{q}_latency_with_failures_ms"] = _pct(lat + failed_at_timeout, q)
-        out["ttft_p95_with_failures_ms"] = _pct(ttft + failed_streams, 95)
+            out[f"p{q}_latency_with_failures_ms"] = percentile(lat + failed_at_timeout, q)
+        out["ttft_p95_with_failures_ms"] = percentile(ttft + failed_streams, 95)
     return out
 
 
