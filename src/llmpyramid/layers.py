@@ -145,7 +145,7 @@ LAYERS: tuple[Layer, ...] = (
           tags=("hybrid",), needs=(ROUTER, HAPROXY), flags=("router",), estimate_s=60),
     Layer("hybrid_faults", "the hybrid layer's front door for real: broken router configs, interrupts, kills, "
           "unreachable router", ("test", "load", "hybrid"), paths=("tests/hybrid_faults",), tags=("hybrid",),
-          needs=(ROUTER, HAPROXY), estimate_s=240),
+          needs=(ROUTER, HAPROXY), estimate_s=120),
     Layer("frontdoors", "bad input at every front door: one line, exit 3 (2 unreachable), no traceback, no stale file",
           # independent cases, most in-process (a subprocess sample per front door): one pytest worker per core
           ("dev", "cloud", "hybrid"), paths=("tests/frontdoors",), pytest_extra=XDIST, tags=("security",),

@@ -54,6 +54,7 @@ HYBRID_CASES: list[tuple[str, list[str], int, Marks]] = [
     ("--burst-url malformed", ["--router-url", "http://127.0.0.1:1", "--burst-url", "ftp://x"], 3, ()),
     ("--base-stop-cmd unbalanced quote", ["--router-url", "http://127.0.0.1:1", "--base-stop-cmd", "kill 'x"], 3, ()),
     ("--output xml", ["--output", "xml"], 3, ()),
+    ("--router nginx", ["--router", "nginx"], 3, ()),
     ("unknown flag", ["--bogus"], 3, ()),
     ("router credentials unreachable", ["--router-url", CRED_HOST_URL], 2, ()),
     ("router unreachable", ["--router-url", "http://127.0.0.1:1"], 2, ()),

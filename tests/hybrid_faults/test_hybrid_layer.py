@@ -1,4 +1,9 @@
-"""The hybrid layer for real: two embedded llama.cpp stacks behind LiteLLM's proxy on loopback.
+"""The hybrid layer for real: two embedded llama.cpp stacks behind a reference router on loopback.
+
+The layer's own sessions (`nox -s hybrid`, `nox -s hybrid_haproxy`) run every scenario with each
+reference router; this file checks its front door: the document's shape, broken router configurations
+and a router that hides a broken stream (each must fail the scenario that exists to catch it), Ctrl-C,
+SIGKILL and unreachable routers.
 
 Each test runs the layer's front door (`python -m llmpyramid.hybrid`) as a child process, as a user
 would, and checks the document it prints, its exit code, and that every process it started (router,
@@ -8,6 +13,7 @@ time limits are generous ones against a hang.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -27,9 +33,13 @@ import pytest
 import yaml
 
 from llmpyramid import results
-from llmpyramid.hybrid.config import REFERENCE_CONFIG
+from llmpyramid.hybrid.config import REFERENCE_CONFIGS, HybridSettings
+from llmpyramid.hybrid.faultproxy import FaultProxy
+from llmpyramid.hybrid.scenarios import run_scenario
+from llmpyramid.hybrid.topology import Backend, Topology, _LocalBackend
 from llmpyramid.ports import free_port
 from tests.support.leftovers import commands, with_env
+from tests.support.masking_router import MaskingRouter
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -79,29 +89,34 @@ def _backend_answered(tmp_path: Path) -> bool:
     return any("print_timing" in log.read_text(errors="replace") for log in logs)
 
 
-def test_reference_topology_runs_five_scenarios_with_attribution_and_phases(tmp_path):
-    proc, doc = _run(tmp_path)
+def test_reference_topology_document_has_attribution_phases_operator_numbers_and_cost(tmp_path):
+    proc, doc = _run(tmp_path, HYBRID_SCENARIOS="a,b,c,d")  # all eight run in the hybrid sessions
     assert doc is not None, f"no JSON document on stdout (exit {proc.returncode}): {proc.stderr[-800:]}"
     results.validate(doc)
     failed = [f"{t['name']}: {t.get('error')}" for t in doc["tests"] if t["status"] != "passed"]
     assert proc.returncode == 0 and not failed, f"exit {proc.returncode}: {failed}"
     h = doc["hybrid"]
     sc = h["scenarios"]
-    assert list(sc) == ["a_below_base_capacity", "b_overflow_to_burst", "c_base_killed", "d_base_restored",
-                        "e_burst_lost_during_overflow"]  # fmt: skip
+    assert list(sc) == ["a_below_base_capacity", "b_overflow_to_burst", "c_base_killed", "d_base_restored"]
     # a: every request attributed to base; b: both backends served, burst took the overflow
     assert set(sc["a_below_base_capacity"]["served_by"]) == {"base"}
     assert sc["b_overflow_to_burst"]["served_by"]["burst"] >= 1 and sc["b_overflow_to_burst"]["served_by"]["base"] >= 1
-    # c: base died with streams in flight; burst answered afterwards; phases split around the fault
+    # c: base died with streams in flight; burst answered afterwards; phases split around the fault; the
+    # operators' numbers: in-flight vs. post-fault losses, first failure, failure window, time back to SLO
     c = sc["c_base_killed"]
     assert c["in_flight_at_fault"] >= 1 and c["time_to_first_burst_success_s"] >= 0
+    assert c["lost_in_flight"] + c["lost_new"] == c["lost"] - c["phases"]["before"]["lost"]
+    if c["lost"]:
+        assert c["first_failure_s"] is not None and c["failure_window_s"] >= 0
+    assert c["ttft_p95_back_within_slo_s"] is not None and c["ttft_slo_ms"] > 0
     assert set(c["phases"]) == {"before", "during", "after"}
     assert set(c["phases"]["before"]["served_by"]) == {"base"} and set(c["phases"]["after"]["served_by"]) == {"burst"}
-    # d: traffic returned to base; e: base kept serving, nothing hung
+    # d: traffic returned to base, measured against the cooldown the configuration states
     d = sc["d_base_restored"]
     assert d["time_to_fail_back_s"] >= 0 and d["phases"]["after"]["served_by"].get("base", 0) >= 1
-    e = sc["e_burst_lost_during_overflow"]
-    assert e["hung"] == 0 and e["base_served_after_fault"] >= 1
+    assert d["stated_fail_back_s"] == 5.0  # router/litellm.yaml's cooldown_time
+    cost = h["cost_per_slo_request"]
+    assert cost["base"]["usd"] > 0 and cost["burst"]["usd"] > 0 and "pinned catalog" in cost["burst"]["price"]
     assert h["router_cpu_seconds"] > 0 and h["router_peak_rss_bytes"] > 0
     assert h["router_off_loopback_connections"] == []  # sampled twice a second: LiteLLM never phoned home
     assert Path(h["artifacts"]["plot"]).stat().st_size > 0
@@ -112,9 +127,53 @@ def test_reference_topology_runs_five_scenarios_with_attribution_and_phases(tmp_
         httpx.get(h["topology"]["router_url"] + "/health/liveliness", timeout=5)
 
 
+def test_haproxy_config_that_never_fails_over_fails_scenario_c_saying_so(tmp_path):
+    """router/haproxy.cfg without its failover lines (health checks, retries, redispatch): with base killed,
+    HAProxy keeps sending every request to it and burst never answers."""
+    keep = [ln for ln in REFERENCE_CONFIGS["haproxy"].read_text().splitlines()
+            if not ln.strip().startswith(("retries", "option redispatch", "retry-on", "option httpchk", "http-check",
+                                          "default-server"))]  # fmt: skip
+    broken = tmp_path / "no-failover.cfg"
+    broken.write_text("\n".join(re.sub(r" check\b", "", ln) if ln.strip().startswith("server") else ln
+                                for ln in keep) + "\n")  # fmt: skip
+    proc, doc = _run(tmp_path, "--router", "haproxy", HYBRID_ROUTER_CONFIG=str(broken), HYBRID_SCENARIOS="c",
+                     HYBRID_SCENARIO_TIMEOUT="20")  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-800:]
+    assert doc is not None
+    (c,) = doc["tests"]
+    assert c["name"] == "c_base_killed" and c["status"] == "failed"
+    assert "a success on burst after base was killed did not happen within 20s" in c["error"], c["error"]
+    assert doc["hybrid"]["topology"]["router_kind"] == "haproxy"
+    _assert_all_stopped(tmp_path, proc.stderr)
+
+
+def test_a_router_that_ends_a_cut_stream_with_a_clean_done_fails_scenario_g(tmp_path):
+    """Base (real llama.cpp) behind the fault proxy behind a router that, when the answer breaks off, writes
+    `data: [DONE]` and ends cleanly: g fails naming the clean end. The same router without that masking
+    (the broken answer breaks the client's connection) passes g: the scenario can tell them apart."""
+    settings = HybridSettings.from_env(environ={"HYBRID_ROUTER": "haproxy", "HYBRID_SCENARIO_TIMEOUT": "60"})
+    key = "k" * 32
+    base = _LocalBackend("base", 2, tmp_path / "base", key, lambda m: print(m, file=sys.stderr))
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(base.stack.down)
+        base.up()
+        fault = cleanup.enter_context(FaultProxy(base.url))
+        verdicts = {}
+        for mask in (True, False):
+            with MaskingRouter(fault.url, mask=mask) as router:
+                backends = {"base": Backend("base", base.url, slots=2, fault=fault), "burst": Backend("burst", None)}
+                topo = Topology(router.url, key, "llm", backends)
+                result = asyncio.run(run_scenario("g", topo, settings, lambda m: print(m, file=sys.stderr)))
+                verdicts[mask] = (result.status, result.error, sum(o.truncated_clean for o in result.outcomes))
+    status, error, clean = verdicts[True]
+    assert status == "failed" and "clean end of stream" in str(error) and clean >= 2, verdicts
+    status, error, clean = verdicts[False]
+    assert status == "passed" and clean == 0, verdicts
+
+
 def test_router_that_never_overflows_fails_scenario_b_saying_so(tmp_path):
     """The reference config without base's concurrency cap: base queues everything, burst idles."""
-    config = yaml.safe_load(REFERENCE_CONFIG.read_text())
+    config = yaml.safe_load(REFERENCE_CONFIGS["litellm"].read_text())
     base = next(m for m in config["model_list"] if m["model_info"]["id"] == "base")
     del base["litellm_params"]["max_parallel_requests"]
     broken = tmp_path / "no-overflow.yaml"

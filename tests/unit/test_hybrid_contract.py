@@ -68,7 +68,8 @@ def test_a_non_2xx_answer_is_an_http_error_not_a_broken_stream():
 
 
 def _o(start: float, end: float, ok: bool = True, ttft: float | None = 100.0, backend: str = "base") -> Outcome:
-    sample = Sample(start=start, kind="chat_stream", latency_ms=(end - start) * 1000, ok=ok, ttft_ms=ttft if ok else None)
+    latency = (end - start) * 1000
+    sample = Sample(start=start, kind="chat_stream", latency_ms=latency, ok=ok, ttft_ms=ttft if ok else None)
     return Outcome(sample, backend=backend, status=200, streamed=True)
 
 
@@ -86,8 +87,9 @@ def _topology(fault: object | None = None) -> Topology:
 
 @pytest.mark.parametrize(
     ("raised", "declared", "status"),
-    [(None, False, "passed"), (scenarios.GateFailed("x"), False, "failed"), (scenarios.GateFailed("x"), True, "xfailed"),
-     (None, True, "xpassed"), (scenarios.Inconclusive("too few"), True, "failed")],
+    [(None, False, "passed"), (scenarios.GateFailed("x"), False, "failed"),
+     (scenarios.GateFailed("x"), True, "xfailed"), (None, True, "xpassed"),
+     (scenarios.Inconclusive("too few"), True, "failed")],
 )  # fmt: skip
 def test_a_declared_deviation_is_xfailed_when_it_shows_and_xpassed_when_the_router_does_better(
     monkeypatch, raised, declared, status
@@ -148,7 +150,7 @@ def test_haproxy_binary_is_the_given_one_then_path_then_debians_package(tmp_path
     monkeypatch.setattr(haproxy.shutil, "which", lambda name: str(exe) if name == "haproxy" else None)
     assert haproxy.haproxy_command() == (exe, {})
     monkeypatch.setattr(haproxy.shutil, "which", lambda name: None)  # no haproxy, no apt-get
-    with pytest.raises(haproxy.ConfigError, match="haproxy not found .*HYBRID_HAPROXY_BIN"):
+    with pytest.raises(haproxy.ConfigError, match=r"haproxy not found .*HYBRID_HAPROXY_BIN"):
         haproxy.haproxy_command()
 
 

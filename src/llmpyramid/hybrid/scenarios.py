@@ -450,7 +450,7 @@ async def scenario_g(sc: Scenario) -> dict[str, Any]:
 async def scenario_h(sc: Scenario) -> dict[str, Any]:
     """Base answers, but `degraded_delay` late: judged on TTFT against HYBRID_DEGRADED_TTFT_P95_MS."""
     proxy = _fault_proxy(sc)
-    need = 2 * sc.settings.min_samples
+    need = sc.settings.min_samples + 2  # each takes degraded_delay when the router keeps waiting
     slo = sc.settings.degraded_ttft_p95_ms
     sc.start(base_capacity(sc.topo))  # a load base alone would serve at once
     await sc.wait_for("a success on base", lambda: sc.count(backend="base") >= 1)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from llmpyramid import results
+from llmpyramid import layers, results
 from llmpyramid.config import redact_url
 from llmpyramid.errors import ExitCode
 from llmpyramid.hybrid.config import FAULT_PROXY_SCENARIOS, HybridSettings
@@ -35,9 +36,10 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def settings_from(options: Mapping[str, Any] | None) -> HybridSettings:
+def settings_from(options: Mapping[str, Any] | None, layer: str = "hybrid") -> HybridSettings:
+    """Flags over the environment over the layer's defaults (hybrid_haproxy: HYBRID_ROUTER=haproxy)."""
     given = {k: v for k, v in (options or {}).items() if v is not None}
-    return HybridSettings.from_env(**given)
+    return HybridSettings.from_env(layers.get(layer).environ(os.environ), **given)
 
 
 @contextlib.contextmanager
@@ -61,7 +63,9 @@ async def _scenarios(topo: Topology, settings: HybridSettings, notify: Callable[
     return out
 
 
-def run_hybrid(settings: HybridSettings, notify: Callable[[str], None] = _stderr) -> tuple[dict[str, Any], ExitCode]:
+def run_hybrid(
+    settings: HybridSettings, notify: Callable[[str], None] = _stderr, *, suite: str = "hybrid"
+) -> tuple[dict[str, Any], ExitCode]:
     """Build (or reach) the topology, run the scenarios, return (results document, exit code)."""
     started = time.monotonic()
     t0 = time.time()
@@ -106,7 +110,7 @@ def run_hybrid(settings: HybridSettings, notify: Callable[[str], None] = _stderr
         notes.append(f"hybrid artifacts not written: {type(exc).__name__}: {exc}")
     code = ExitCode.FAILURES if any(r.status == "failed" for r in scenario_results) else ExitCode.OK
     target = None if settings.reference else redact_url(topo.router_url)  # null: the run built its own
-    doc = results.build_document(tests, wall, suite="hybrid", target=target, exit_code=code, notes=notes or None)
+    doc = results.build_document(tests, wall, suite=suite, target=target, exit_code=code, notes=notes or None)
     doc["hybrid"] = {
         "topology": described,
         **router_usage,
@@ -120,6 +124,6 @@ def run_hybrid(settings: HybridSettings, notify: Callable[[str], None] = _stderr
 
 def run_suite(req: RunRequest) -> SuiteRun:
     """The `--suite hybrid` entry point: RunRequest -> SuiteRun (options carry the router flags)."""
-    settings = settings_from(req.options)
-    doc, code = run_hybrid(settings, req.log)
+    settings = settings_from(req.options, req.suite)
+    doc, code = run_hybrid(settings, req.log, suite=req.suite)
     return SuiteRun(doc, code)
