@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass
@@ -117,7 +117,9 @@ class Arrivals:
                 "issue_lag_p95_ms": pct(0.95), "issue_lag_max_ms": pct(1.0)}  # fmt: skip
 
 
-def percentile(values: Sequence[float], q: float, *, method: str = "linear") -> float | None:
+def percentile(
+    values: Sequence[float], q: float, *, method: Literal["linear", "inverted_cdf"] = "linear"
+) -> float | None:
     """numpy's percentile, rounded; `inverted_cdf` (nearest rank) where values may be infinite (a failure)."""
     import numpy as np  # here, not at import: the front door and locust's start-up do not need it
 
