@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llmpyramid.hybrid.scenarios import ScenarioResult, phase_stats, split_phases
+from llmpyramid.hybrid.scenarios import FAULTS, ScenarioResult, phase_stats, split_phases
 
 PLOT_FILE = "hybrid_timeline.png"
 SAMPLES_FILE = "hybrid_samples.jsonl"
@@ -23,6 +23,8 @@ def _recovery_event(r: ScenarioResult) -> tuple[float | None, float | None]:
         return ev.get("base restored"), ev.get("first base success")
     if r.key == "e":
         return ev.get("burst killed"), ev.get("first base success")
+    if r.key in ("f", "g", "h"):  # during = in flight when the proxy switched; after = started since
+        return ev.get(FAULTS[r.key]), ev.get(FAULTS[r.key])
     return None, None
 
 
@@ -96,10 +98,11 @@ def plot_timeline(path: Path, results: Sequence[ScenarioResult], t0: float) -> P
         ax.axvspan(lo, hi, color="0.93" if i % 2 else "0.88", zorder=0)
         ax.text((lo + hi) / 2, 1.01, r.key, transform=ax.get_xaxis_transform(), ha="center", fontsize=11)
         for name, at in r.events.items():
-            style = "--" if "killed" in name else ":"
-            ax.axvline(at - t0, color="black" if "killed" in name else "green", linestyle=style, linewidth=1.2)
-            if "killed" in name or "restored" in name:
-                ax.text(at - t0, 0.97, f" {name}", transform=ax.get_xaxis_transform(), fontsize=8, va="top")
+            fault = name in FAULTS.values()
+            ax.axvline(at - t0, color="black" if fault else "green", linestyle="--" if fault else ":", linewidth=1.2)
+            if fault or name in ("base restored", "first failure", "p95 TTFT back within SLO"):
+                ax.text(at - t0, 0.97, f" {name}", transform=ax.get_xaxis_transform(), fontsize=8, va="top",
+                        rotation=90)  # fmt: skip
     seen: set[str] = set()
     for r in results:
         for o in r.outcomes:
@@ -110,7 +113,7 @@ def plot_timeline(path: Path, results: Sequence[ScenarioResult], t0: float) -> P
                     marker="x" if key == "failed" else None, markevery=[1], label=label, alpha=0.8)  # fmt: skip
     ax.set_xlabel("seconds since the layer started (each line: one request, start to end)")
     ax.set_ylabel("latency (s)")
-    ax.set_title("hybrid layer: requests by serving backend; dashed = backend killed, dotted = recovery events", pad=20)
+    ax.set_title("hybrid layer: requests by serving backend; dashed = fault injected, dotted = measured events", pad=20)
     ax.legend(loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,9 @@ NAMES = {
     "g": "g_base_dies_mid_stream",
     "h": "h_base_degraded",
 }
+# The fault each scenario injects, as named on its events and the timeline plot.
+FAULTS = {"c": "base killed", "e": "burst killed", "f": "base fails before the first token",
+          "g": "base dies mid-stream", "h": "base degraded"}  # fmt: skip
 # What each reference router is known not to do, measured with the files in router/ (the contract suite's
 # "known deviations", for routers): scenario key -> why.
 DECLARED_DEVIATIONS: dict[str, dict[str, str]] = {
@@ -321,6 +324,10 @@ async def scenario_c(sc: Scenario) -> dict[str, Any]:
                       lambda: sc.ended_since(recovered) >= sc.settings.requests)  # fmt: skip
     await sc.finish()
     loss = _loss(sc, fault)
+    marks = (("first failure", "first_failure_s"), ("p95 TTFT back within SLO", "ttft_p95_back_within_slo_s"))
+    for event, key in marks:
+        if loss[key] is not None:  # on the timeline plot
+            sc.events[event] = fault + loss[key]
     after = [o for o in sc.outcomes if o.start >= recovered]
     _require_samples(sc, "after", after)
     if loss["hung"]:
@@ -401,7 +408,7 @@ async def scenario_f(sc: Scenario) -> dict[str, Any]:
     proxy = _fault_proxy(sc)
     sc.start(base_capacity(sc.topo))
     await sc.wait_for("a success on base", lambda: sc.count(backend="base") >= 1)
-    at = await sc.fault("base fails before the first token", lambda: proxy.set_mode("reset"))
+    at = await sc.fault(FAULTS["f"], lambda: proxy.set_mode("reset"))
     await sc.wait_for(f"{sc.settings.requests} requests after the fault",
                       lambda: sc.ended_since(at) >= sc.settings.requests)  # fmt: skip
     await sc.finish()
@@ -427,7 +434,7 @@ async def scenario_g(sc: Scenario) -> dict[str, Any]:
     need = max(2, sc.settings.min_samples // 2)
     sc.start(base_capacity(sc.topo))
     await sc.wait_for("a success on base", lambda: sc.count(backend="base") >= 1)
-    at = await sc.fault("base dies mid-stream", lambda: proxy.set_mode("cut"))
+    at = await sc.fault(FAULTS["g"], lambda: proxy.set_mode("cut"))
 
     def cut() -> list[Outcome]:  # every base answer started after `at` is cut by the proxy
         return [o for o in sc.outcomes if o.start >= at and o.backend == "base"]
@@ -454,7 +461,7 @@ async def scenario_h(sc: Scenario) -> dict[str, Any]:
     slo = sc.settings.degraded_ttft_p95_ms
     sc.start(base_capacity(sc.topo))  # a load base alone would serve at once
     await sc.wait_for("a success on base", lambda: sc.count(backend="base") >= 1)
-    at = await sc.fault("base degraded", lambda: proxy.set_mode("slow"))
+    at = await sc.fault(FAULTS["h"], lambda: proxy.set_mode("slow"))
     await sc.wait_for(f"{need} requests after base was degraded", lambda: sc.ended_since(at) >= need)
     await sc.finish()
     after = [o for o in sc.outcomes if o.start >= at]
