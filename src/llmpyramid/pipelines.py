@@ -48,6 +48,7 @@ from llmpyramid.config import (
     parse_list,
     parse_path,
     parse_str,
+    parse_url,
 )
 from llmpyramid.errors import ConfigError, ExitCode, worst
 from llmpyramid.stack.embedded import fresh_stack
@@ -72,6 +73,9 @@ class PipelineSettings(Settings):
     preprod_repeat: int = knob(3, "PREPROD_REPEAT", parse_int, minimum=1, maximum=50)
     # cloud smoke runs only where credentials exist; this narrows it further (`none`: no cloud step)
     preprod_clouds: tuple[str, ...] = knob(CLOUDS, "PREPROD_CLOUDS", parse_list, choices=CLOUDS)
+    # the deployment's router in front of the pre-production server (base): the hybrid layer's scenarios
+    # against it (HYBRID_* for its key, burst URL and stop/start commands); unset: no hybrid step
+    preprod_router_url: str | None = knob(None, "PREPROD_ROUTER_URL", parse_url)
     # how many steps of a concurrent pipeline run at once (default: the machine's cores)
     parallel: int = knob(os.cpu_count() or 1, "PIPELINE_PARALLEL", parse_int, minimum=1, maximum=64)
 
@@ -191,6 +195,16 @@ def _load_estimates(s: PipelineSettings) -> tuple[float, float]:
     return sweep_s, s.preprod_sustained + s.preprod_repeat * LOAD_RUN_OVERHEAD_S
 
 
+def _hybrid_args(router_url: str) -> PosArgs:
+    """The hybrid layer against the deployment's router, with the pre-production server as its base."""
+
+    def args(ctx: RunContext) -> tuple[str, ...]:
+        base = ("--base-url", ctx.target.base_url) if ctx.target is not None else ()
+        return ("--router-url", router_url, *base)
+
+    return args
+
+
 def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
     gates: tuple[str, ...] = ("--slo-file", str(s.preprod_slo_file))
     if s.preprod_baseline is not None:
@@ -204,6 +218,8 @@ def _preprod_steps(s: PipelineSettings) -> tuple[Step, ...]:
         Step("load", name="load_sweep", posargs=("--", "--shape", "sweep"), requires=gate, estimate_s=sweep_s),
         Step("load", name="load_sustained", posargs=lambda ctx: (*duration, "--", *_knee_users(ctx), *gates),
              requires=("load_sweep",), estimate_s=sustained_s),
+        *((Step("hybrid", posargs=_hybrid_args(s.preprod_router_url), requires=gate),)
+          if s.preprod_router_url else ()),
         *(Step("cloud", name=f"cloud_{cloud}", posargs=("--cloud", cloud), optional=True)
           for cloud in s.preprod_clouds),
     )  # fmt: skip

@@ -114,7 +114,10 @@ def test_fault_proxy_scenarios_skip_without_a_fault_proxy_and_reference_routers_
     assert scenarios.skip_reason("g", _topology(fault=object())) is None
     for router in ("litellm", "haproxy"):
         settings = HybridSettings.from_env(environ={"HYBRID_ROUTER": router})
-        assert scenarios.declared("h", _topology(), settings) and not scenarios.declared("g", _topology(), settings)
+        assert scenarios.declared("h", settings) and not scenarios.declared("g", settings)
+    external = HybridSettings.from_env(environ={"HYBRID_ROUTER_URL": "http://r", "HYBRID_KNOWN_DEVIATIONS": "g"})
+    assert scenarios.declarations(external) == {"g": "declared in HYBRID_KNOWN_DEVIATIONS"}
+    assert scenarios.declarations(HybridSettings.from_env(environ={"HYBRID_ROUTER_URL": "http://r"})) == {}
 
 
 def test_cost_per_slo_request_spreads_each_price_over_measured_capacity():

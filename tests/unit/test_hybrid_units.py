@@ -44,6 +44,7 @@ def outcome(start: float, seconds: float, backend: str | None, ok: bool = True, 
         ({"HYBRID_ROUTER_URL": "http://r", "HYBRID_BASE_STOP_CMD": "'", "HYBRID_BASE_START_CMD": "x"},
          "not a valid command line"),
         ({"HYBRID_BASE_ID": "same", "HYBRID_BURST_ID": "same"}, "must differ"),
+        ({"HYBRID_ROUTER": "haproxy", "HYBRID_ROUTER_URL": "http://r"}, "give one of them"),
         ({"HYBRID_MIN_SAMPLES": "20", "HYBRID_REQUESTS": "10"}, "HYBRID_MIN_SAMPLES 20 > HYBRID_REQUESTS 10"),
     ],
 )  # fmt: skip

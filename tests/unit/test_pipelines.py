@@ -11,6 +11,7 @@ import pytest
 
 from llmpyramid import layers, pipelines
 from llmpyramid.errors import ConfigError, ExitCode
+from llmpyramid.target import Target
 
 
 @pytest.mark.parametrize("name", list(pipelines.PIPELINES))
@@ -83,6 +84,19 @@ def test_report_schema_rejects_a_bad_status():
                         "cost_class": "free", "results_file": None}]  # fmt: skip
     with pytest.raises(jsonschema.ValidationError):
         pipelines.validate(report)
+
+
+def test_preprod_runs_the_hybrid_layer_against_the_deployments_router_when_given(monkeypatch, tmp_path):
+    assert "hybrid" not in [s["layer"] for s in pipelines.plan("preprod")["steps"]]
+    monkeypatch.setenv("PREPROD_ROUTER_URL", "https://router.example")
+    settings = pipelines.PipelineSettings.from_env()
+    (step,) = [s for s in pipelines._preprod_steps(settings) if s.layer == "hybrid"]
+    assert step.requires == ("smoke",) and callable(step.posargs)
+    ctx = pipelines.RunContext("preprod", tmp_path, settings, target=Target("http://preprod:8080"))
+    assert step.posargs(ctx) == ("--router-url", "https://router.example", "--base-url", "http://preprod:8080")
+    monkeypatch.setenv("PREPROD_ROUTER_URL", "ftp://x")
+    with pytest.raises(ConfigError, match="PREPROD_ROUTER_URL"):
+        pipelines.PipelineSettings.from_env()
 
 
 def test_preprod_clouds_and_sustained_duration_are_knobs(monkeypatch, tmp_path):

@@ -70,7 +70,7 @@ class HybridSettings(Settings):
     section: ClassVar[str] = "hybrid setting"
 
     scenarios: tuple[str, ...] = knob(SCENARIO_KEYS, "HYBRID_SCENARIOS", parse_scenarios)  # which to run
-    router: str = knob("litellm", "HYBRID_ROUTER", parse_str, choices=ROUTERS)  # the reference router to build
+    router: str | None = knob(None, "HYBRID_ROUTER", parse_str, choices=ROUTERS)  # the reference router to build
     haproxy_bin: Path | None = knob(None, "HYBRID_HAPROXY_BIN", parse_path)  # else PATH, else Debian's package
     router_url: str | None = knob(None, "HYBRID_ROUTER_URL", parse_url)  # else: the reference topology
     base_url: str | None = knob(None, "HYBRID_BASE_URL", parse_url)  # the base backend behind the router
@@ -111,6 +111,9 @@ class HybridSettings(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.router_url is not None and self.router is not None:
+            raise ConfigError("HYBRID_ROUTER (--router) picks a reference router to build; HYBRID_ROUTER_URL "
+                              "(--router-url) tests yours: give one of them")  # fmt: skip
         if self.router_url is None and (self.base_url or self.burst_url):
             raise ConfigError("HYBRID_BASE_URL/HYBRID_BURST_URL name the backends behind HYBRID_ROUTER_URL; set it too")
         if self.router_url is None and (self.base_stop_cmd or self.base_start_cmd or self.burst_stop_cmd):
@@ -123,12 +126,17 @@ class HybridSettings(Settings):
             raise ConfigError(f"HYBRID_MIN_SAMPLES {self.min_samples} > HYBRID_REQUESTS {self.requests}")
 
     @property
+    def router_kind(self) -> str:
+        """The reference router to build (LiteLLM unless HYBRID_ROUTER / --router says haproxy)."""
+        return self.router or ROUTERS[0]
+
+    @property
     def router_config_path(self) -> Path:
-        return self.router_config or REFERENCE_CONFIGS[self.router]
+        return self.router_config or REFERENCE_CONFIGS[self.router_kind]
 
     @property
     def attribution_header(self) -> str:
-        return self.backend_header or BACKEND_HEADERS[self.router]
+        return self.backend_header or BACKEND_HEADERS[self.router_kind]
 
     @property
     def reference(self) -> bool:

@@ -494,13 +494,16 @@ def skip_reason(key: str, topo: Topology) -> str | None:
     return None
 
 
-def declared(key: str, topo: Topology, settings: HybridSettings) -> str | None:
-    """Why the router under test is known to break scenario `key` (None: it is not)."""
+def declarations(settings: HybridSettings) -> dict[str, str]:
+    """The router under test's declared deviations: scenario key -> why (HYBRID_KNOWN_DEVIATIONS first)."""
     if settings.known_deviations is not None:
-        return "declared in HYBRID_KNOWN_DEVIATIONS" if key in settings.known_deviations else None
-    if settings.reference:
-        return DECLARED_DEVIATIONS[settings.router].get(key)
-    return None
+        return dict.fromkeys(settings.known_deviations, "declared in HYBRID_KNOWN_DEVIATIONS")
+    return dict(DECLARED_DEVIATIONS[settings.router_kind]) if settings.reference else {}
+
+
+def declared(key: str, settings: HybridSettings) -> str | None:
+    """Why the router under test is known to break scenario `key` (None: it is not)."""
+    return declarations(settings).get(key)
 
 
 def contract_breach(outcomes: list[Outcome]) -> str | None:
@@ -536,7 +539,7 @@ async def run_scenario(
             topo.base.fault.set_mode("pass")
     if status == "passed" and (breach := contract_breach(sc.outcomes)):
         status, error = "failed", breach
-    deviation = declared(key, topo, settings)
+    deviation = declared(key, settings)
     if deviation and status == "failed" and not inconclusive:
         status, error = "xfailed", f"declared deviation ({deviation}): {error}"
     elif deviation and status == "passed":

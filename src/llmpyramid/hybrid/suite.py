@@ -25,7 +25,7 @@ from llmpyramid.hybrid.config import FAULT_PROXY_SCENARIOS, HybridSettings
 from llmpyramid.hybrid.cost import cost_per_slo_request
 from llmpyramid.hybrid.report import PLOT_FILE, SAMPLES_FILE, flat_metrics, plot_timeline, scenario_block, write_samples
 from llmpyramid.hybrid.router import litellm_version
-from llmpyramid.hybrid.scenarios import DECLARED_DEVIATIONS, ScenarioResult, ensure_up, run_scenario
+from llmpyramid.hybrid.scenarios import ScenarioResult, declarations, ensure_up, run_scenario
 from llmpyramid.hybrid.topology import Topology, external_topology, reference_topology
 from llmpyramid.runs import RunRequest, SuiteRun
 
@@ -45,7 +45,7 @@ def settings_from(options: Mapping[str, Any] | None, layer: str = "hybrid") -> H
 @contextlib.contextmanager
 def topology(settings: HybridSettings, notify: Callable[[str], None]) -> Iterator[Topology]:
     if settings.reference:
-        if settings.router == "litellm":
+        if settings.router_kind == "litellm":
             litellm_version()  # refuse a missing or compromised router before starting anything
         with reference_topology(settings, notify) as topo:
             yield topo
@@ -84,14 +84,10 @@ def run_hybrid(
             "base_url": topo.base.url and redact_url(topo.base.url),
             "burst_url": topo.burst.url and redact_url(topo.burst.url),
             "base_capacity": topo.base.slots,
-            "router_kind": settings.router if settings.reference else None,
+            "router_kind": settings.router_kind if settings.reference else None,
             "router_config": str(settings.router_config_path) if settings.reference else None,
             "attribution_header": settings.attribution_header,
-            "declared_deviations": (
-                dict(DECLARED_DEVIATIONS[settings.router])
-                if settings.reference and settings.known_deviations is None
-                else list(settings.known_deviations or ())
-            ),
+            "declared_deviations": declarations(settings),
         }
     wall = time.monotonic() - started
     blocks = [scenario_block(r, t0) for r in scenario_results]

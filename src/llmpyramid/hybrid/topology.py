@@ -163,7 +163,7 @@ class _LocalBackend:
 def make_router(settings: HybridSettings, run_dir: Path) -> ManagedRouter:
     """The reference router HYBRID_ROUTER names (HAProxy's module loads only when it is chosen)."""
     config, timeout = settings.router_config_path, settings.router_startup_timeout
-    if settings.router == "haproxy":
+    if settings.router_kind == "haproxy":
         from llmpyramid.hybrid.haproxy import HAProxyRouter
 
         return HAProxyRouter(config, run_dir, binary=settings.haproxy_bin, startup_timeout=timeout)
