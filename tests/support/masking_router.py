@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import ClientError, web
 
-from tests.support.passthrough import PassThroughProxy, _forwarded
+from tests.support.passthrough import PassThroughProxy
 
 BACKEND_HEADER = "x-llmpyramid-backend"
 
@@ -23,15 +23,14 @@ class MaskingRouter(PassThroughProxy):
         self.mask = mask
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
         body = await request.read()
         response: web.StreamResponse | None = None
         try:
             url = self.upstream + str(request.rel_url)
-            async with self._session.request(request.method, url, headers=_forwarded(request.headers),
+            async with self.session.request(request.method, url, headers=self.forwarded(request.headers),
                                              data=body or None) as upstream:  # fmt: skip
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-                response.headers.update(_forwarded(upstream.headers))
+                response.headers.update(self.forwarded(upstream.headers))
                 response.headers[BACKEND_HEADER] = "base"
                 await response.prepare(request)
                 async for chunk in upstream.content.iter_any():
