@@ -45,6 +45,7 @@ def outcome(start: float, seconds: float, backend: str | None, ok: bool = True, 
          "not a valid command line"),
         ({"HYBRID_BASE_ID": "same", "HYBRID_BURST_ID": "same"}, "must differ"),
         ({"HYBRID_ROUTER": "haproxy", "HYBRID_ROUTER_URL": "http://r"}, "give one of them"),
+        ({"HYBRID_DEGRADED_DELAY": "1s"}, "HYBRID_DEGRADED_DELAY 1s must exceed HYBRID_DEGRADED_TTFT_P95_MS 2000ms"),
         ({"HYBRID_MIN_SAMPLES": "20", "HYBRID_REQUESTS": "10"}, "HYBRID_MIN_SAMPLES 20 > HYBRID_REQUESTS 10"),
     ],
 )  # fmt: skip

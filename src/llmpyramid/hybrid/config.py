@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from llmpyramid.cloud import CLOUDS
 from llmpyramid.config import (
     PROJECT_ROOT,
     Settings,
@@ -102,7 +103,7 @@ class HybridSettings(Settings):
     # cost per SLO-meeting request: base's monthly price (yours: the default is an example figure) and the
     # burst instance priced from the cloud layer's pinned spot catalog
     base_monthly_usd: float = knob(55.0, "HYBRID_BASE_MONTHLY_USD", parse_float, minimum=0)
-    burst_cloud: str = knob("aws", "HYBRID_BURST_CLOUD", parse_str, choices=("aws", "gcp", "azure"))
+    burst_cloud: str = knob("aws", "HYBRID_BURST_CLOUD", parse_str, choices=CLOUDS)
     router_config: Path | None = knob(None, "HYBRID_ROUTER_CONFIG", parse_path)  # else router/<router's file>
     router_startup_timeout: float = knob(
         180.0, "HYBRID_ROUTER_STARTUP_TIMEOUT", parse_duration, minimum=1, maximum=3600
@@ -111,6 +112,10 @@ class HybridSettings(Settings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.degraded_delay * 1000 <= self.degraded_ttft_p95_ms:
+            raise ConfigError(f"HYBRID_DEGRADED_DELAY {self.degraded_delay:g}s must exceed HYBRID_DEGRADED_TTFT_P95_MS "
+                              f"{self.degraded_ttft_p95_ms:g}ms, or scenario h cannot tell a router that waits on a "
+                              "degraded base from one that does not")  # fmt: skip
         if self.router_url is not None and self.router is not None:
             raise ConfigError("HYBRID_ROUTER (--router) picks a reference router to build; HYBRID_ROUTER_URL "
                               "(--router-url) tests yours: give one of them")  # fmt: skip
