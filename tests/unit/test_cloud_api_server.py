@@ -89,7 +89,7 @@ def stand_in(monkeypatch, script):
 
 def test_up_waits_for_health_and_down_stops_it_in_a_private_run_dir(monkeypatch, tmp_path):
     stand_in(monkeypatch, HEALTHY)
-    server = api_server.ApiServer(tmp_path / "run", free_port(), startup_timeout=30)
+    server = api_server.ApiServer(tmp_path / "run", api_server.free_api_port(), startup_timeout=30)
     state = server.up(os.environ, owner_pid=os.getpid())
     try:
         assert api_server.healthy(server.url)
@@ -113,7 +113,7 @@ def test_up_waits_for_health_and_down_stops_it_in_a_private_run_dir(monkeypatch,
 
 def test_a_server_that_dies_at_startup_is_exit_2_with_its_last_log_line(monkeypatch, tmp_path):
     stand_in(monkeypatch, "import sys; print('Port 1 is not available, exiting.'); sys.exit(1)")
-    server = api_server.ApiServer(tmp_path / "run", free_port(), startup_timeout=30)
+    server = api_server.ApiServer(tmp_path / "run", api_server.free_api_port(), startup_timeout=30)
     with pytest.raises(InfrastructureError, match=r"exited with code 1 .*Port 1 is not available"):
         server.up(os.environ, owner_pid=os.getpid())
     assert server.service.read_state() is None
@@ -121,7 +121,7 @@ def test_a_server_that_dies_at_startup_is_exit_2_with_its_last_log_line(monkeypa
 
 def test_a_busy_port_is_refused_before_anything_starts(monkeypatch, tmp_path):
     stand_in(monkeypatch, HEALTHY)
-    first = api_server.ApiServer(tmp_path / "first", free_port(), startup_timeout=30)
+    first = api_server.ApiServer(tmp_path / "first", api_server.free_api_port(), startup_timeout=30)
     first.up(os.environ, owner_pid=os.getpid())
     try:
         second = api_server.ApiServer(tmp_path / "second", first.port, startup_timeout=30)
@@ -170,7 +170,7 @@ def test_queue_manager_port_is_skypilots_rule_and_above_the_emulated_clouds_ephe
 
 def test_a_server_that_never_gets_healthy_is_stopped_after_the_timeout(monkeypatch, tmp_path):
     stand_in(monkeypatch, "import time; print('stuck', flush=True); time.sleep(600)")
-    server = api_server.ApiServer(tmp_path / "run", free_port(), startup_timeout=1)
+    server = api_server.ApiServer(tmp_path / "run", api_server.free_api_port(), startup_timeout=1)
     spawned = []
     spawn = server.service.spawn
     monkeypatch.setattr(server.service, "spawn", lambda *a, **k: spawned.append(spawn(*a, **k)) or spawned[-1])
@@ -278,7 +278,7 @@ def test_scope_refuses_an_impostor_answering_healthy_on_the_local_port(monkeypat
 
 def test_scope_uses_the_server_recorded_in_its_run_dir_and_leaves_it_alone(monkeypatch, tmp_path, fake_skypilot_url):
     stand_in(monkeypatch, HEALTHY)  # not SkyPilot's command line: accepted for its recorded identity alone
-    server = api_server.ApiServer(tmp_path, free_port(), startup_timeout=30)
+    server = api_server.ApiServer(tmp_path, api_server.free_api_port(), startup_timeout=30)
     state = server.up(os.environ, owner_pid=os.getpid())
     try:
         point_at(fake_skypilot_url, server.port)
