@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import h11
 import httpx
 import psutil
 import pytest
@@ -118,6 +120,43 @@ def test_second_up_reports_the_running_stack(running_stack):
     second = running_stack.up(notify=notes.append)
     assert second.pid == first.pid
     assert any("already running" in n for n in notes)
+
+
+def _second_answer_on_one_connection(base_url: str, *, stream: bool) -> int | None:
+    """Send two chat completions on one kept-alive connection; the second's status, None if the server
+    closed the connection instead of answering it."""
+    host, port = base_url.removeprefix("http://").split(":")
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": stream}).encode()
+    request = h11.Request(method="POST", target="/v1/chat/completions", headers=[
+        ("Host", host), ("Content-Type", "application/json"), ("Content-Length", str(len(body)))])  # fmt: skip
+    conn = h11.Connection(h11.CLIENT)
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        status = None
+        for turn in (1, 2):
+            try:
+                sock.sendall(conn.send(request) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+                while not isinstance(event := conn.next_event(), h11.EndOfMessage):
+                    if event is h11.NEED_DATA:
+                        conn.receive_data(sock.recv(65536))
+                    elif isinstance(event, h11.Response):
+                        status = event.status_code
+            except (h11.RemoteProtocolError, ConnectionError):  # closed: no answer to this turn
+                assert turn == 2, "the first request on a fresh connection must be answered"
+                return None
+            if turn == 1:
+                assert status == 200 and conn.our_state is h11.DONE
+                conn.start_next_cycle()  # llama.cpp advertised keep-alive: the connection may be reused
+    return status
+
+
+def test_llama_cpp_drops_a_kept_alive_connection_after_a_streamed_answer(running_stack):
+    """Why the reference routers never reuse a backend connection (LiteLLM AIOHTTP_KEEPALIVE_TIMEOUT=0,
+    HAProxy http-server-close): llama.cpp advertises keep-alive on a streamed answer but closes the
+    connection after it, so a router that reuses it fails the next request. A llama.cpp that stops doing
+    this fails here, and the routers could pool their backend connections again."""
+    url = running_stack.read_state().base_url
+    assert _second_answer_on_one_connection(url, stream=False) == 200  # reuse works after a plain answer
+    assert _second_answer_on_one_connection(url, stream=True) is None
 
 
 def test_status_reports_url_pid_model_rss_health(running_stack):

@@ -143,6 +143,14 @@ def _router(tmp_path, monkeypatch) -> router.LiteLLMRouter:
     return router.LiteLLMRouter(tmp_path / "cfg.yaml", tmp_path / "run", startup_timeout=10, stop_grace=2)
 
 
+def test_litellm_never_reuses_a_backend_connection_whatever_the_callers_environment(tmp_path, monkeypatch):
+    """llama.cpp closes a connection after a streamed answer (tests/stack shows it): a pooled one would fail the
+    next request with "Server disconnected"."""
+    monkeypatch.setenv("AIOHTTP_KEEPALIVE_TIMEOUT", "15")
+    env = _router(tmp_path, monkeypatch).environ(4000, "sk-x", {"HYBRID_BASE_API_BASE": "http://b"})
+    assert env["AIOHTTP_KEEPALIVE_TIMEOUT"] == "0" and env["HYBRID_BASE_API_BASE"] == "http://b"
+
+
 def test_down_never_signals_a_reused_pid_or_its_children(tmp_path, monkeypatch):
     """A stale state file whose pid now belongs to another process (other start time): nothing is signalled,
     neither that process nor its children; the state file is dropped."""

@@ -43,6 +43,11 @@ OFFLINE_ENV = {
     "LITELLM_TELEMETRY_DISABLED": "true",
     "NO_DOCS": "True",  # no Swagger UI: nothing served that a test does not use
 }
+# llama.cpp closes a connection right after a streamed answer while advertising `Keep-Alive: timeout=5`, and
+# LiteLLM pools upstream connections for 15 s: a request sent on a pooled connection as its close arrives
+# fails with "Server disconnected" (a 500 to the client when no other backend is left, as in scenario c).
+# 0 = an upstream connection is never reused (what HAProxy's `option http-server-close` does).
+UPSTREAM_ENV = {"AIOHTTP_KEEPALIVE_TIMEOUT": "0"}
 
 
 def litellm_version() -> str:
@@ -227,4 +232,4 @@ class LiteLLMRouter(ManagedRouter):
 
     def environ(self, port: int, api_key: str, backend_env: Mapping[str, str]) -> dict[str, str]:
         # LiteLLM refuses to start without a master key: the router's client key
-        return {**os.environ, **OFFLINE_ENV, **backend_env, "LITELLM_MASTER_KEY": api_key}
+        return {**os.environ, **OFFLINE_ENV, **UPSTREAM_ENV, **backend_env, "LITELLM_MASTER_KEY": api_key}

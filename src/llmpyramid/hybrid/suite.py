@@ -26,7 +26,7 @@ from llmpyramid.hybrid.cost import cost_per_slo_request
 from llmpyramid.hybrid.report import PLOT_FILE, SAMPLES_FILE, flat_metrics, plot_timeline, scenario_block, write_samples
 from llmpyramid.hybrid.router import litellm_version
 from llmpyramid.hybrid.scenarios import ScenarioResult, declarations, ensure_up, run_scenario
-from llmpyramid.hybrid.topology import Topology, external_topology, reference_topology
+from llmpyramid.hybrid.topology import ROUTER_LOG_FILE, Topology, external_topology, reference_topology
 from llmpyramid.runs import RunRequest, SuiteRun
 
 OPTION_NAMES = ("router", "router_url", "base_url", "burst_url", "base_stop_cmd", "base_start_cmd", "burst_stop_cmd")
@@ -104,6 +104,8 @@ def run_hybrid(
         artifacts["plot"] = str(plot_timeline(out / PLOT_FILE, scenario_results, t0))
     except (OSError, ImportError, ValueError) as exc:  # a report must never hide the verdict
         notes.append(f"hybrid artifacts not written: {type(exc).__name__}: {exc}")
+    if settings.reference and (out / ROUTER_LOG_FILE).is_file():
+        artifacts["router_log"] = str(out / ROUTER_LOG_FILE)
     code = ExitCode.FAILURES if any(r.status == "failed" for r in scenario_results) else ExitCode.OK
     target = None if settings.reference else redact_url(topo.router_url)  # null: the run built its own
     doc = results.build_document(tests, wall, suite=suite, target=target, exit_code=code, notes=notes or None)

@@ -31,9 +31,11 @@ from llmpyramid.hybrid.config import HybridSettings
 from llmpyramid.hybrid.faultproxy import FaultProxy
 from llmpyramid.hybrid.router import LiteLLMRouter, ManagedRouter
 from llmpyramid.ports import free_port
+from llmpyramid.procs import open_private_log
 from llmpyramid.stack.embedded import EmbeddedStack
 
 COMMAND_TIMEOUT_S = 300.0
+ROUTER_LOG_FILE = "hybrid_router.log"
 CTX_PER_SLOT = 512  # short prompts and answers: 512 tokens per slot is plenty, and keeps RSS small
 
 
@@ -170,6 +172,15 @@ def make_router(settings: HybridSettings, run_dir: Path) -> ManagedRouter:
     return LiteLLMRouter(config, run_dir, startup_timeout=timeout)
 
 
+def keep_router_log(router: ManagedRouter, results_dir: Path) -> None:
+    """Copy the router's log next to the results: a failed scenario is explained by what the router said."""
+    with contextlib.suppress(OSError):
+        results_dir.mkdir(parents=True, exist_ok=True)
+        (results_dir / ROUTER_LOG_FILE).unlink(missing_ok=True)
+        with open_private_log(results_dir / ROUTER_LOG_FILE) as out:  # 0600: it may echo requests
+            out.write(router.service.log_file.read_bytes())
+
+
 @contextlib.contextmanager
 def reference_topology(settings: HybridSettings, notify: Callable[[str], None]) -> Iterator[Topology]:
     """Two embedded stacks, a fault proxy and the router on loopback; all stop when the block exits, however."""
@@ -192,6 +203,7 @@ def reference_topology(settings: HybridSettings, notify: Callable[[str], None]) 
             "HYBRID_BASE_SLOTS": str(settings.base_slots),
             "HYBRID_BURST_SLOTS": str(settings.burst_slots),
         }
+        cleanup.callback(keep_router_log, router, settings.results_dir)  # after it stopped, before tmp goes
         cleanup.callback(router.down)
         cleanup.callback(base.stack.down)
         cleanup.callback(burst.stack.down)
