@@ -44,6 +44,7 @@ from llmpyramid.procs import processes_with_env, stop_process
 TAG_ENV = "LLMPYRAMID_BENCH_TAG"
 EXIT_LIMIT_S = 420.0  # a front door's whole teardown is bounded below this (cli.TEARDOWN_BOUND_S)
 SECOND_SIGNAL_WITHIN_S = 1.0
+STDERR_TAIL_LINES = 15
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ def one_run(name: str, door: Door, pattern: tuple[int, ...], rng: random.Random)
             finished_first = False
             for i, sig in enumerate(pattern):
                 if i:
-                    time.sleep(rng.uniform(0.0, SECOND_SIGNAL_WITHIN_S))
+                    gap = rng.uniform(0.0, SECOND_SIGNAL_WITHIN_S)
+                    time.sleep(gap)
                 if proc.poll() is None:
                     proc.send_signal(sig)
         sent = time.monotonic()
@@ -122,11 +124,14 @@ def one_run(name: str, door: Door, pattern: tuple[int, ...], rng: random.Random)
         cmdlines = [" ".join(p.cmdline())[:160] for p in left if p.is_running()]
         for p in left:  # counted; now stopped, so the next run starts clean
             stop_process(p.pid, grace=2.0)
+    ok = finished_first or (proc.returncode == INTERRUPTED_EXIT and not cmdlines)
     return {
         "door": name, "catching_after_s": round(catching_after, 2), "delay_s": round(delay, 2),
         "finished_first": finished_first, "exit_code": proc.returncode,
         "exit_after_signal_s": round(took, 2), "handed_to_state_file": handed_over, "leftovers": cmdlines,
-        "last_stderr_line": (err.strip().splitlines() or [""])[-1][:200],
+        "second_signal_after_s": None if gap is None else round(gap, 3),
+        # a failure keeps the end of its stderr (how it ended); a pass its last line
+        "stderr": [ln[:200] for ln in err.strip().splitlines()[-1 if ok else -STDERR_TAIL_LINES:]],
     }  # fmt: skip
 
 

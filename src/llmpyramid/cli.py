@@ -13,7 +13,9 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any, NoReturn
 
 from llmpyramid.errors import ConfigError, ExitCode, PyramidError
@@ -53,6 +55,24 @@ TEARDOWN_BOUND_S = 330.0
 INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+# CPython remembers a KeyboardInterrupt that leaves code run by exec()/eval() of a string (a dataclass or a
+# namedtuple being created, as a lazy import does), even when it is caught: a `python -m` process then ends
+# by SIGINT (-2) instead of its exit code (Py_RunMain's unhandled_keyboard_interrupt). Seen as `invoke
+# staging` interrupted at provision exiting -2 after "interrupted". So the interrupt waits until that code has
+# returned (it is short), re-delivered every REDELIVER_S, for at most STRING_CODE_WAIT_S.
+STRING_CODE = "<string>"  # the file name exec()/eval() give the code they compile from a string
+REDELIVER_S = 0.005
+STRING_CODE_WAIT_S = 1.0
+
+
+def _inside_string_code(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename == STRING_CODE:
+            return True
+        frame = frame.f_back
+    return False
+
+
 class _OneInterrupt:
     """Ctrl-C/SIGTERM: the first one unwinds like Ctrl-C (KeyboardInterrupt, so `finally` blocks and
     fixture teardowns stop what we started); a further one while that teardown runs is held back instead
@@ -62,16 +82,35 @@ class _OneInterrupt:
     def __init__(self) -> None:
         self.first: int | None = None
         self.bound: threading.Timer | None = None
+        self.waiting_since: float | None = None  # the first signal arrived inside string code
+        self.redelivery: threading.Timer | None = None
 
-    def __call__(self, signum: int, _frame: object) -> None:
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.first is not None:  # teardown in progress: no lock, no print (this may interrupt a print)
             os.write(2, b"interrupt again: still stopping what this command started\n")
+            return
+        if _inside_string_code(frame) and self._wait_for_string_code(signum):
             return
         self.first = signum
         self.bound = threading.Timer(TEARDOWN_BOUND_S, self._cut_short)
         self.bound.daemon = True
         self.bound.start()
         raise KeyboardInterrupt(f"signal {signum}")
+
+    def _wait_for_string_code(self, signum: int) -> bool:
+        """Deliver `signum` again in a moment (to the main thread, so a blocking call there wakes); False once
+        the string code has run STRING_CODE_WAIT_S: then the interrupt is raised where it is."""
+        now = time.monotonic()
+        self.waiting_since = self.waiting_since or now
+        if now - self.waiting_since > STRING_CODE_WAIT_S:
+            return False
+        if self.redelivery is None or not self.redelivery.is_alive():
+            main = threading.main_thread().ident
+            assert main is not None
+            self.redelivery = threading.Timer(REDELIVER_S, signal.pthread_kill, (main, signum))
+            self.redelivery.daemon = True
+            self.redelivery.start()
+        return True
 
     def teardown_done(self) -> None:
         if self.bound is not None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -72,17 +73,25 @@ with guarded():
 
 
 @contextlib.contextmanager
-def _child(code: str, stderr: int = subprocess.DEVNULL) -> Iterator[subprocess.Popen[str]]:
+def _child(
+    code: str, stderr: int = subprocess.DEVNULL, *, module_in: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
     """A Python child that sleeps when its script is done: killed when the test ends however it ends (an
-    interrupted unit run left one behind for its 60 s, found by `nox -s bench_interrupts`)."""
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=stderr, text=True)
+    interrupted unit run left one behind for its 60 s, found by `nox -s bench_interrupts`). With `module_in`
+    the code runs as `python -m` (a module in that directory), as nox and the tests start front doors."""
+    argv = [sys.executable, "-c", code]
+    if module_in is not None:
+        (module_in / "front_door_child.py").write_text(code)
+        argv = [sys.executable, "-m", "front_door_child"]
+    child = subprocess.Popen(argv, cwd=module_in, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                             text=True)  # fmt: skip
     try:
         yield child
     finally:
         if child.poll() is None:
             child.kill()
         child.wait(timeout=30)
-        for stream in (child.stdout, child.stderr):
+        for stream in (child.stdin, child.stdout, child.stderr):
             if stream is not None:
                 stream.close()
 
@@ -118,6 +127,49 @@ def test_a_signal_after_the_work_ends_the_front_door_with_130_not_by_the_signal(
         _, err = child.communicate(timeout=30)
         assert child.returncode == cli.INTERRUPTED_EXIT, err
         assert "Traceback" not in err
+
+
+STRING_CODE_CHILD = """
+import time
+from llmpyramid.cli import guarded
+with guarded():
+    # code compiled from a string, as a dataclass or namedtuple being created runs it: the interrupt lands here
+    exec("import sys\\nprint('ready', flush=True)\\nsys.stdin.readline()")
+    print("string code returned", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_an_interrupt_inside_string_code_still_exits_130_under_python_m(tmp_path):
+    """A KeyboardInterrupt that leaves exec() of a string makes a `python -m` process end by SIGINT (-2), even
+    though guarded() caught it and exited 130 (`invoke staging` interrupted at provision did): the interrupt
+    waits until the string code has returned."""
+    with _child(STRING_CODE_CHILD, stderr=subprocess.PIPE, module_in=tmp_path) as child:
+        assert child.stdin is not None and child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+        child.send_signal(signal.SIGINT)  # interrupts the string code's read, before its input arrives
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        out, err = child.communicate(timeout=30)
+    assert child.returncode == cli.INTERRUPTED_EXIT, err
+    assert "string code returned" in out, "the interrupt was raised inside the string code"
+    assert err.strip().splitlines()[-1].startswith("interrupted"), err
+
+
+STUCK_STRING_CODE_CHILD = """
+from llmpyramid.cli import guarded
+with guarded():
+    exec("print('ready', flush=True)\\nwhile True: pass")
+"""
+
+
+def test_string_code_that_never_returns_is_still_interrupted():
+    with _child(STUCK_STRING_CODE_CHILD, stderr=subprocess.PIPE) as child:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)  # raised where it is once the wait is over
+    assert child.returncode == cli.INTERRUPTED_EXIT, err
+    assert "interrupted" in err
 
 
 def test_an_interrupt_during_a_held_section_is_delivered_after_it():
