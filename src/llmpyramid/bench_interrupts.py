@@ -88,6 +88,7 @@ def _env(tmp: Path, tag: str) -> dict[str, str]:
 
 def one_run(name: str, door: Door, pattern: tuple[int, ...], rng: random.Random) -> dict[str, Any]:
     tag = uuid.uuid4().hex
+    gap = None  # seconds between the first and the second signal
     with tempfile.TemporaryDirectory(prefix="llmpyramid-bench-int-") as tmp_dir:
         tmp = Path(tmp_dir)
         env = _env(tmp, tag)
