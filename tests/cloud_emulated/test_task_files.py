@@ -23,13 +23,15 @@ pytestmark = pytest.mark.skipif(
 
 _PARSE = """
 import json, sys, sky
+from pathlib import Path
 from llmpyramid.cloud.settings import CloudSettings
 from llmpyramid.cloud.smoke import build_task, task_file
 out = {}
 for cloud in ("aws", "gcp", "azure"):
     plain = sky.Task.from_yaml(str(task_file(cloud)))
     (r,) = plain.resources
-    built = build_task(CloudSettings.from_env({}, cloud=cloud), "sk-secret-value")
+    built = build_task(CloudSettings.from_env({}, cloud=cloud), "sk-secret-value",
+                       workdir=Path(sys.argv[1]) / cloud)  # fmt: skip
     (b,) = built.resources
     out[cloud] = {"cloud": str(r.cloud), "instance": r.instance_type, "spot": r.use_spot, "ports": r.ports,
                   "setup": plain.setup, "run": plain.run, "envs": sorted(plain.envs), "host": plain.envs["SERVE_HOST"],
@@ -47,7 +49,8 @@ def test_task_files_are_valid_skypilot_tasks(tmp_path):
     for cloud in ("aws", "gcp", "azure"):
         catalog.install(tmp_path, cloud)  # SkyPilot validates instance types against its catalog
     env = {**os.environ, "HOME": str(tmp_path), "SKYPILOT_DISABLE_USAGE_COLLECTION": "1"}
-    done = subprocess.run([sys.executable, "-c", _PARSE], env=env, capture_output=True, text=True, timeout=300)
+    argv = [sys.executable, "-c", _PARSE, str(tmp_path / "workdirs")]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     parsed = json.loads(done.stdout.strip().splitlines()[-1])
     expected = {"aws": ("AWS", "r7a.large"), "gcp": ("GCP", "n2d-highmem-2"), "azure": ("Azure", "Standard_E2s_v5")}

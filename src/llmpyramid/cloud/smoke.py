@@ -100,8 +100,9 @@ def node_workdir(dest: Path) -> Path:
     return dest
 
 
-def build_task(settings: CloudSettings, api_key: str, labels: dict[str, str] | None = None) -> Any:
-    """The cloud's task file, parsed by SkyPilot, with this run's resources and labels, workdir and secret."""
+def build_task(settings: CloudSettings, api_key: str, labels: dict[str, str] | None = None, *, workdir: Path) -> Any:
+    """The cloud's task file, parsed by SkyPilot, with this run's resources and labels, workdir and secret.
+    `workdir` is the launch's own (it is emptied first): two launches never share one."""
     import sky
     import yaml
 
@@ -116,7 +117,7 @@ def build_task(settings: CloudSettings, api_key: str, labels: dict[str, str] | N
             labels=labels,
         )
     )
-    task.workdir = str(node_workdir(settings.run_dir / "node-workdir"))
+    task.workdir = str(node_workdir(workdir))
     envs = {"CLOUD_MODEL_URL": settings.model_url or "", "CLOUD_MODEL_SHA256": settings.model_sha256 or ""}
     task.update_envs(envs)
     return task
@@ -131,6 +132,8 @@ class CloudSmoke:
         self.run_id = run_id()
         self.ownership: Ownership | None = None  # set at launch: the time to live counts from there
         self.tunnel = Tunnel(settings.run_dir, self.cluster)
+        # what the launch uploads, one per cluster: concurrent runs (or test workers) never rebuild each other's
+        self.workdir = settings.run_dir / "node-workdir" / self.cluster
         self.phases: dict[str, float] = {}
         self.estimate: catalog.Estimate | None = None
         self.launch_request: Any = None
@@ -164,7 +167,7 @@ class CloudSmoke:
     def start_launch(self) -> Any:
         s = self.settings
         self.ownership = own = Ownership.for_run(self.run_id, owner(), s.worst_case_seconds)
-        task = build_task(s, self.api_key, own.labels())
+        task = build_task(s, self.api_key, own.labels(), workdir=self.workdir)
         self.log(f"launching {self.cluster}: {s.cloud} {s.instance} in {s.region_name}, spot={s.use_spot}, "
                  f"run {own.run_id}, autodown in {own.ttl_minutes()} min")  # fmt: skip
         self.launched = True
@@ -263,6 +266,7 @@ class CloudSmoke:
                 self.write_leak_risk(exc)
                 raise
             self.torn_down = True
+            shutil.rmtree(self.workdir, ignore_errors=True)
             self.log(f"{self.cluster} torn down" if removed else f"{self.cluster} was already gone")
         return removed
 
