@@ -66,8 +66,10 @@ STRING_CODE_WAIT_S = 1.0
 
 
 def _inside_string_code(frame: FrameType | None) -> bool:
+    """Whether `frame` runs inside code that exec()/eval() compiled from a string. A `python -c` program's own
+    top level is string code with no caller: it does not count (its exit code is kept either way)."""
     while frame is not None:
-        if frame.f_code.co_filename == STRING_CODE:
+        if frame.f_code.co_filename == STRING_CODE and frame.f_back is not None:
             return True
         frame = frame.f_back
     return False
@@ -83,7 +85,7 @@ class _OneInterrupt:
         self.first: int | None = None
         self.bound: threading.Timer | None = None
         self.waiting_since: float | None = None  # the first signal arrived inside string code
-        self.redelivery: threading.Timer | None = None
+        self.redelivery_due = False
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.first is not None:  # teardown in progress: no lock, no print (this may interrupt a print)
@@ -100,17 +102,27 @@ class _OneInterrupt:
     def _wait_for_string_code(self, signum: int) -> bool:
         """Deliver `signum` again in a moment (to the main thread, so a blocking call there wakes); False once
         the string code has run STRING_CODE_WAIT_S: then the interrupt is raised where it is."""
+        if self.redelivery_due:  # one at a time: this handler may run again while it schedules one
+            return True
         now = time.monotonic()
         self.waiting_since = self.waiting_since or now
         if now - self.waiting_since > STRING_CODE_WAIT_S:
             return False
-        if self.redelivery is None or not self.redelivery.is_alive():
-            main = threading.main_thread().ident
-            assert main is not None
-            self.redelivery = threading.Timer(REDELIVER_S, signal.pthread_kill, (main, signum))
-            self.redelivery.daemon = True
-            self.redelivery.start()
+        self.redelivery_due = True
+        timer = threading.Timer(REDELIVER_S, self._redeliver, (signum,))
+        timer.daemon = True
+        try:
+            timer.start()
+        except RuntimeError:  # no new thread at interpreter shutdown: raise it now
+            self.redelivery_due = False
+            return False
         return True
+
+    def _redeliver(self, signum: int) -> None:
+        self.redelivery_due = False
+        main = threading.main_thread().ident
+        if main is not None:
+            signal.pthread_kill(main, signum)
 
     def teardown_done(self) -> None:
         if self.bound is not None:
