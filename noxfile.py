@@ -35,9 +35,13 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
-# On Ctrl-C or SIGTERM nox interrupts its session's command; give it time to stop what it started
-# (fixture teardowns: servers, emulators, a bounded terraform destroy) before nox escalates.
-INTERRUPT_TIMEOUT_S = 5.0  # for the child to act on a terminal Ctrl-C by itself
+# On Ctrl-C or SIGTERM nox interrupts its session's command, then gives it time to stop what it started
+# (fixture teardowns: servers, emulators, a bounded terraform destroy) before it escalates to SIGKILL.
+# nox's first step waits INTERRUPT_TIMEOUT_S for the command to act on a terminal's Ctrl-C by itself, sending
+# nothing: where nox alone was signalled (a pipeline stopping its steps, `kill`, a CI cancel) the command
+# heard of it only that much later (5 s, measured in every interrupted pipeline). So it is told at once; after
+# a terminal's Ctrl-C, nox's SIGTERM is a second signal, which the command holds back.
+INTERRUPT_TIMEOUT_S = 0.0
 TERMINATE_TIMEOUT_S = 300.0  # after nox's SIGTERM, before SIGKILL (covers a bounded cleanup destroy)
 
 

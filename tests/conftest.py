@@ -13,16 +13,18 @@ and one line, never a traceback; the executor (llmpyramid.suites) reads the reas
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 
 from llmpyramid import layers
 from llmpyramid.checks import CheckFailed
-from llmpyramid.cli import INTERRUPTED_EXIT, interrupt_once
+from llmpyramid.cli import INTERRUPTED_EXIT, interrupt_once, interrupted
 from llmpyramid.client import Client
 from llmpyramid.config import Thresholds
 from llmpyramid.errors import PyramidError
@@ -54,9 +56,33 @@ def pytest_configure(config: pytest.Config) -> None:
     # SIGTERM unwinds like Ctrl-C, so fixture teardowns stop every service the session started, and a
     # second signal does not cut those teardowns short; when whatever started pytest (nox, uv, a runner)
     # dies, pytest is told the same way. (Installing the handler also covers a run started as a background
-    # job, which inherits an *ignored* SIGINT: Ctrl-C is taken as a terminal gives it.)
-    interrupt_once()
+    # job, which inherits an *ignored* SIGINT: Ctrl-C is taken as a terminal gives it.) An xdist worker runs
+    # inside execnet's string code all its life and its exit code is nobody's: its interrupt does not wait
+    # for string code (cli), else each one would wait a full second while the worker went on with its tests.
+    worker = hasattr(config, "workerinput")
+    interrupt_once(wait_for_string_code=not worker)
     die_with_parent(signal.SIGTERM)
+    if config.getoption("dist", "no") != "no" and not worker:
+        config.pluginmanager.register(InterruptWorkersAtOnce(), "llmpyramid-interrupt-workers")
+
+
+class InterruptWorkersAtOnce:
+    """An interrupted xdist controller interrupts its workers at once, as a terminal's Ctrl-C does. Left
+    alone, each worker keeps running tests until execnet's shutdown signals it after 5 s (8-17 s to exit,
+    measured). The controller runs no tests, so its children are its workers."""
+
+    def pytest_keyboard_interrupt(self) -> None:
+        for worker in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                worker.send_signal(signal.SIGTERM)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> None:
+    """Once interrupted, no further test starts: a test that expects a KeyboardInterrupt of its own (an
+    interrupt test) may have caught ours, and the run would go on."""
+    if interrupted():
+        raise KeyboardInterrupt("interrupted")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

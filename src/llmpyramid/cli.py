@@ -81,7 +81,8 @@ class _OneInterrupt:
     of aborting it (uv run forwards SIGTERM; a CI cancel sends SIGINT, then SIGTERM). A teardown still
     running TEARDOWN_BOUND_S after the first signal ends the process with 130."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, wait_for_string_code: bool = True) -> None:
+        self.wait_for_string_code = wait_for_string_code
         self.first: int | None = None
         self.bound: threading.Timer | None = None
         self.waiting_since: float | None = None  # the first signal arrived inside string code
@@ -91,7 +92,7 @@ class _OneInterrupt:
         if self.first is not None:  # teardown in progress: no lock, no print (this may interrupt a print)
             os.write(2, b"interrupt again: still stopping what this command started\n")
             return
-        if _inside_string_code(frame) and self._wait_for_string_code(signum):
+        if self.wait_for_string_code and _inside_string_code(frame) and self._wait_for_string_code(signum):
             return
         self.first = signum
         self.bound = threading.Timer(TEARDOWN_BOUND_S, self._cut_short)
@@ -141,11 +142,12 @@ def _ignore_late_interrupts() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
-def interrupt_once() -> dict[int, Any]:
-    """Install the one-interrupt rule for SIGINT and SIGTERM; returns the previous handlers."""
+def interrupt_once(*, wait_for_string_code: bool = True) -> dict[int, Any]:
+    """Install the one-interrupt rule for SIGINT and SIGTERM; returns the previous handlers. Without
+    `wait_for_string_code` (a process whose exit code nobody reads), an interrupt is raised where it lands."""
     atexit.unregister(_ignore_late_interrupts)  # registered once
     atexit.register(_ignore_late_interrupts)
-    handler = _OneInterrupt()
+    handler = _OneInterrupt(wait_for_string_code=wait_for_string_code)
     return {sig: signal.signal(sig, handler) for sig in INTERRUPT_SIGNALS}
 
 

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import jsonschema
 
 from llmpyramid import layers, results
+from llmpyramid.cli import INTERRUPTED_EXIT
 from llmpyramid.cloud import CLOUDS
 from llmpyramid.config import (
     PROJECT_ROOT,
@@ -429,7 +430,10 @@ def _run_step(step: Step, ctx: RunContext, log: Callable[[str], None], *, concur
     if concurrent:
         entry["log"] = str(session_log)
     ctx.reports[step.label] = entry
-    log(f"pipeline {ctx.pipeline}: {step.label}: {entry['status']} (exit {entry['exit_code']}) in {elapsed:.0f}s")
+    if rc == INTERRUPTED_EXIT:  # its session was interrupted: no verdict of its own to tell
+        log(f"pipeline {ctx.pipeline}: {step.label}: interrupted after {elapsed:.0f}s")
+    else:
+        log(f"pipeline {ctx.pipeline}: {step.label}: {entry['status']} (exit {entry['exit_code']}) in {elapsed:.0f}s")
     return entry
 
 

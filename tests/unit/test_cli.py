@@ -176,6 +176,18 @@ def test_string_code_that_never_returns_is_still_interrupted():
     assert "interrupted" in err
 
 
+def test_without_the_wait_an_interrupt_is_raised_inside_string_code(restore_signal_handlers):
+    """An xdist worker's rule (tests/conftest.py): its exit code is nobody's, so its interrupt waits for nothing."""
+    cli.interrupt_once(wait_for_string_code=False)
+    reached: list[str] = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            exec("import signal\nsignal.raise_signal(signal.SIGTERM)\nreached.append('after')", {"reached": reached})
+    finally:
+        signal.getsignal(signal.SIGTERM).teardown_done()  # disarm its teardown bound
+    assert reached == []
+
+
 def test_an_interrupt_during_a_held_section_is_delivered_after_it():
     seen = []
     previous = signal.signal(signal.SIGTERM, lambda signum, _frame: seen.append(("delivered", signum)))
